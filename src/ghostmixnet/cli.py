@@ -1,0 +1,281 @@
+"""The ``ghostmixnet`` command: train, eval, predict, info, ablation."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import time
+import typing
+from pathlib import Path
+from typing import Any, Sequence
+
+from . import __version__
+from .config import RECIPES, TrainConfig, field_docs, make_config
+from .models import ARCHITECTURES
+
+# Flags a resumed run may change: they alter how it runs, not what it learns (epochs extends it).
+RESUMABLE_CHANGES = {"epochs", "num_workers"}
+# Fields with a dedicated flag elsewhere, or none.
+NO_FLAG = {"recipe"}
+
+
+def _field_type(field: dataclasses.Field) -> type:
+    hint = typing.get_type_hints(TrainConfig)[field.name]
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    return args[0] if args else hint
+
+
+def add_config_flags(parser: argparse.ArgumentParser) -> None:
+    """One flag per :class:`TrainConfig` field (``--batch-size`` for ``batch_size``); default: the recipe's."""
+    docs = field_docs()
+    group = parser.add_argument_group("recipe overrides (default: the recipe's value)")
+    for f in dataclasses.fields(TrainConfig):
+        if f.name in NO_FLAG:
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        kind = _field_type(f)
+        help_text = f"{docs.get(f.name, '')} [paper: {f.default}]"
+        if kind is bool:
+            group.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=help_text)
+        else:
+            group.add_argument(flag, type=kind, default=None, metavar=f.name.upper(), help=help_text)
+
+
+def config_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """The config fields given on the command line."""
+    names = {f.name for f in dataclasses.fields(TrainConfig)} - NO_FLAG
+    return {k: v for k, v in vars(args).items() if k in names and v is not None}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--debug", action="store_true", help="show the full traceback on errors")
+    parser = argparse.ArgumentParser(
+        prog="ghostmixnet", description="GhostMixNet: train, evaluate and use a compact CIFAR-10 classifier.",
+        parents=[common])
+    parser.add_argument("--version", action="version", version=f"ghostmixnet {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("train", parents=[common], help="train a model with a recipe (or resume a run)",
+                       description="Train a model on CIFAR-10. Every recipe field can be overridden by its flag.")
+    p.add_argument("--recipe", choices=list(RECIPES), default=None, help="preset recipe [paper]")
+    p.add_argument("--data-dir", type=Path, default=None, help="folder holding cifar-10-batches-py [./data]")
+    p.add_argument("--download", action="store_true", help="download CIFAR-10 into --data-dir if missing")
+    p.add_argument("--out", type=Path, default=None, help="run folder [runs/MODEL-RECIPE-TIME]")
+    p.add_argument("--resume", type=Path, default=None, metavar="RUN_DIR", help="continue a stopped run")
+    p.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N, mps")
+    p.add_argument("--stop-after", type=int, default=None, metavar="N",
+                   help="end this invocation after N epochs, leaving a resumable run")
+    p.add_argument("--log-every", type=int, default=50, metavar="N",
+                   help="steps between log lines when output is not a terminal")
+    add_config_flags(p)
+
+    p = sub.add_parser("eval", parents=[common], help="accuracy, per-class accuracy and confusion matrix",
+                       description="Evaluate a checkpoint on the CIFAR-10 test set or the run's validation split.")
+    p.add_argument("checkpoint", type=Path)
+    p.add_argument("--data-dir", type=Path, default=Path("data"), help="folder holding cifar-10-batches-py")
+    p.add_argument("--split", choices=["test", "val"], default="test")
+    p.add_argument("--out", type=Path, default=None, help="folder for the JSON and PNG [the checkpoint's folder]")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--batch-size", type=int, default=256)
+
+    p = sub.add_parser("predict", parents=[common], help="classify images or a course test pickle",
+                       description="Classify image files/folders (any size: RGB, centre-cropped to a square, "
+                                   "resized to 32x32) or one course test pickle (writes ID,Labels CSV).")
+    p.add_argument("checkpoint", type=Path)
+    p.add_argument("inputs", type=Path, nargs="+", metavar="INPUT")
+    p.add_argument("--out", type=Path, default=None,
+                   help="CSV to write (images: optional; pickle: default submission.csv)")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--batch-size", type=int, default=256)
+
+    p = sub.add_parser("info", parents=[common], help="parameters and MACs of a model, per stage")
+    p.add_argument("model", choices=list(ARCHITECTURES))
+    p.add_argument("--width", type=float, default=1.0)
+    p.add_argument("--num-classes", type=int, default=10)
+
+    p = sub.add_parser("ablation", parents=[common], help="train the paper's four table rows on one budget",
+                       description="Train the four rows of the paper's table with the same budget and write "
+                                   "ablation.md. Finished rows are skipped and unfinished ones resumed.")
+    p.add_argument("--data-dir", type=Path, default=Path("data"))
+    p.add_argument("--out", type=Path, default=Path("runs/ablation"))
+    p.add_argument("--device", default="auto")
+    for flag, kind in (("--epochs", int), ("--batch-size", int), ("--train-subset", int), ("--val-size", int),
+                       ("--seed", int), ("--precision", str), ("--width", float), ("--num-workers", int),
+                       ("--channels-last", None)):
+        if kind is None:
+            p.add_argument(flag, action=argparse.BooleanOptionalAction, default=None)
+        else:
+            p.add_argument(flag, type=kind, default=None)
+    return parser
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from .trainer import LAST, RunError, train
+
+    overrides = config_overrides(args)
+    if args.resume is not None:
+        from .checkpoint import config_of, load_checkpoint
+
+        ckpt = load_checkpoint(args.resume / LAST) if (args.resume / LAST).is_file() else None
+        if ckpt is None:
+            raise RunError(f"cannot resume: {args.resume / LAST} does not exist")
+        cfg = config_of(ckpt, args.resume / LAST)
+        changed = {k: v for k, v in overrides.items() if getattr(cfg, k) != v and k not in RESUMABLE_CHANGES}
+        if args.recipe is not None and args.recipe != cfg.recipe:
+            changed["recipe"] = args.recipe
+        if changed:
+            raise RunError(f"a resumed run keeps the recipe it started with; {args.resume} differs in "
+                           f"{', '.join(f'{k} (was {getattr(cfg, k)!r})' for k in changed)}; "
+                           "drop those flags or start a new run with --out")
+        cfg = dataclasses.replace(cfg, **{k: v for k, v in overrides.items() if k in RESUMABLE_CHANGES})
+        data_dir = args.data_dir
+        if data_dir is None:
+            run = json.loads((args.resume / "run.json").read_text()) if (args.resume / "run.json").is_file() else {}
+            data_dir = Path(run.get("data_dir", "data"))
+        out = args.resume
+    else:
+        cfg = make_config(args.recipe or "paper", **overrides)
+        data_dir = args.data_dir or Path("data")
+        out = args.out or Path("runs") / f"{cfg.model}-{cfg.recipe}-{time.strftime('%Y%m%d-%H%M%S')}"
+    summary = train(cfg, data_dir, out, device=args.device, resume=args.resume is not None,
+                    download=args.download, stop_after=args.stop_after, log_every=args.log_every)
+    print(f"run folder: {summary['run_dir']}")
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from .checkpoint import model_from_checkpoint
+    from .data import CLASSES, DataError, load_splits
+    from .engine import evaluate, resolve_device
+    from .report import confusion_text, plot_confusion, write_text_atomic
+    from .trainer import eval_summary
+
+    model, cfg, ckpt = model_from_checkpoint(args.checkpoint)
+    if args.split == "val" and cfg.val_size == 0:
+        raise DataError("this run had no validation split (--val-size 0 selected on the test set); use --split test")
+    splits = load_splits(args.data_dir, cfg.val_size, cfg.split_seed)
+    data = splits.test if args.split == "test" else splits.val
+    device = resolve_device(args.device)
+    result = evaluate(model.to(device), data.images, data.labels, device, batch_size=args.batch_size)
+    name = "test" if args.split == "test" else f"validation split ({len(data)} training images, seed {cfg.split_seed})"
+    print(f"{args.checkpoint}: {cfg.model} (epoch {ckpt.get('epoch', '?')}) on the {name}")
+    if args.split == "test" and cfg.val_size == 0:
+        print("note: this checkpoint was selected on the test set itself (--val-size 0), so this figure is optimistic")
+    print(f"accuracy {100 * result.accuracy:.2f}% ({int(np.trace(result.confusion))}/{len(data)}), "
+          f"loss {result.loss:.4f}")
+    print("per-class accuracy:")
+    for c, a in zip(CLASSES, result.per_class_accuracy):
+        print(f"  {c:<11} {100 * a:6.2f}%")
+    print("confusion matrix (rows: true, columns: predicted):")
+    print(confusion_text(result.confusion, CLASSES))
+    out = args.out or args.checkpoint.parent
+    out.mkdir(parents=True, exist_ok=True)
+    stem = f"eval-{args.checkpoint.stem}-{args.split}"
+    write_text_atomic(out / f"{stem}.json", json.dumps(
+        {"checkpoint": str(args.checkpoint), "split": args.split, "images": len(data), **eval_summary(result)},
+        indent=2) + "\n")
+    plot_confusion(result.confusion, CLASSES, out / f"{stem}-confusion.png",
+                   f"{cfg.model}, {args.split}: {100 * result.accuracy:.2f}%")
+    print(f"wrote {out / (stem + '.json')} and {out / (stem + '-confusion.png')}")
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    import csv
+
+    from .checkpoint import model_from_checkpoint
+    from .data import CLASSES
+    from .engine import predict_logits, resolve_device
+    from .predict import load_inputs, submission_csv
+    from .report import write_text_atomic
+
+    model, cfg, _ = model_from_checkpoint(args.checkpoint)
+    images, infos = load_inputs(args.inputs)
+    device = resolve_device(args.device)
+    probs = predict_logits(model.to(device), images, device, batch_size=args.batch_size).softmax(1)
+    conf, labels = probs.max(1)
+    if infos is None:
+        out = args.out or Path("submission.csv")
+        write_text_atomic(out, submission_csv(labels.numpy()))
+        counts = {CLASSES[i]: int((labels == i).sum()) for i in range(len(CLASSES))}
+        print(f"wrote {out}: {len(labels)} rows (ID,Labels); predicted counts: {counts}")
+        return 0
+    rows = [(str(info.path), CLASSES[int(lab)] if int(lab) < len(CLASSES) else str(int(lab)), float(p),
+             f"{info.original_size[0]}x{info.original_size[1]} {info.mode}")
+            for info, lab, p in zip(infos, labels, conf)]
+    width = max(len(r[0]) for r in rows)
+    print(f"{'file':<{width}}  {'label':<10} {'prob':>6}  input")
+    for path, label, p, src in rows:
+        print(f"{path:<{width}}  {label:<10} {p:6.3f}  {src}")
+    if args.out:
+        with open(args.out, "w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(["file", "label", "probability"])
+            writer.writerows(r[:3] for r in rows)
+        print(f"wrote {args.out}")
+    return 0
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    from .cost import format_cost_table, stage_costs
+    from .models import build_model, count_parameters
+
+    model = build_model(args.model, num_classes=args.num_classes, width=args.width)
+    rows = stage_costs(model)
+    macs = sum(r.macs for r in rows)
+    print(f"{args.model}: {ARCHITECTURES[args.model].description}")
+    print(f"width {args.width}, {args.num_classes} classes, input 3x32x32")
+    print(f"parameters: {count_parameters(model):,}")
+    print(f"MACs per image: {macs:,} ({macs / 1e9:.3f} GMAC, {2 * macs / 1e9:.3f} GFLOP; PyTorch FLOP counter)")
+    print(format_cost_table(rows))
+    return 0
+
+
+def cmd_ablation(args: argparse.Namespace) -> int:
+    from .ablation import run_ablation
+
+    keys = ("epochs", "batch_size", "train_subset", "val_size", "seed", "precision", "width", "num_workers",
+            "channels_last")
+    overrides = {k: getattr(args, k) for k in keys if getattr(args, k) is not None}
+    print(run_ablation(args.data_dir, args.out, overrides, device=args.device), end="")
+    print(f"wrote {args.out / 'ablation.md'}")
+    return 0
+
+
+COMMANDS = {"train": cmd_train, "eval": cmd_eval, "predict": cmd_predict, "info": cmd_info,
+            "ablation": cmd_ablation}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point: runs a subcommand; errors print one line (a traceback only with ``--debug``)."""
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except KeyboardInterrupt:
+        print("\ninterrupted; a run keeps its last completed epoch in last.pt: continue it with "
+              "ghostmixnet train --resume RUN_DIR", file=sys.stderr)
+        return 130
+    except Exception as e:
+        if args.debug:
+            raise
+        print(f"error: {e}" if str(e) else f"error: {type(e).__name__}", file=sys.stderr)
+        if not _expected(e):
+            print("(an unexpected error; rerun with --debug for the traceback)", file=sys.stderr)
+        return 1
+
+
+def _expected(e: Exception) -> bool:
+    from .checkpoint import CheckpointError
+    from .data import DataError
+    from .trainer import RunError
+
+    return isinstance(e, (CheckpointError, DataError, RunError, ValueError, FloatingPointError, OSError))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

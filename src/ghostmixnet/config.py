@@ -1,0 +1,179 @@
+"""The run configuration: one frozen dataclass, named recipe presets, validation on creation.
+
+A config fully describes what a run learns; it is written into every run folder and checkpoint,
+so that any checkpoint can rebuild its model and any run can be resumed or repeated.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from .models import ARCHITECTURES
+
+AUGMENTATIONS = ("paper", "basic", "none")
+PRECISIONS = ("fp32", "bf16", "fp16")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that determines what a training run learns. Defaults are the paper's recipe."""
+
+    model: str = "ghostmixnet"
+    """Registered model name (``ghostmixnet``, ``resnet``, ``resnet-se``)."""
+    width: float = 1.0
+    """Channel width multiplier; 1.0 is the paper's model."""
+    num_classes: int = 10
+    """Output classes (10 for CIFAR-10)."""
+    dropout: float = 0.2
+    """Dropout probability before the classifier."""
+    recipe: str = "paper"
+    """Name of the preset this config started from (informational)."""
+    epochs: int = 200
+    """Training epochs."""
+    batch_size: int = 128
+    """Images per optimizer step (the last, partial batch of an epoch is kept)."""
+    lr: float = 1e-3
+    """AdamW peak learning rate."""
+    beta1: float = 0.9
+    """AdamW beta1."""
+    beta2: float = 0.999
+    """AdamW beta2."""
+    weight_decay: float = 1e-3
+    """AdamW decoupled weight decay."""
+    restart_epochs: int = 50
+    """Cosine warm restarts: epochs in the first cycle (T_0)."""
+    restart_mult: int = 1
+    """Cosine warm restarts: cycle length multiplier (T_mult)."""
+    min_lr: float = 1e-4
+    """Cosine warm restarts: learning rate at the bottom of each cycle (eta_min)."""
+    label_smoothing: float = 0.1
+    """Cross-entropy label smoothing."""
+    augment: str = "paper"
+    """Per-image augmentation: ``paper`` (flip, crop, perspective, posterize, jitter, AutoAugment),
+    ``basic`` (flip + crop) or ``none``."""
+    mix_prob: float = 1.0
+    """Probability that a batch is mixed (Mixup or CutMix); 0 turns batch mixing off."""
+    mixup_share: float = 0.5
+    """Probability that a mixed batch uses Mixup rather than CutMix."""
+    mixup_alpha: float = 0.2
+    """Mixup: lambda ~ Beta(alpha, alpha)."""
+    cutmix_alpha: float = 1.0
+    """CutMix: lambda ~ Beta(alpha, alpha) before it is recomputed from the box's area."""
+    val_size: int = 5000
+    """Images held out of the training set, stratified, to select checkpoints; 0 selects on the test
+    set as the paper did (then the test accuracy is not an unbiased estimate)."""
+    split_seed: int = 0
+    """Seed of the validation split, kept apart from ``seed`` so runs with different seeds share it."""
+    train_subset: int | None = None
+    """Train on a stratified random subset of this many images (quick runs); None uses all."""
+    seed: int = 0
+    """Seed of initialisation, shuffling, augmentation, mixing and dropout."""
+    precision: str = "fp32"
+    """Autocast precision: ``fp32`` (off), ``bf16`` or ``fp16`` (with a gradient scaler)."""
+    channels_last: bool = False
+    """Use the channels-last memory format (faster convolutions on recent hardware)."""
+    compile: bool = False
+    """Wrap the model in ``torch.compile``."""
+    num_workers: int = 2
+    """DataLoader worker processes for augmentation (0 augments in the training process)."""
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.model not in ARCHITECTURES:
+            problems.append(f"model {self.model!r} is unknown; choose one of: {', '.join(ARCHITECTURES)}")
+        if self.augment not in AUGMENTATIONS:
+            problems.append(f"augment {self.augment!r} is unknown; choose one of: {', '.join(AUGMENTATIONS)}")
+        if self.precision not in PRECISIONS:
+            problems.append(f"precision {self.precision!r} is unknown; choose one of: {', '.join(PRECISIONS)}")
+        positive = {"width": self.width, "epochs": self.epochs, "batch_size": self.batch_size, "lr": self.lr,
+                    "restart_epochs": self.restart_epochs, "restart_mult": self.restart_mult,
+                    "num_classes": self.num_classes}
+        problems += [f"{k} must be positive, got {v}" for k, v in positive.items() if not v > 0]
+        unit = {"dropout": self.dropout, "beta1": self.beta1, "beta2": self.beta2,
+                "label_smoothing": self.label_smoothing, "mix_prob": self.mix_prob, "mixup_share": self.mixup_share}
+        problems += [f"{k} must be in [0, 1], got {v}" for k, v in unit.items() if not 0.0 <= v <= 1.0]
+        if self.dropout >= 1.0:
+            problems.append("dropout must be below 1")
+        if self.mixup_alpha <= 0 or self.cutmix_alpha <= 0:
+            problems.append("mixup_alpha and cutmix_alpha must be positive")
+        if self.weight_decay < 0 or self.min_lr < 0:
+            problems.append("weight_decay and min_lr must not be negative")
+        if self.min_lr > self.lr:
+            problems.append(f"min_lr ({self.min_lr}) must not exceed lr ({self.lr})")
+        if self.val_size < 0:
+            problems.append(f"val_size must not be negative, got {self.val_size}")
+        if self.train_subset is not None and self.train_subset < 1:
+            problems.append(f"train_subset must be at least 1, got {self.train_subset}")
+        if self.num_workers < 0:
+            problems.append(f"num_workers must not be negative, got {self.num_workers}")
+        if problems:
+            raise ValueError("invalid configuration: " + "; ".join(problems))
+
+    @property
+    def selects_on_test(self) -> bool:
+        """True when there is no validation split and the test set selects checkpoints (the paper's habit)."""
+        return self.val_size == 0
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able dict (also what checkpoints store)."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        """Rebuild from :meth:`to_dict` output; unknown keys are an error (a config of another version)."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"config has unknown fields {unknown}; was it written by another version of ghostmixnet?")
+        return cls(**data)
+
+    def save(self, path: Path) -> None:
+        """Write as indented JSON."""
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+
+    @classmethod
+    def load(cls, path: Path) -> TrainConfig:
+        """Read a config written by :meth:`save`."""
+        return cls.from_dict(json.loads(Path(path).read_text()))
+
+
+RECIPES: dict[str, dict[str, Any]] = {
+    # The paper's full recipe: per-image augmentations, then Mixup/CutMix on every batch.
+    "paper": {},
+    # The paper's third table row: the same without Mixup/CutMix.
+    "paper-nomix": {"mix_prob": 0.0},
+    # The paper's first table row: random crop and flip only, no mixing.
+    "basic": {"augment": "basic", "mix_prob": 0.0},
+}
+
+
+def make_config(recipe: str = "paper", **overrides: Any) -> TrainConfig:
+    """A preset with field overrides applied; ``None`` overrides are ignored (flags not given)."""
+    if recipe not in RECIPES:
+        raise ValueError(f"unknown recipe {recipe!r}; choose one of: {', '.join(RECIPES)}")
+    known = {f.name for f in fields(TrainConfig)}
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        raise ValueError(f"unknown config fields: {unknown}")
+    values = {**RECIPES[recipe], **{k: v for k, v in overrides.items() if v is not None}, "recipe": recipe}
+    return TrainConfig(**values)
+
+
+def field_docs() -> dict[str, str]:
+    """Each :class:`TrainConfig` field's docstring (the string literal under it), for ``--help``."""
+    import ast
+    import inspect
+    import textwrap
+
+    tree = ast.parse(textwrap.dedent(inspect.getsource(TrainConfig)))
+    body = tree.body[0].body  # type: ignore[attr-defined]
+    docs = {}
+    for node, nxt in zip(body, body[1:]):
+        if (isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and isinstance(nxt, ast.Expr)
+                and isinstance(nxt.value, ast.Constant) and isinstance(nxt.value.value, str)):
+            docs[node.target.id] = " ".join(nxt.value.value.split())
+    return docs

@@ -1,0 +1,228 @@
+"""CIFAR-10 on disk: safe reading into uint8 arrays, the validation split, and datasets.
+
+Pickles from strangers can run code when unpickled, so every pickle here goes through
+:class:`RestrictedUnpickler`, which admits only what a NumPy array needs to be rebuilt.
+"""
+
+from __future__ import annotations
+
+import io
+import pickle
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from PIL import Image
+
+CIFAR_FOLDER = "cifar-10-batches-py"
+CIFAR_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
+CIFAR_MD5 = "c58f30108f718f92721af3b95e74349a"
+TRAIN_FILES = tuple(f"data_batch_{i}" for i in range(1, 6))
+TEST_FILE = "test_batch"
+CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+MEAN = (0.4914, 0.4822, 0.4465)
+STD = (0.2470, 0.2435, 0.2616)
+
+
+class DataError(Exception):
+    """A data file or folder is missing, malformed or unsafe; the message says how to fix it."""
+
+
+# What a pickled NumPy array (and the dicts and lists around it) may reference; nothing else loads.
+_SAFE_GLOBALS = {
+    ("numpy.core.multiarray", "_reconstruct"),
+    ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy", "ndarray"),
+    ("numpy", "dtype"),
+    ("numpy.core.multiarray", "scalar"),
+    ("numpy._core.multiarray", "scalar"),
+    # Protocol-2 pickles written by Python 3 encode bytes through this pure function.
+    ("_codecs", "encode"),
+}
+
+
+class UnsafePickleError(pickle.UnpicklingError):
+    """A pickle asked for something other than array reconstruction."""
+
+
+class RestrictedUnpickler(pickle.Unpickler):
+    """An unpickler that refuses every global outside NumPy's array reconstruction."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) in _SAFE_GLOBALS:
+            return super().find_class(module, name)
+        raise UnsafePickleError(f"refusing to load '{module}.{name}': not an array a data pickle should hold")
+
+
+def safe_unpickle(path: Path) -> Any:
+    """Unpickle ``path`` with :class:`RestrictedUnpickler`; any failure is a :class:`DataError`."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError as e:
+        raise DataError(f"cannot read {path}: {e.strerror or e}") from None
+    try:
+        return RestrictedUnpickler(io.BytesIO(data), encoding="bytes").load()
+    except UnsafePickleError as e:
+        raise DataError(f"{path} is not a safe data pickle ({e}); it was not loaded") from None
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, IndexError, KeyError, AttributeError, MemoryError,
+            UnicodeDecodeError, OverflowError) as e:
+        raise DataError(f"{path} is truncated or corrupt ({type(e).__name__}: {e}); replace the file") from None
+
+
+def _get(d: Any, key: str, path: Path) -> Any:
+    if not isinstance(d, dict):
+        raise DataError(f"{path} holds a {type(d).__name__}, not the dict of a CIFAR batch")
+    for k in (key.encode(), key):
+        if k in d:
+            return d[k]
+    raise DataError(f"{path} has no '{key}' entry; is it a CIFAR-10 batch?")
+
+
+def read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """One official CIFAR-10 batch file as (N, 32, 32, 3) uint8 images and (N,) int64 labels."""
+    d = safe_unpickle(path)
+    images, labels = _get(d, "data", path), _get(d, "labels", path)
+    if not isinstance(images, np.ndarray) or images.dtype != np.uint8 or images.ndim != 2 or images.shape[1] != 3072:
+        raise DataError(f"{path}: 'data' must be a uint8 array of shape (N, 3072), got "
+                        f"{getattr(images, 'dtype', type(images).__name__)} {getattr(images, 'shape', '')}")
+    if not isinstance(labels, (list, np.ndarray)) or len(labels) != len(images):
+        raise DataError(f"{path}: 'labels' must be a list of {len(images)} ints")
+    try:
+        labels = np.asarray(labels, dtype=np.int64)
+    except (TypeError, ValueError):
+        raise DataError(f"{path}: 'labels' must hold ints") from None
+    if labels.size and (labels.min() < 0 or labels.max() >= len(CLASSES)):
+        raise DataError(f"{path}: labels must be in 0..{len(CLASSES) - 1}, found {labels.min()}..{labels.max()}")
+    return images.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1).copy(), labels
+
+
+def find_cifar_folder(data_dir: Path, download: bool = False) -> Path:
+    """The ``cifar-10-batches-py`` folder in (or at) ``data_dir``, downloading it on request."""
+    data_dir = Path(data_dir)
+    for candidate in (data_dir / CIFAR_FOLDER, data_dir):
+        if (candidate / TEST_FILE).is_file():
+            return candidate
+    if download:
+        return download_cifar10(data_dir)
+    raise DataError(
+        f"CIFAR-10 not found: expected the official '{CIFAR_FOLDER}' folder (data_batch_1..5, test_batch) "
+        f"in {data_dir}; put it there or pass --download to fetch it"
+    )
+
+
+def download_cifar10(data_dir: Path) -> Path:
+    """Fetch and unpack the official archive into ``data_dir`` (its MD5 checked by torchvision)."""
+    from torchvision.datasets.utils import download_and_extract_archive
+
+    try:
+        download_and_extract_archive(CIFAR_URL, download_root=str(data_dir), md5=CIFAR_MD5)
+    except Exception as e:  # any network or archive failure: say what to do instead
+        raise DataError(
+            f"could not download CIFAR-10 from {CIFAR_URL} ({type(e).__name__}: {e}); without a network, "
+            f"unpack cifar-10-python.tar.gz so that {Path(data_dir) / CIFAR_FOLDER} exists"
+        ) from None
+    return Path(data_dir) / CIFAR_FOLDER
+
+
+@dataclass
+class ArraySet:
+    """Images as (N, 32, 32, 3) uint8 and labels as (N,) int64."""
+
+    images: np.ndarray
+    labels: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def subset(self, index: np.ndarray) -> ArraySet:
+        return ArraySet(self.images[index], self.labels[index])
+
+
+def load_cifar10(data_dir: Path, train: bool, download: bool = False) -> ArraySet:
+    """The 50,000 training or 10,000 test images of CIFAR-10, read once into memory."""
+    folder = find_cifar_folder(data_dir, download)
+    names = TRAIN_FILES if train else (TEST_FILE,)
+    missing = [n for n in names if not (folder / n).is_file()]
+    if missing:
+        raise DataError(f"{folder} lacks {', '.join(missing)}; the folder must hold all six official batch files")
+    parts = [read_batch(folder / n) for n in names]
+    return ArraySet(np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]))
+
+
+def stratified_split(labels: np.ndarray, size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indices (rest, held_out) with ``size`` held-out items spread evenly across classes, seeded.
+
+    Classes get ``size // k`` each; the remainder goes one each to the first classes. Both index
+    arrays come back sorted so the split does not depend on anything but labels, size and seed.
+    """
+    if size < 0 or size > len(labels):
+        raise ValueError(f"cannot hold out {size} of {len(labels)} items")
+    rng = np.random.default_rng(seed)
+    classes = np.unique(labels)
+    per_class = np.full(len(classes), size // len(classes))
+    per_class[: size % len(classes)] += 1
+    held = []
+    for c, n in zip(classes, per_class):
+        idx = np.flatnonzero(labels == c)
+        if n > len(idx):
+            raise ValueError(f"cannot hold out {n} items of class {c}: it has only {len(idx)}")
+        held.append(rng.permutation(idx)[:n])
+    held_out = np.sort(np.concatenate(held)) if held else np.empty(0, dtype=np.int64)
+    mask = np.ones(len(labels), dtype=bool)
+    mask[held_out] = False
+    return np.flatnonzero(mask), held_out
+
+
+@dataclass
+class Splits:
+    """The data of one run: train, the selection split (validation, or test when val_size is 0), test."""
+
+    train: ArraySet
+    val: ArraySet
+    test: ArraySet
+    val_is_test: bool
+
+
+def load_splits(data_dir: Path, val_size: int, split_seed: int, train_subset: int | None = None,
+                download: bool = False) -> Splits:
+    """Read CIFAR-10 and carve the seeded, stratified validation split (and optional training subset)."""
+    full = load_cifar10(data_dir, train=True, download=download)
+    test = load_cifar10(data_dir, train=False)
+    if val_size >= len(full):
+        raise DataError(f"--val-size {val_size} leaves no training images (the training set has {len(full)})")
+    train_idx, val_idx = stratified_split(full.labels, val_size, split_seed)
+    train = full.subset(train_idx)
+    if train_subset is not None and train_subset < len(train):
+        _, keep = stratified_split(train.labels, train_subset, split_seed + 1)
+        train = train.subset(keep)
+    val = full.subset(val_idx) if val_size else test
+    return Splits(train, val, test, val_is_test=val_size == 0)
+
+
+class ImageDataset(torch.utils.data.Dataset):
+    """Serves (transformed PIL image, label) pairs from an :class:`ArraySet`."""
+
+    def __init__(self, data: ArraySet, transform: Callable[[Image.Image], torch.Tensor]) -> None:
+        self.data = data
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        return self.transform(Image.fromarray(self.data.images[i])), int(self.data.labels[i])
+
+
+def read_course_pickle(path: Path) -> np.ndarray:
+    """The course's unlabeled test file: a pickled dict whose ``b'data'`` is uint8 (N, 32, 32, 3)."""
+    d = safe_unpickle(path)
+    images = _get(d, "data", path)
+    if not isinstance(images, np.ndarray) or images.dtype != np.uint8:
+        raise DataError(f"{path}: 'data' must be a uint8 array, got {getattr(images, 'dtype', type(images).__name__)}")
+    if images.ndim == 2 and images.shape[1] == 3072:  # the official batch layout, accepted too
+        images = images.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
+    if images.ndim != 4 or images.shape[1:] != (32, 32, 3):
+        raise DataError(f"{path}: 'data' must have shape (N, 32, 32, 3), got {images.shape}")
+    return np.ascontiguousarray(images)

@@ -1,0 +1,162 @@
+"""The loops: one training epoch, evaluation, and batched inference on uint8 images."""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+import time
+from dataclasses import dataclass
+from typing import Callable, Iterable, Iterator
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .data import MEAN, STD
+from .mix import BatchMixer
+
+AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """``auto`` picks CUDA, then Apple MPS, then the CPU; an explicit device must exist."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ValueError(f"unknown device {name!r}; use auto, cpu, cuda, cuda:N or mps") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda was asked for but PyTorch sees no CUDA GPU here; use --device cpu")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError("--device mps was asked for but Apple MPS is not available here; use --device cpu")
+    return device
+
+
+def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
+    """Autocast to bf16/fp16 on ``device``, or nothing for fp32."""
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=AUTOCAST_DTYPES[precision])
+
+
+def normalize_uint8(images: np.ndarray | torch.Tensor, device: torch.device,
+                    channels_last: bool = False) -> torch.Tensor:
+    """(N, 32, 32, 3) uint8 to normalized float (N, 3, 32, 32): the same arithmetic as ToTensor + Normalize."""
+    x = torch.as_tensor(images).to(device).permute(0, 3, 1, 2).float().div_(255)
+    mean = torch.tensor(MEAN, device=device).view(1, 3, 1, 1)
+    std = torch.tensor(STD, device=device).view(1, 3, 1, 1)
+    x = (x - mean) / std
+    return x.contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+
+
+class Progress:
+    """A tqdm bar on an interactive terminal; otherwise a plain line every ``every`` steps."""
+
+    def __init__(self, total: int, desc: str, log: Callable[[str], None], every: int = 50,
+                 enabled: bool = True) -> None:
+        self.total, self.desc, self.log, self.every, self.enabled = total, desc, log, every, enabled
+        self.bar = None
+        if enabled and sys.stderr.isatty():
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, desc=desc, leave=False, dynamic_ncols=True)
+
+    def update(self, step: int, **stats: float) -> None:
+        if not self.enabled:
+            return
+        text = " ".join(f"{k} {v:.4g}" for k, v in stats.items())
+        if self.bar is not None:
+            self.bar.update(1)
+            self.bar.set_postfix_str(text, refresh=False)
+        elif step % self.every == 0 or step == self.total:
+            self.log(f"{self.desc} step {step}/{self.total} {text}")
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+@dataclass
+class EpochStats:
+    loss: float
+    images: int
+    seconds: float
+
+
+def train_one_epoch(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
+                    optimizer: torch.optim.Optimizer, mixer: BatchMixer, scaler: torch.amp.GradScaler,
+                    device: torch.device, precision: str, label_smoothing: float, channels_last: bool,
+                    progress: Progress) -> EpochStats:
+    """One pass over ``batches``: mix, forward under autocast, backward, step. Loss averaged per image."""
+    model.train()
+    total_loss, seen, start = 0.0, 0, time.perf_counter()
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    for step, (images, targets) in enumerate(batches, 1):
+        images = images.to(device, non_blocking=True).contiguous(memory_format=memory_format)
+        targets = targets.to(device, non_blocking=True)
+        batch = mixer(images, targets)
+        with autocast(device, precision):
+            logits = model(batch.images)
+        loss = batch.loss(logits.float(), label_smoothing)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"the training loss became {loss.item()} at step {step}; "
+                                     "lower the learning rate or use --precision fp32")
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        n = images.shape[0]
+        total_loss += loss.item() * n
+        seen += n
+        progress.update(step, loss=total_loss / seen)
+    progress.close()
+    return EpochStats(total_loss / max(seen, 1), seen, time.perf_counter() - start)
+
+
+def iterate_arrays(images: np.ndarray, batch_size: int) -> Iterator[np.ndarray]:
+    for i in range(0, len(images), batch_size):
+        yield images[i:i + batch_size]
+
+
+@torch.no_grad()
+def predict_logits(model: nn.Module, images: np.ndarray, device: torch.device, precision: str = "fp32",
+                   batch_size: int = 256, channels_last: bool = False) -> torch.Tensor:
+    """Logits (float32, on the CPU) for (N, 32, 32, 3) uint8 images, in batches."""
+    model.eval()
+    outputs = []
+    for chunk in iterate_arrays(images, batch_size):
+        with autocast(device, precision):
+            outputs.append(model(normalize_uint8(chunk, device, channels_last)).float().cpu())
+    return torch.cat(outputs) if outputs else torch.empty(0)
+
+
+@dataclass
+class EvalResult:
+    """Loss, accuracy and confusion matrix (rows: true class, columns: predicted) of one evaluation."""
+
+    loss: float
+    accuracy: float
+    confusion: np.ndarray
+
+    @property
+    def per_class_accuracy(self) -> np.ndarray:
+        return np.diag(self.confusion) / np.maximum(self.confusion.sum(1), 1)
+
+
+def evaluate(model: nn.Module, images: np.ndarray, labels: np.ndarray, device: torch.device,
+             precision: str = "fp32", batch_size: int = 256, channels_last: bool = False) -> EvalResult:
+    """Plain cross-entropy loss, top-1 accuracy and confusion matrix over a labelled uint8 set."""
+    logits = predict_logits(model, images, device, precision, batch_size, channels_last)
+    targets = torch.as_tensor(labels)
+    num_classes = logits.shape[1]
+    loss = F.cross_entropy(logits, targets).item()
+    preds = logits.argmax(1)
+    confusion = torch.bincount(targets * num_classes + preds, minlength=num_classes ** 2)
+    confusion = confusion.view(num_classes, num_classes).numpy()
+    return EvalResult(loss, float((preds == targets).float().mean()), confusion)

@@ -1,0 +1,102 @@
+"""Building blocks: the Ghost module, the Ghost block and the ResNet basic block.
+
+Every block follows the reference design fact by fact (see ``docs`` in the README): the
+reusable pieces here are what ``models.py`` stacks into whole networks.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+from torchvision.ops import SqueezeExcitation
+
+
+def conv_bn(in_ch: int, out_ch: int, kernel: int, stride: int = 1, groups: int = 1, relu: bool = True) -> nn.Sequential:
+    """A bias-free convolution with 'same' padding, BatchNorm and an optional ReLU."""
+    layers: list[nn.Module] = [
+        nn.Conv2d(in_ch, out_ch, kernel, stride, kernel // 2, groups=groups, bias=False),
+        nn.BatchNorm2d(out_ch),
+    ]
+    if relu:
+        layers.append(nn.ReLU(inplace=True))
+    return nn.Sequential(*layers)
+
+
+class GhostModule(nn.Module):
+    """GhostNet's module: a few intrinsic maps from a full convolution, the rest from a cheap depthwise one.
+
+    With ``ratio`` r, ``ceil(out / r)`` intrinsic channels come from a ``kernel`` x ``kernel``
+    convolution and ``(r - 1)`` times as many "ghost" channels from a ``cheap_kernel`` depthwise
+    convolution of them; the two are concatenated and trimmed to ``out_ch`` channels.
+    """
+
+    def __init__(
+        self,
+        in_ch: int,
+        out_ch: int,
+        kernel: int = 3,
+        ratio: int = 2,
+        cheap_kernel: int = 3,
+        stride: int = 1,
+        relu: bool = True,
+    ) -> None:
+        super().__init__()
+        if ratio < 2:
+            raise ValueError(f"GhostModule ratio must be at least 2, got {ratio}")
+        self.out_ch = out_ch
+        intrinsic = math.ceil(out_ch / ratio)
+        self.primary = conv_bn(in_ch, intrinsic, kernel, stride, relu=relu)
+        self.cheap = conv_bn(intrinsic, intrinsic * (ratio - 1), cheap_kernel, 1, groups=intrinsic, relu=relu)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        intrinsic = self.primary(x)
+        out = torch.cat([intrinsic, self.cheap(intrinsic)], dim=1)
+        return out[:, : self.out_ch]
+
+
+def shortcut(in_ch: int, out_ch: int, stride: int) -> nn.Module:
+    """Identity when shapes match, otherwise a strided 1x1 projection with BatchNorm."""
+    if stride == 1 and in_ch == out_ch:
+        return nn.Identity()
+    return conv_bn(in_ch, out_ch, 1, stride, relu=False)
+
+
+class GhostBlock(nn.Module):
+    """Residual block of two Ghost modules and Squeeze-and-Excitation.
+
+    The reference applies a BatchNorm after each Ghost module on top of the module's own
+    BatchNorms; it is kept so that parameter counts and the learned function match the paper.
+    """
+
+    def __init__(self, in_ch: int, out_ch: int, stride: int = 1, se_divisor: int = 16) -> None:
+        super().__init__()
+        self.ghost1 = GhostModule(in_ch, out_ch, stride=stride, relu=True)
+        self.bn1 = nn.BatchNorm2d(out_ch)
+        self.ghost2 = GhostModule(out_ch, out_ch, stride=1, relu=False)
+        self.bn2 = nn.BatchNorm2d(out_ch)
+        self.se = SqueezeExcitation(out_ch, max(1, out_ch // se_divisor))
+        self.shortcut = shortcut(in_ch, out_ch, stride)
+        self.relu = nn.ReLU(inplace=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.relu(self.bn1(self.ghost1(x)))
+        out = self.se(self.bn2(self.ghost2(out)))
+        return self.relu(out + self.shortcut(x))
+
+
+class BasicBlock(nn.Module):
+    """ResNet's two-convolution basic block, optionally with Squeeze-and-Excitation (the ablation rows)."""
+
+    def __init__(self, in_ch: int, out_ch: int, stride: int = 1, se_divisor: int | None = None) -> None:
+        super().__init__()
+        self.conv1 = conv_bn(in_ch, out_ch, 3, stride, relu=True)
+        self.conv2 = conv_bn(out_ch, out_ch, 3, 1, relu=False)
+        self.se = SqueezeExcitation(out_ch, max(1, out_ch // se_divisor)) if se_divisor else nn.Identity()
+        self.shortcut = shortcut(in_ch, out_ch, stride)
+        self.relu = nn.ReLU(inplace=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.se(self.conv2(self.conv1(x)))
+        return self.relu(out + self.shortcut(x))

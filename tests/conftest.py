@@ -1,0 +1,90 @@
+"""Shared fixtures: a tiny CIFAR-10 folder in the official format, the real data when present."""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from ghostmixnet.config import make_config
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+def write_batch(path: Path, images: np.ndarray, labels: list[int]) -> None:
+    """Write (N, 32, 32, 3) uint8 images as an official CIFAR-10 batch (rows of R, G, B planes)."""
+    rows = images.transpose(0, 3, 1, 2).reshape(len(images), 3072)
+    with open(path, "wb") as f:
+        pickle.dump({b"batch_label": b"synthetic", b"labels": list(labels), b"data": rows,
+                     b"filenames": [f"{i}.png".encode() for i in range(len(labels))]}, f, protocol=2)
+
+
+def synthetic_images(n: int, seed: int) -> tuple[np.ndarray, list[int]]:
+    """Images whose mean colour depends on the class, so a tiny model can learn something."""
+    rng = np.random.default_rng(seed)
+    labels = [i % 10 for i in range(n)]
+    base = np.array([[25 * c, 255 - 25 * c, (80 * c) % 256] for c in labels], dtype=np.float32)
+    noise = rng.normal(0, 40, size=(n, 32, 32, 3))
+    images = np.clip(base[:, None, None, :] + noise, 0, 255).astype(np.uint8)
+    return images, labels
+
+
+@pytest.fixture(scope="session")
+def cifar_dir(tmp_path_factory) -> Path:
+    """A data folder holding ``cifar-10-batches-py`` with 5 x 40 training and 100 test images."""
+    root = tmp_path_factory.mktemp("data")
+    folder = root / "cifar-10-batches-py"
+    folder.mkdir()
+    for i in range(1, 6):
+        write_batch(folder / f"data_batch_{i}", *synthetic_images(40, seed=i))
+    write_batch(folder / "test_batch", *synthetic_images(100, seed=99))
+    with open(folder / "batches.meta", "wb") as f:
+        pickle.dump({b"label_names": [b"airplane"]}, f)
+    return root
+
+
+@pytest.fixture(scope="session")
+def real_data_dir() -> Path:
+    """The shared real CIFAR-10, or a skip when this checkout has no ``../shared/data`` beside it."""
+    if not (SHARED_DATA / "cifar-10-batches-py" / "test_batch").is_file():
+        pytest.skip("real CIFAR-10 not found at ../shared/data")
+    return SHARED_DATA
+
+
+@pytest.fixture
+def tiny_config():
+    """A config for a seconds-long run: width 0.125, small batches, 2 epochs, 50-image validation split."""
+    def make(**overrides):
+        values = dict(width=0.125, epochs=2, batch_size=32, val_size=50, num_workers=0)
+        values.update(overrides)
+        return make_config(values.pop("recipe", "paper"), **values)
+    return make
+
+
+class Exploit:
+    """Unpickling this runs ``open(path, 'w')``: a stand-in for arbitrary code execution."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = str(path)
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+@pytest.fixture
+def exploit_pickle(tmp_path) -> tuple[Path, Path]:
+    """A pickle whose payload would create a file; returns (pickle path, path it would create)."""
+    target = tmp_path / "pwned.txt"
+    path = tmp_path / "evil.pkl"
+    path.write_bytes(pickle.dumps({b"data": Exploit(target), b"labels": [0]}))
+    return path, target
+
+
+@pytest.fixture(autouse=True)
+def _threads():
+    # Keep CPU tests predictable on a 2-core CI machine.
+    torch.set_num_threads(2)

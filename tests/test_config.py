@@ -1,0 +1,64 @@
+import dataclasses
+
+import pytest
+
+from ghostmixnet.config import RECIPES, TrainConfig, field_docs, make_config
+
+
+def test_paper_defaults_are_the_spec():
+    cfg = make_config("paper")
+    assert (cfg.lr, cfg.beta1, cfg.beta2, cfg.weight_decay) == (1e-3, 0.9, 0.999, 1e-3)
+    assert (cfg.restart_epochs, cfg.restart_mult, cfg.min_lr) == (50, 1, 1e-4)
+    assert (cfg.batch_size, cfg.epochs, cfg.dropout, cfg.label_smoothing) == (128, 200, 0.2, 0.1)
+    assert (cfg.mix_prob, cfg.mixup_share, cfg.mixup_alpha, cfg.cutmix_alpha) == (1.0, 0.5, 0.2, 1.0)
+    assert cfg.augment == "paper" and cfg.precision == "fp32"
+
+
+def test_presets_differ_only_where_the_paper_rows_do():
+    paper, nomix, basic = (make_config(r) for r in ("paper", "paper-nomix", "basic"))
+    assert nomix.mix_prob == 0 and nomix.augment == "paper"
+    assert basic.mix_prob == 0 and basic.augment == "basic"
+    assert dataclasses.replace(nomix, mix_prob=1.0, recipe="paper") == paper
+    assert set(RECIPES) == {"paper", "paper-nomix", "basic"}
+
+
+def test_overrides_and_frozen():
+    cfg = make_config("paper", epochs=3, lr=None)
+    assert cfg.epochs == 3 and cfg.lr == 1e-3
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.epochs = 4
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"model": "vgg"}, "model 'vgg' is unknown"),
+    ({"epochs": 0}, "epochs must be positive"),
+    ({"dropout": 1.0}, "dropout"),
+    ({"precision": "fp8"}, "precision 'fp8'"),
+    ({"min_lr": 1.0}, "min_lr"),
+    ({"val_size": -1}, "val_size"),
+    ({"mix_prob": 1.5}, "mix_prob"),
+])
+def test_invalid_values_are_rejected_on_creation(overrides, message):
+    with pytest.raises(ValueError, match=message):
+        make_config("paper", **overrides)
+
+
+def test_unknown_recipe_and_field():
+    with pytest.raises(ValueError, match="unknown recipe"):
+        make_config("fast-ish")
+    with pytest.raises(ValueError, match="unknown config fields"):
+        make_config("paper", learning_rate=1)
+
+
+def test_round_trip(tmp_path):
+    cfg = make_config("basic", seed=7, train_subset=100)
+    cfg.save(tmp_path / "c.json")
+    assert TrainConfig.load(tmp_path / "c.json") == cfg
+    with pytest.raises(ValueError, match="unknown fields"):
+        TrainConfig.from_dict({**cfg.to_dict(), "extra": 1})
+
+
+def test_every_field_is_documented():
+    docs = field_docs()
+    assert set(docs) == {f.name for f in dataclasses.fields(TrainConfig)}
+    assert all(len(d) > 10 for d in docs.values())
