@@ -3,11 +3,18 @@ from urllib.error import URLError
 
 import numpy as np
 import pytest
-
 from conftest import synthetic_images, write_batch
+
 from ghostmixnet import data
-from ghostmixnet.data import (DataError, find_cifar_folder, load_cifar10, load_splits, read_batch,
-                              read_course_pickle, stratified_split)
+from ghostmixnet.data import (
+    DataError,
+    find_cifar_folder,
+    load_cifar10,
+    load_splits,
+    read_batch,
+    read_course_pickle,
+    stratified_split,
+)
 
 
 def test_reads_official_layout(cifar_dir):

@@ -8,8 +8,9 @@ import json
 import sys
 import time
 import typing
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from . import __version__
 from .config import RECIPES, TrainConfig, field_docs, make_config
@@ -256,6 +257,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return COMMANDS[args.command](args)
+    except BrokenPipeError:  # output piped into `head` and the like
+        return 0
     except KeyboardInterrupt:
         print("\ninterrupted; a run keeps its last completed epoch in last.pt: continue it with "
               "ghostmixnet train --resume RUN_DIR", file=sys.stderr)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import contextlib
 import sys
 import time
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Callable, Iterable, Iterator
 
 import numpy as np
 import torch
@@ -36,6 +36,22 @@ def resolve_device(name: str = "auto") -> torch.device:
     if device.type == "mps" and not torch.backends.mps.is_available():
         raise ValueError("--device mps was asked for but Apple MPS is not available here; use --device cpu")
     return device
+
+
+def slow_precision_warning(device: torch.device, precision: str) -> str | None:
+    """A warning when autocast on this CPU would be emulated (no AVX512-BF16/AMX or FP16 units): often 10x slower."""
+    if device.type != "cpu" or precision == "fp32":
+        return None
+    try:
+        check = {"bf16": torch.ops.mkldnn._is_mkldnn_bf16_supported, "fp16": torch.ops.mkldnn._is_mkldnn_fp16_supported}
+        native = bool(check[precision]())
+    except (AttributeError, RuntimeError):  # a private probe: if it is gone, say nothing
+        return None
+    if native:
+        return None
+    return (f"warning: this CPU has no native {precision} support (capability "
+            f"{torch.backends.cpu.get_cpu_capability()}), so {precision} autocast is emulated and usually far "
+            "slower than fp32; consider --precision fp32")
 
 
 def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:

@@ -7,8 +7,8 @@ classifier over the 4 * 256 = 1024 flattened features. They differ in the residu
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 from torch import nn
@@ -40,7 +40,7 @@ class Architecture:
 
 ARCHITECTURES: dict[str, Architecture] = {
     "ghostmixnet": Architecture(
-        "ghost", (4, 4, 4), se_divisor=16, description="GhostNet + SE: Ghost blocks [4, 4, 4] with SE (the paper's model)"
+        "ghost", (4, 4, 4), se_divisor=16, description="GhostNet + SE: Ghost blocks [4, 4, 4], SE C/16 (the paper's)"
     ),
     "resnet": Architecture(
         "basic", (3, 4, 3), se_divisor=None, description="ResNet: basic blocks [3, 4, 3] (ablation baseline)"

@@ -11,8 +11,9 @@ from __future__ import annotations
 import json
 import platform
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -23,7 +24,7 @@ from .augment import train_transform
 from .checkpoint import load_checkpoint, load_weights, save_atomic, unwrap
 from .config import TrainConfig
 from .data import CLASSES, ImageDataset, Splits, load_splits
-from .engine import EvalResult, Progress, evaluate, resolve_device, train_one_epoch
+from .engine import EvalResult, Progress, evaluate, resolve_device, slow_precision_warning, train_one_epoch
 from .mix import BatchMixer
 from .models import build_model, count_parameters
 from .report import plot_curves, write_metrics, write_text_atomic
@@ -126,6 +127,9 @@ def train(cfg: TrainConfig, data_dir: Path, out_dir: Path, *, device: str = "aut
     loader = DataLoader(ImageDataset(splits.train, train_transform(cfg.augment)), batch_size=cfg.batch_size,
                         shuffle=True, drop_last=False, num_workers=cfg.num_workers, generator=loader_gen,
                         pin_memory=dev.type == "cuda")
+    warning = slow_precision_warning(dev, cfg.precision)
+    if warning:
+        log(warning)
     train_model = torch.compile(model) if cfg.compile else model
 
     epoch = start_epoch

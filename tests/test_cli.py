@@ -1,0 +1,138 @@
+import json
+import pickle
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from ghostmixnet.cli import main
+
+TINY = ["--width", "0.125", "--batch-size", "32", "--val-size", "50", "--num-workers", "0"]
+
+
+@pytest.fixture(scope="module")
+def run_dir(cifar_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("cli") / "run"
+    assert main(["train", "--model", "ghostmixnet", "--recipe", "paper", "--epochs", "1", "--data-dir",
+                 str(cifar_dir), "--out", str(out), *TINY]) == 0
+    return out
+
+
+@pytest.mark.parametrize("name, params", [("ghostmixnet", "3,041,466"), ("resnet", "4,630,858"),
+                                          ("resnet-se", "4,907,498")])
+def test_info(capsys, name, params):
+    assert main(["info", name]) == 0
+    out = capsys.readouterr().out
+    assert f"parameters: {params}" in out
+    assert "stage3 (" in out and "head" in out
+    if name == "ghostmixnet":
+        assert "0.444 GMAC" in out
+
+
+def test_train_writes_a_run_and_flags_override_the_recipe(run_dir):
+    cfg = json.loads((run_dir / "config.json").read_text())
+    assert cfg["width"] == 0.125 and cfg["epochs"] == 1 and cfg["recipe"] == "paper" and cfg["mix_prob"] == 1.0
+    assert (run_dir / "test.json").is_file()
+
+
+def test_eval_test_and_val(run_dir, cifar_dir, capsys):
+    assert main(["eval", str(run_dir / "best.pt"), "--data-dir", str(cifar_dir)]) == 0
+    out = capsys.readouterr().out
+    assert "on the test" in out and "per-class accuracy" in out and "true \\ pred" in out
+    result = json.loads((run_dir / "eval-best-test.json").read_text())
+    assert result["images"] == 100 and (run_dir / "eval-best-test-confusion.png").is_file()
+    assert result["accuracy"] == json.loads((run_dir / "test.json").read_text())["accuracy"]
+    assert main(["eval", str(run_dir / "best.pt"), "--data-dir", str(cifar_dir), "--split", "val"]) == 0
+    assert json.loads((run_dir / "eval-best-val.json").read_text())["images"] == 50
+
+
+def test_predict_images_of_any_size_and_mode(run_dir, tmp_path, capsys):
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    Image.new("RGB", (32, 32), (200, 10, 10)).save(folder / "a.png")
+    Image.new("L", (64, 48), 128).save(folder / "b.jpg")
+    Image.new("RGBA", (100, 100), (0, 0, 255, 128)).save(folder / "c.png")
+    (folder / "notes.txt").write_text("ignored: not an image extension")
+    out_csv = tmp_path / "pred.csv"
+    assert main(["predict", str(run_dir / "best.pt"), str(folder), "--out", str(out_csv)]) == 0
+    out = capsys.readouterr().out
+    assert "64x48 L" in out and "100x100 RGBA" in out
+    rows = out_csv.read_text().splitlines()
+    assert rows[0] == "file,label,probability" and len(rows) == 4
+
+
+def test_predict_course_pickle(run_dir, tmp_path, capsys):
+    images = np.random.default_rng(0).integers(0, 256, (7, 32, 32, 3), dtype=np.uint8)
+    (tmp_path / "cifar_test_nolabel.pkl").write_bytes(pickle.dumps({b"data": images, b"ids": np.arange(7)}))
+    out = tmp_path / "submission.csv"
+    assert main(["predict", str(run_dir / "best.pt"), str(tmp_path / "cifar_test_nolabel.pkl"),
+                 "--out", str(out)]) == 0
+    lines = out.read_text().splitlines()
+    assert lines[0] == "ID,Labels" and len(lines) == 8
+    assert [int(line.split(",")[0]) for line in lines[1:]] == list(range(7))
+    assert all(0 <= int(line.split(",")[1]) <= 9 for line in lines[1:])
+
+
+def test_resume_keeps_the_recipe(run_dir, capsys):
+    assert main(["train", "--resume", str(run_dir), "--lr", "0.1"]) == 1
+    err = capsys.readouterr().err
+    assert "keeps the recipe" in err and "lr (was 0.001)" in err
+    assert main(["train", "--resume", str(run_dir)]) == 0  # already complete: evaluates, trains nothing
+
+
+def expect_error(capsys, argv, message):
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    return err
+
+
+def test_clear_errors(run_dir, cifar_dir, tmp_path, capsys, exploit_pickle):
+    expect_error(capsys, ["train", "--data-dir", str(tmp_path / "none"), "--out", str(tmp_path / "r"), *TINY],
+                 "CIFAR-10 not found")
+    (tmp_path / "broken.png").write_bytes(b"\x89PNG not really")
+    expect_error(capsys, ["predict", str(run_dir / "best.pt"), str(tmp_path / "broken.png")], "cannot read image")
+    evil, target = exploit_pickle
+    expect_error(capsys, ["predict", str(run_dir / "best.pt"), str(evil)], "not a safe data pickle")
+    assert not target.exists()
+    expect_error(capsys, ["eval", str(tmp_path / "missing.pt"), "--data-dir", str(cifar_dir)], "does not exist")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    expect_error(capsys, ["predict", str(run_dir / "best.pt"), str(empty)], "holds no images")
+    expect_error(capsys, ["train", "--epochs", "0", "--data-dir", str(cifar_dir), "--out", str(tmp_path / "z")],
+                 "epochs must be positive")
+
+
+def test_checkpoint_of_another_model_is_refused(run_dir, tmp_path, capsys):
+    import torch
+
+    ckpt = torch.load(run_dir / "best.pt", weights_only=True)
+    ckpt["config"]["model"] = "resnet"
+    torch.save(ckpt, tmp_path / "wrong.pt")
+    expect_error(capsys, ["predict", str(tmp_path / "wrong.pt"), str(tmp_path)], "different model")
+
+
+def test_console_script_exit_status_and_debug(tmp_path):
+    cmd = [sys.executable, "-m", "ghostmixnet", "eval", str(tmp_path / "missing.pt")]
+    plain = subprocess.run(cmd, capture_output=True, text=True)
+    assert plain.returncode == 1 and plain.stderr.startswith("error:") and "Traceback" not in plain.stderr
+    debug = subprocess.run(cmd + ["--debug"], capture_output=True, text=True)
+    assert debug.returncode == 1 and "Traceback" in debug.stderr
+
+
+def test_ablation_table(cifar_dir, tmp_path, capsys):
+    out = tmp_path / "abl"
+    assert main(["ablation", "--data-dir", str(cifar_dir), "--out", str(out), "--epochs", "1", "--width", "0.125",
+                 "--batch-size", "64", "--val-size", "50", "--num-workers", "0"]) == 0
+    table = (out / "ablation.md").read_text()
+    for label in ("| ResNet |", "| ResNet + SE + image transforms |", "| GhostNet + SE + image transforms |",
+                  "| GhostNet + SE + image transforms + CutMix/Mixup |"):
+        assert label in table
+    assert "95.5%" in table and "1 epochs" in table
+    assert sorted(p.name for p in out.iterdir() if p.is_dir()) == [
+        "ghostmixnet-nomix", "ghostmixnet-paper", "resnet-basic", "resnet-se-nomix"]
+    recipes = {p.name: json.loads((p / "config.json").read_text()) for p in out.iterdir() if p.is_dir()}
+    assert recipes["resnet-basic"]["augment"] == "basic" and recipes["resnet-basic"]["mix_prob"] == 0
+    assert recipes["ghostmixnet-paper"]["mix_prob"] == 1.0

@@ -1,0 +1,77 @@
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from ghostmixnet.engine import Progress, evaluate, resolve_device, train_one_epoch
+from ghostmixnet.mix import BatchMixer
+from ghostmixnet.models import build_model
+
+
+class FixedLogits(nn.Module):
+    """Returns fixed logits, one row per position in the batch."""
+
+    def __init__(self, table):
+        super().__init__()
+        self.table = table
+
+    def forward(self, x):
+        idx = torch.arange(x.shape[0])
+        return self.table[idx]
+
+
+def test_evaluate_accuracy_and_confusion():
+    labels = np.array([0, 1, 2, 2])
+    logits = torch.tensor([[5.0, 0, 0], [0, 5.0, 0], [5.0, 0, 0], [0, 0, 5.0]])
+    images = np.zeros((4, 32, 32, 3), dtype=np.uint8)
+    result = evaluate(FixedLogits(logits), images, labels, torch.device("cpu"), batch_size=8)
+    assert result.accuracy == pytest.approx(0.75)
+    assert result.confusion.tolist() == [[1, 0, 0], [0, 1, 0], [1, 0, 1]]
+    assert result.per_class_accuracy.tolist() == [1.0, 1.0, 0.5]
+
+
+def batches(n=2, size=8, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return [(torch.randn(size, 3, 32, 32, generator=g), torch.randint(0, 10, (size,), generator=g))
+            for _ in range(n)]
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_train_step_updates_weights(precision):
+    torch.manual_seed(0)
+    model = build_model("ghostmixnet", width=0.125)
+    before = [p.detach().clone() for p in model.parameters()]
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    scaler = torch.amp.GradScaler("cpu", enabled=False)
+    stats = train_one_epoch(model, batches(), opt, BatchMixer(seed=0), scaler, torch.device("cpu"), precision,
+                            0.1, False, Progress(2, "t", print, enabled=False))
+    assert np.isfinite(stats.loss) and stats.images == 16
+    assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
+
+
+def test_non_finite_loss_stops_with_the_step():
+    model = build_model("ghostmixnet", width=0.125)
+    data = batches()
+    data[1][0][:] = float("nan")
+    opt = torch.optim.AdamW(model.parameters())
+    with pytest.raises(FloatingPointError, match="at step 2"):
+        train_one_epoch(model, data, opt, BatchMixer(prob=0.0), torch.amp.GradScaler("cpu", enabled=False),
+                        torch.device("cpu"), "fp32", 0.1, False, Progress(2, "t", print, enabled=False))
+
+
+def test_progress_plain_lines_when_not_a_terminal():
+    lines = []
+    progress = Progress(5, "epoch 1/1", lines.append, every=2)
+    for step in range(1, 6):
+        progress.update(step, loss=1.0)
+    assert lines == ["epoch 1/1 step 2/5 loss 1", "epoch 1/1 step 4/5 loss 1", "epoch 1/1 step 5/5 loss 1"]
+
+
+def test_resolve_device():
+    assert resolve_device("cpu").type == "cpu"
+    assert resolve_device("auto").type in ("cpu", "cuda", "mps")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="no CUDA GPU"):
+            resolve_device("cuda")
+    with pytest.raises(ValueError, match="unknown device"):
+        resolve_device("tpu9")
