@@ -18,7 +18,7 @@ def test_run_folder_contents(cifar_dir, tmp_path, tiny_config):
                  "test.json", "train.log"):
         assert (run / name).is_file(), name
     rows = (run / "metrics.csv").read_text().splitlines()
-    assert rows[0] == "epoch,lr,train_loss,val_loss,val_acc,images_per_s,seconds" and len(rows) == 3
+    assert rows[0] == "epoch,val_split,lr,train_loss,val_loss,val_acc,images_per_s,seconds" and len(rows) == 3
     test = json.loads((run / "test.json").read_text())
     assert test["images"] == 100 and 0 <= test["accuracy"] <= 1 and len(test["confusion"]) == 10
     assert test["selected_on"].startswith("validation split (50")
@@ -52,6 +52,7 @@ def test_selection_on_test_set_is_said(cifar_dir, tmp_path, tiny_config):
     assert any(line.startswith("epoch 1/1 lr") and "test-as-val_acc" in line for line in lines)
     test = json.loads((tmp_path / "run" / "test.json").read_text())
     assert test["selected_on"].startswith("test set")
+    assert (tmp_path / "run" / "metrics.csv").read_text().splitlines()[1].startswith("1,test,")
     assert any("optimistic" in line for line in lines)
 
 

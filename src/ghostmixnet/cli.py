@@ -13,13 +13,17 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
-from .config import RECIPES, TrainConfig, field_docs, make_config
+from .config import AUGMENTATIONS, PRECISIONS, RECIPES, TrainConfig, field_docs, make_config
 from .models import ARCHITECTURES
 
 # Flags a resumed run may change: they alter how it runs, not what it learns (epochs extends it).
 RESUMABLE_CHANGES = {"epochs", "num_workers"}
 # Fields with a dedicated flag elsewhere, or none.
 NO_FLAG = {"recipe"}
+# What an ablation may set: the budget, the same for every row, never the rows' models or recipes.
+ABLATION_BUDGET = {"epochs", "batch_size", "train_subset", "val_size", "split_seed", "seed", "precision", "width",
+                   "num_workers", "channels_last", "compile"}
+CHOICES = {"model": list(ARCHITECTURES), "augment": list(AUGMENTATIONS), "precision": list(PRECISIONS)}
 
 
 def _field_type(field: dataclasses.Field) -> type:
@@ -28,12 +32,15 @@ def _field_type(field: dataclasses.Field) -> type:
     return args[0] if args else hint
 
 
-def add_config_flags(parser: argparse.ArgumentParser) -> None:
-    """One flag per :class:`TrainConfig` field (``--batch-size`` for ``batch_size``); default: the recipe's."""
+def add_config_flags(parser: argparse.ArgumentParser, only: set[str] | None = None) -> None:
+    """One flag per :class:`TrainConfig` field (``--batch-size`` for ``batch_size``), or per field in ``only``.
+
+    Defaults are None, meaning "the recipe's value", so that given flags can be told from defaults.
+    """
     docs = field_docs()
     group = parser.add_argument_group("recipe overrides (default: the recipe's value)")
     for f in dataclasses.fields(TrainConfig):
-        if f.name in NO_FLAG:
+        if f.name in NO_FLAG or (only is not None and f.name not in only):
             continue
         flag = "--" + f.name.replace("_", "-")
         kind = _field_type(f)
@@ -41,7 +48,8 @@ def add_config_flags(parser: argparse.ArgumentParser) -> None:
         if kind is bool:
             group.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=help_text)
         else:
-            group.add_argument(flag, type=kind, default=None, metavar=f.name.upper(), help=help_text)
+            group.add_argument(flag, type=kind, default=None, choices=CHOICES.get(f.name),
+                               metavar=None if f.name in CHOICES else f.name.upper(), help=help_text)
 
 
 def config_overrides(args: argparse.Namespace) -> dict[str, Any]:
@@ -103,13 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", type=Path, default=Path("data"))
     p.add_argument("--out", type=Path, default=Path("runs/ablation"))
     p.add_argument("--device", default="auto")
-    for flag, kind in (("--epochs", int), ("--batch-size", int), ("--train-subset", int), ("--val-size", int),
-                       ("--seed", int), ("--precision", str), ("--width", float), ("--num-workers", int),
-                       ("--channels-last", None)):
-        if kind is None:
-            p.add_argument(flag, action=argparse.BooleanOptionalAction, default=None)
-        else:
-            p.add_argument(flag, type=kind, default=None)
+    add_config_flags(p, only=ABLATION_BUDGET)
     return parser
 
 
@@ -240,10 +242,7 @@ def cmd_info(args: argparse.Namespace) -> int:
 def cmd_ablation(args: argparse.Namespace) -> int:
     from .ablation import run_ablation
 
-    keys = ("epochs", "batch_size", "train_subset", "val_size", "seed", "precision", "width", "num_workers",
-            "channels_last")
-    overrides = {k: getattr(args, k) for k in keys if getattr(args, k) is not None}
-    print(run_ablation(args.data_dir, args.out, overrides, device=args.device), end="")
+    print(run_ablation(args.data_dir, args.out, config_overrides(args), device=args.device), end="")
     print(f"wrote {args.out / 'ablation.md'}")
     return 0
 

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
-METRIC_FIELDS = ("epoch", "lr", "train_loss", "val_loss", "val_acc", "images_per_s", "seconds")
+# val_split is "val" (held-out training images) or "test" (--val-size 0: the test set selects checkpoints).
+METRIC_FIELDS = ("epoch", "val_split", "lr", "train_loss", "val_loss", "val_acc", "images_per_s", "seconds")
 
 
 def write_text_atomic(path: Path, text: str) -> None:

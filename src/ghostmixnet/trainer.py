@@ -21,7 +21,7 @@ from torch.utils.data import DataLoader
 
 from . import __version__
 from .augment import train_transform
-from .checkpoint import load_checkpoint, load_weights, save_atomic, unwrap
+from .checkpoint import FORMAT_VERSION, load_checkpoint, load_weights, save_atomic, unwrap
 from .config import TrainConfig
 from .data import CLASSES, ImageDataset, Splits, load_splits
 from .engine import EvalResult, Progress, evaluate, resolve_device, slow_precision_warning, train_one_epoch
@@ -146,11 +146,12 @@ def train(cfg: TrainConfig, data_dir: Path, out_dir: Path, *, device: str = "aut
         val = evaluate(model, splits.val.images, splits.val.labels, dev, cfg.precision,
                        channels_last=cfg.channels_last)
         epoch += 1
-        history.append({"epoch": epoch, "lr": lr, "train_loss": stats.loss, "val_loss": val.loss,
+        history.append({"epoch": epoch, "val_split": "test" if splits.val_is_test else "val", "lr": lr,
+                        "train_loss": stats.loss, "val_loss": val.loss,
                         "val_acc": val.accuracy, "images_per_s": stats.images / stats.seconds,
                         "seconds": stats.seconds})
-        state = {"format": 1, "model": unwrap(model).state_dict(), "config": cfg.to_dict(), "epoch": epoch,
-                 "val_acc": val.accuracy, "val_is_test": splits.val_is_test}
+        state = {"format": FORMAT_VERSION, "model": unwrap(model).state_dict(), "config": cfg.to_dict(),
+                 "epoch": epoch, "val_acc": val.accuracy, "val_is_test": splits.val_is_test}
         improved = val.accuracy > best_acc
         if improved:
             best_acc, best_epoch = val.accuracy, epoch
