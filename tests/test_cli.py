@@ -92,6 +92,7 @@ def expect_error(capsys, argv, message):
 def test_clear_errors(run_dir, cifar_dir, tmp_path, capsys, exploit_pickle):
     expect_error(capsys, ["train", "--data-dir", str(tmp_path / "none"), "--out", str(tmp_path / "r"), *TINY],
                  "CIFAR-10 not found")
+    assert not (tmp_path / "r").exists()  # no empty run folder left behind
     (tmp_path / "broken.png").write_bytes(b"\x89PNG not really")
     expect_error(capsys, ["predict", str(run_dir / "best.pt"), str(tmp_path / "broken.png")], "cannot read image")
     evil, target = exploit_pickle

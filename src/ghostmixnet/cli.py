@@ -122,10 +122,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.resume is not None:
         from .checkpoint import config_of, load_checkpoint
 
-        ckpt = load_checkpoint(args.resume / LAST) if (args.resume / LAST).is_file() else None
-        if ckpt is None:
-            raise RunError(f"cannot resume: {args.resume / LAST} does not exist")
-        cfg = config_of(ckpt, args.resume / LAST)
+        last = args.resume / LAST
+        if not last.is_file():
+            raise RunError(f"cannot resume: {last} does not exist")
+        cfg = config_of(load_checkpoint(last), last)
         changed = {k: v for k, v in overrides.items() if getattr(cfg, k) != v and k not in RESUMABLE_CHANGES}
         if args.recipe is not None and args.recipe != cfg.recipe:
             changed["recipe"] = args.recipe

@@ -56,7 +56,7 @@ class RunLog:
             f.write(line + "\n")
 
 
-def selection_note(cfg: TrainConfig, splits: Splits) -> str:
+def selection_note(splits: Splits) -> str:
     if splits.val_is_test:
         return ("selecting checkpoints on the TEST set (--val-size 0, the paper's habit): "
                 "the test accuracy reported is optimistic, not an unbiased estimate")
@@ -85,6 +85,8 @@ def train(cfg: TrainConfig, data_dir: Path, out_dir: Path, *, device: str = "aut
             raise RunError(f"cannot resume: {out_dir / LAST} does not exist")
     elif (out_dir / LAST).exists():
         raise RunError(f"{out_dir} already holds a run; continue it with --resume {out_dir} or choose another --out")
+    # Data first: a missing or bad data folder should not leave an empty run folder behind.
+    splits = load_splits(data_dir, cfg.val_size, cfg.split_seed, cfg.train_subset, download=download)
     out_dir.mkdir(parents=True, exist_ok=True)
     log = RunLog(out_dir / "train.log", echo)
     dev = resolve_device(device)
@@ -111,17 +113,17 @@ def train(cfg: TrainConfig, data_dir: Path, out_dir: Path, *, device: str = "aut
         log(f"resuming {out_dir} after epoch {start_epoch} of {cfg.epochs}")
     cfg.save(out_dir / "config.json")
 
-    splits = load_splits(data_dir, cfg.val_size, cfg.split_seed, cfg.train_subset, download=download)
     val_name = "test-as-val" if splits.val_is_test else "val"
     write_text_atomic(out_dir / "run.json", json.dumps({
         "ghostmixnet": __version__, "torch": torch.__version__, "python": platform.python_version(),
-        "machine": platform.machine(), "device": str(dev), "threads": torch.get_num_threads(),
+        "machine": platform.machine(), "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "device": str(dev), "threads": torch.get_num_threads(),
         "data_dir": str(Path(data_dir).resolve()), "train_images": len(splits.train), "val_images": len(splits.val),
         "val_is_test": splits.val_is_test, "parameters": count_parameters(model),
     }, indent=2) + "\n")
     log(f"{cfg.model} (width {cfg.width}, {count_parameters(model):,} parameters), recipe {cfg.recipe}, "
         f"{cfg.epochs} epochs, batch {cfg.batch_size}, {cfg.precision}, on {dev}; "
-        f"{len(splits.train):,} training images; {selection_note(cfg, splits)}")
+        f"{len(splits.train):,} training images; {selection_note(splits)}")
 
     loader_gen = torch.Generator()
     loader = DataLoader(ImageDataset(splits.train, train_transform(cfg.augment)), batch_size=cfg.batch_size,
