@@ -42,6 +42,8 @@ def _pyplot():
 def plot_curves(rows: Sequence[dict], out_dir: Path, val_name: str = "validation") -> list[Path]:
     """``loss.png`` (train and val loss) and ``accuracy.png`` (val accuracy) by epoch."""
     plt = _pyplot()
+    from matplotlib.ticker import MaxNLocator
+
     epochs = [r["epoch"] for r in rows]
     paths = []
     for name, series, ylabel in (
@@ -53,6 +55,7 @@ def plot_curves(rows: Sequence[dict], out_dir: Path, val_name: str = "validation
             values = [r[key] * (100 if key == "val_acc" else 1) for r in rows]
             ax.plot(epochs, values, marker="o" if len(rows) < 30 else None, label=label)
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel(ylabel)
         ax.grid(alpha=0.3)
         ax.legend()
