@@ -1,7 +1,7 @@
 """Building blocks: the Ghost module, the Ghost block and the ResNet basic block.
 
-Every block follows the reference design fact by fact (see ``docs`` in the README): the
-reusable pieces here are what ``models.py`` stacks into whole networks.
+Every block follows the reference recipe fact by fact; these reusable pieces are what
+``models.py`` stacks into whole networks.
 """
 
 from __future__ import annotations
