@@ -100,6 +100,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto")
     p.add_argument("--batch-size", type=int, default=256)
 
+    p = sub.add_parser("export", parents=[common], help="export a checkpoint to ONNX (BatchNorm folded), verified",
+                       description="Export to ONNX with BatchNorm folded and a dynamic batch, then check ONNX "
+                                   "Runtime's logits against PyTorch's on real test images.")
+    p.add_argument("checkpoint", type=Path)
+    p.add_argument("--format", choices=["onnx"], default="onnx")
+    p.add_argument("--out", type=Path, default=None, help="file to write [the checkpoint's name with .onnx]")
+    p.add_argument("--data-dir", type=Path, default=Path("data"), help="CIFAR-10, for the verification images")
+    p.add_argument("--verify-images", type=int, default=512, metavar="N",
+                   help="test images to verify on; 0 skips verification")
+
     p = sub.add_parser("info", parents=[common], help="parameters and MACs of a model, per stage")
     p.add_argument("model", choices=list(ARCHITECTURES))
     p.add_argument("--width", type=float, default=1.0)
@@ -152,13 +162,16 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_eval(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from .checkpoint import model_from_checkpoint
     from .data import CLASSES, DataError, load_splits
     from .engine import evaluate, resolve_device
+    from .export import load_classifier
     from .report import confusion_text, plot_confusion, write_text_atomic
     from .trainer import eval_summary
 
-    model, cfg, ckpt = model_from_checkpoint(args.checkpoint)
+    model, cfg, ckpt = load_classifier(args.checkpoint)
+    if cfg is None:
+        raise DataError(f"{args.checkpoint} carries no ghostmixnet config (not exported by ghostmixnet), so its "
+                        "validation split is unknown; export it with `ghostmixnet export`")
     if args.split == "val" and cfg.val_size == 0:
         raise DataError("this run had no validation split (--val-size 0 selected on the test set); use --split test")
     splits = load_splits(args.data_dir, cfg.val_size, cfg.split_seed)
@@ -191,13 +204,13 @@ def cmd_eval(args: argparse.Namespace) -> int:
 def cmd_predict(args: argparse.Namespace) -> int:
     import csv
 
-    from .checkpoint import model_from_checkpoint
     from .data import CLASSES
     from .engine import predict_logits, resolve_device
+    from .export import load_classifier
     from .predict import load_inputs, submission_csv
     from .report import write_text_atomic
 
-    model, cfg, _ = model_from_checkpoint(args.checkpoint)
+    model, _, _ = load_classifier(args.checkpoint)
     images, infos = load_inputs(args.inputs)
     device = resolve_device(args.device)
     probs = predict_logits(model.to(device), images, device, batch_size=args.batch_size).softmax(1)
@@ -224,6 +237,32 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    import torch
+
+    from .checkpoint import model_from_checkpoint
+    from .data import load_cifar10
+    from .engine import normalize_uint8
+    from .export import OnnxClassifier, compare, export_onnx, fold_batchnorm
+
+    model, cfg, _ = model_from_checkpoint(args.checkpoint)
+    out = args.out or args.checkpoint.with_suffix(".onnx")
+    images = None
+    if args.verify_images > 0:  # read the data before writing anything, so a bad --data-dir fails early
+        test = load_cifar10(args.data_dir, train=False)
+        images = normalize_uint8(test.images[: args.verify_images], torch.device("cpu"))
+    export_onnx(model, cfg, out)
+    print(f"wrote {out} ({out.stat().st_size / 1e6:.2f} MB, opset 17, dynamic batch, BatchNorm folded)")
+    if images is not None:
+        folded = compare(model, fold_batchnorm(model), images)
+        onnx = compare(model, OnnxClassifier(out), images)
+        print(f"BatchNorm folding vs PyTorch: max |logit diff| {folded['max_abs_diff']:.2e}, "
+              f"top-1 agreement {100 * folded['top1_agreement']:.2f}% on {folded['images']} test images")
+        print(f"ONNX Runtime vs PyTorch:      max |logit diff| {onnx['max_abs_diff']:.2e}, "
+              f"top-1 agreement {100 * onnx['top1_agreement']:.2f}% on {onnx['images']} test images")
+    return 0
+
+
 def cmd_info(args: argparse.Namespace) -> int:
     from .cost import format_cost_table, stage_costs
     from .models import build_model, count_parameters
@@ -247,8 +286,8 @@ def cmd_ablation(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"train": cmd_train, "eval": cmd_eval, "predict": cmd_predict, "info": cmd_info,
-            "ablation": cmd_ablation}
+COMMANDS = {"train": cmd_train, "eval": cmd_eval, "predict": cmd_predict, "export": cmd_export,
+            "info": cmd_info, "ablation": cmd_ablation}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -274,9 +313,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _expected(e: Exception) -> bool:
     from .checkpoint import CheckpointError
     from .data import DataError
+    from .export import ExportError
     from .trainer import RunError
 
-    return isinstance(e, (CheckpointError, DataError, RunError, ValueError, FloatingPointError, OSError))
+    return isinstance(e, (CheckpointError, DataError, ExportError, RunError, ValueError, FloatingPointError,
+                          OSError))
 
 
 if __name__ == "__main__":

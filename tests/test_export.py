@@ -1,0 +1,80 @@
+import numpy as np
+import pytest
+import torch
+
+from ghostmixnet.checkpoint import save_atomic
+from ghostmixnet.cli import main
+from ghostmixnet.config import make_config
+from ghostmixnet.export import ExportError, OnnxClassifier, compare, export_onnx, fold_batchnorm
+from ghostmixnet.models import build_model
+
+pytest.importorskip("onnxruntime")
+
+
+def trained_like(name="ghostmixnet"):
+    """A tiny model with random BatchNorm statistics, as after training, so folding has work to do."""
+    torch.manual_seed(0)
+    model = build_model(name, width=0.125)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.5, 0.5)
+                m.running_var.uniform_(0.5, 2.0)
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.uniform_(-0.2, 0.2)
+    return model.eval()
+
+
+@pytest.mark.parametrize("name", ["ghostmixnet", "resnet-se"])
+def test_batchnorm_folding_preserves_the_function(name):
+    model = trained_like(name)
+    folded = fold_batchnorm(model)
+    remaining = sum(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
+    if name == "ghostmixnet":
+        assert remaining == 24  # the two extra BatchNorms of each of the 12 Ghost blocks
+    else:
+        assert remaining == 0
+    x = torch.randn(8, 3, 32, 32)
+    torch.testing.assert_close(folded(x), model(x), rtol=1e-4, atol=1e-4)
+    assert model.stem[1].__class__ is torch.nn.BatchNorm2d  # the original is untouched
+
+
+def test_onnx_round_trip_with_dynamic_batch(tmp_path):
+    model = trained_like()
+    cfg = make_config("paper", width=0.125)
+    path = export_onnx(model, cfg, tmp_path / "m.onnx")
+    clf = OnnxClassifier(path)
+    assert clf.config() == cfg
+    for batch in (1, 5):
+        result = compare(model, clf, torch.randn(batch, 3, 32, 32))
+        assert result["max_abs_diff"] < 1e-4 and result["top1_agreement"] == 1.0
+
+
+def test_export_predict_and_eval_through_the_cli(tmp_path, cifar_dir, capsys):
+    model = trained_like()
+    cfg = make_config("paper", width=0.125, val_size=50)
+    save_atomic({"model": model.state_dict(), "config": cfg.to_dict(), "epoch": 1}, tmp_path / "best.pt")
+    assert main(["export", str(tmp_path / "best.pt"), "--data-dir", str(cifar_dir), "--out",
+                 str(tmp_path / "m.onnx"), "--verify-images", "64"]) == 0
+    out = capsys.readouterr().out
+    assert "ONNX Runtime vs PyTorch" in out and "top-1 agreement 100.00% on 64 test images" in out
+    assert main(["eval", str(tmp_path / "m.onnx"), "--data-dir", str(cifar_dir), "--out", str(tmp_path)]) == 0
+    onnx_eval = capsys.readouterr().out
+    assert main(["eval", str(tmp_path / "best.pt"), "--data-dir", str(cifar_dir), "--out", str(tmp_path)]) == 0
+    torch_eval = capsys.readouterr().out
+    line = [s for s in onnx_eval.splitlines() if s.startswith("accuracy")]
+    assert line == [s for s in torch_eval.splitlines() if s.startswith("accuracy")][:1]
+    images = np.random.default_rng(0).integers(0, 256, (3, 32, 32, 3), dtype=np.uint8)
+    import pickle
+
+    (tmp_path / "t.pkl").write_bytes(pickle.dumps({b"data": images}))
+    assert main(["predict", str(tmp_path / "m.onnx"), str(tmp_path / "t.pkl"), "--out", str(tmp_path / "s.csv")]) == 0
+    assert (tmp_path / "s.csv").read_text().startswith("ID,Labels\n0,")
+
+
+def test_unusable_onnx_file(tmp_path):
+    (tmp_path / "bad.onnx").write_bytes(b"not a protobuf")
+    with pytest.raises(ExportError, match="not a usable ONNX model"):
+        OnnxClassifier(tmp_path / "bad.onnx")
+    with pytest.raises(ExportError, match="does not exist"):
+        OnnxClassifier(tmp_path / "missing.onnx")
