@@ -110,6 +110,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--verify-images", type=int, default=512, metavar="N",
                    help="test images to verify on; 0 skips verification")
 
+    p = sub.add_parser("quantize", parents=[common], help="int8 ONNX model by static quantization, with accuracy",
+                       description="Export to ONNX, quantize to int8 (per-channel weights, activations calibrated "
+                                   "on training images) and report int8 accuracy beside the float model's.")
+    p.add_argument("checkpoint", type=Path)
+    p.add_argument("--data-dir", type=Path, default=Path("data"))
+    p.add_argument("--out", type=Path, default=None, help="file to write [the checkpoint's name with -int8.onnx]")
+    p.add_argument("--calibration-images", type=int, default=512, metavar="N",
+                   help="training images (outside the validation split) to calibrate activation ranges on")
+    p.add_argument("--keep-float", default="", metavar="PARTS",
+                   help="comma-separated parts to leave in float: depthwise, se [none]")
+    p.add_argument("--reduce-range", action=argparse.BooleanOptionalAction, default=False,
+                   help="7-bit weights, for x86 CPUs without VNNI")
+    p.add_argument("--eval-images", type=int, default=10000, metavar="N",
+                   help="test images to compare float and int8 accuracy on; 0 skips")
+
     p = sub.add_parser("info", parents=[common], help="parameters and MACs of a model, per stage")
     p.add_argument("model", choices=list(ARCHITECTURES))
     p.add_argument("--width", type=float, default=1.0)
@@ -263,6 +278,40 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_quantize(args: argparse.Namespace) -> int:
+    import tempfile
+
+    import numpy as np
+    import torch
+
+    from .checkpoint import model_from_checkpoint
+    from .data import load_splits, stratified_split
+    from .engine import evaluate
+    from .export import OnnxClassifier, export_onnx
+    from .quantize import quantize_onnx
+
+    model, cfg, _ = model_from_checkpoint(args.checkpoint)
+    keep = [k.strip() for k in args.keep_float.split(",") if k.strip()]
+    splits = load_splits(args.data_dir, cfg.val_size, cfg.split_seed)
+    n = min(args.calibration_images, len(splits.train))
+    _, pick = stratified_split(splits.train.labels, n, seed=cfg.split_seed + 2)
+    out = args.out or args.checkpoint.with_name(args.checkpoint.stem + "-int8.onnx")
+    with tempfile.TemporaryDirectory() as tmp:
+        float_path = export_onnx(model, cfg, Path(tmp) / "float.onnx")
+        quantize_onnx(float_path, out, splits.train.images[pick], keep_float=keep, reduce_range=args.reduce_range)
+        print(f"wrote {out} ({out.stat().st_size / 1e6:.2f} MB; float {float_path.stat().st_size / 1e6:.2f} MB); "
+              f"calibrated on {n} training images; kept in float: {', '.join(keep) or 'nothing'}"
+              f"{'; 7-bit weights' if args.reduce_range else ''}")
+        if args.eval_images > 0:
+            test = splits.test.subset(np.arange(min(args.eval_images, len(splits.test))))
+            cpu = torch.device("cpu")
+            fp = evaluate(OnnxClassifier(float_path), test.images, test.labels, cpu)
+            q = evaluate(OnnxClassifier(out), test.images, test.labels, cpu)
+            print(f"test accuracy on {len(test)} images: float {100 * fp.accuracy:.2f}%, int8 {100 * q.accuracy:.2f}% "
+                  f"({100 * (q.accuracy - fp.accuracy):+.2f} points)")
+    return 0
+
+
 def cmd_info(args: argparse.Namespace) -> int:
     from .cost import format_cost_table, stage_costs
     from .models import build_model, count_parameters
@@ -287,7 +336,7 @@ def cmd_ablation(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"train": cmd_train, "eval": cmd_eval, "predict": cmd_predict, "export": cmd_export,
-            "info": cmd_info, "ablation": cmd_ablation}
+            "quantize": cmd_quantize, "info": cmd_info, "ablation": cmd_ablation}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,0 +1,55 @@
+import pytest
+import torch
+
+pytest.importorskip("onnxruntime")
+
+from ghostmixnet.data import load_cifar10  # noqa: E402
+from ghostmixnet.engine import predict_logits  # noqa: E402
+from ghostmixnet.export import OnnxClassifier, export_onnx  # noqa: E402
+from ghostmixnet.models import build_model  # noqa: E402
+from ghostmixnet.quantize import float_nodes, quantize_onnx  # noqa: E402
+from ghostmixnet.trainer import train  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def float_onnx(cifar_dir, tmp_path_factory):
+    """A tiny model trained for six epochs on the synthetic set (so its predictions mean something), in ONNX."""
+    from ghostmixnet.checkpoint import model_from_checkpoint
+    from ghostmixnet.config import make_config
+
+    out = tmp_path_factory.mktemp("q")
+    cfg = make_config("basic", width=0.25, epochs=6, batch_size=16, val_size=50, num_workers=0, lr=3e-3)
+    train(cfg, cifar_dir, out / "run", echo=lambda _: None)
+    model, cfg, _ = model_from_checkpoint(out / "run" / "best.pt")
+    return export_onnx(model, cfg, out / "float.onnx")
+
+
+def test_keep_float_selects_depthwise_and_se(tmp_path):
+    from ghostmixnet.config import make_config
+
+    path = export_onnx(build_model("ghostmixnet", width=0.125).eval(), make_config("paper", width=0.125),
+                       tmp_path / "m.onnx")
+    always = float_nodes(path, [])
+    assert len(always) == 24 and all(n.endswith("BatchNormalization") for n in always)  # 12 blocks x (bn1, bn2)
+    depthwise = sorted(set(float_nodes(path, ["depthwise"])) - set(always))
+    assert len(depthwise) == 24 and all("cheap" in n for n in depthwise)  # 12 blocks x 2 Ghost modules
+    se = sorted(set(float_nodes(path, ["se"])) - set(always))
+    assert len([n for n in se if n.endswith("Conv")]) == 24 and all("/se/" in n for n in se)
+    with pytest.raises(ValueError, match="unknown --keep-float"):
+        float_nodes(path, ["bn"])
+
+
+@pytest.mark.parametrize("keep", [(), ("depthwise", "se")])
+def test_int8_model_runs_and_agrees_with_float(float_onnx, cifar_dir, tmp_path, keep):
+    test = load_cifar10(cifar_dir, train=False)
+    train_images = load_cifar10(cifar_dir, train=True).images[:128]
+    q_path = quantize_onnx(float_onnx, tmp_path / "int8.onnx", train_images, keep_float=keep)
+    assert q_path.stat().st_size < float_onnx.stat().st_size
+    fp, q = OnnxClassifier(float_onnx), OnnxClassifier(q_path)
+    assert q.config() == fp.config()  # metadata carried over
+    cpu = torch.device("cpu")
+    pred_fp = predict_logits(fp, test.images, cpu).argmax(1)
+    pred_q = predict_logits(q, test.images, cpu).argmax(1)
+    labels = torch.as_tensor(test.labels)
+    assert (pred_fp == labels).float().mean() > 0.5  # the float model learned the synthetic classes
+    assert (pred_q == pred_fp).float().mean() >= 0.8
