@@ -65,6 +65,25 @@ def tiny_config():
     return make
 
 
+@pytest.fixture
+def trained_like():
+    """Builds a tiny model with random BatchNorm statistics, as after training, so folding has work to do."""
+    from ghostmixnet.models import build_model
+
+    def make(name: str = "ghostmixnet") -> torch.nn.Module:
+        torch.manual_seed(0)
+        model = build_model(name, width=0.125)
+        with torch.no_grad():
+            for m in model.modules():
+                if isinstance(m, torch.nn.BatchNorm2d):
+                    m.running_mean.uniform_(-0.5, 0.5)
+                    m.running_var.uniform_(0.5, 2.0)
+                    m.weight.uniform_(0.5, 1.5)
+                    m.bias.uniform_(-0.2, 0.2)
+        return model.eval()
+    return make
+
+
 class Exploit:
     """Unpickling this runs ``open(path, 'w')``: a stand-in for arbitrary code execution."""
 

@@ -6,27 +6,12 @@ from ghostmixnet.checkpoint import save_atomic
 from ghostmixnet.cli import main
 from ghostmixnet.config import make_config
 from ghostmixnet.export import ExportError, OnnxClassifier, compare, export_onnx, fold_batchnorm
-from ghostmixnet.models import build_model
 
 pytest.importorskip("onnxruntime")
 
 
-def trained_like(name="ghostmixnet"):
-    """A tiny model with random BatchNorm statistics, as after training, so folding has work to do."""
-    torch.manual_seed(0)
-    model = build_model(name, width=0.125)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, torch.nn.BatchNorm2d):
-                m.running_mean.uniform_(-0.5, 0.5)
-                m.running_var.uniform_(0.5, 2.0)
-                m.weight.uniform_(0.5, 1.5)
-                m.bias.uniform_(-0.2, 0.2)
-    return model.eval()
-
-
 @pytest.mark.parametrize("name", ["ghostmixnet", "resnet-se"])
-def test_batchnorm_folding_preserves_the_function(name):
+def test_batchnorm_folding_preserves_the_function(name, trained_like):
     model = trained_like(name)
     folded = fold_batchnorm(model)
     remaining = sum(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
@@ -39,7 +24,7 @@ def test_batchnorm_folding_preserves_the_function(name):
     assert model.stem[1].__class__ is torch.nn.BatchNorm2d  # the original is untouched
 
 
-def test_onnx_round_trip_with_dynamic_batch(tmp_path):
+def test_onnx_round_trip_with_dynamic_batch(tmp_path, trained_like):
     model = trained_like()
     cfg = make_config("paper", width=0.125)
     path = export_onnx(model, cfg, tmp_path / "m.onnx")
@@ -50,7 +35,7 @@ def test_onnx_round_trip_with_dynamic_batch(tmp_path):
         assert result["max_abs_diff"] < 1e-4 and result["top1_agreement"] == 1.0
 
 
-def test_export_predict_and_eval_through_the_cli(tmp_path, cifar_dir, capsys):
+def test_export_predict_and_eval_through_the_cli(tmp_path, cifar_dir, capsys, trained_like):
     model = trained_like()
     cfg = make_config("paper", width=0.125, val_size=50)
     save_atomic({"model": model.state_dict(), "config": cfg.to_dict(), "epoch": 1}, tmp_path / "best.pt")

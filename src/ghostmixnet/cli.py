@@ -1,4 +1,4 @@
-"""The ``ghostmixnet`` command: train, eval, predict, info, ablation."""
+"""The ``ghostmixnet`` command: train, eval, predict, export, quantize, bench, info, ablation."""
 
 from __future__ import annotations
 
@@ -13,8 +13,10 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
+from .bench import BACKENDS
 from .config import AUGMENTATIONS, PRECISIONS, RECIPES, TrainConfig, field_docs, make_config
 from .models import ARCHITECTURES
+from .quantize import CALIBRATION_METHODS
 
 # Flags a resumed run may change: they alter how it runs, not what it learns (epochs extends it).
 RESUMABLE_CHANGES = {"epochs", "num_workers"}
@@ -119,11 +121,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--calibration-images", type=int, default=512, metavar="N",
                    help="training images (outside the validation split) to calibrate activation ranges on")
     p.add_argument("--keep-float", default="", metavar="PARTS",
-                   help="comma-separated parts to leave in float: depthwise, se [none]")
+                   help="comma-separated parts to leave in float: depthwise, se, stem, head [none]")
+    p.add_argument("--calibration", choices=CALIBRATION_METHODS, default="percentile",
+                   help="how activation ranges are set from the calibration images [percentile]")
+    p.add_argument("--percentile", type=float, default=99.99,
+                   help="for --calibration percentile: the percentile of |activation| kept [99.99]")
     p.add_argument("--reduce-range", action=argparse.BooleanOptionalAction, default=False,
                    help="7-bit weights, for x86 CPUs without VNNI")
     p.add_argument("--eval-images", type=int, default=10000, metavar="N",
                    help="test images to compare float and int8 accuracy on; 0 skips")
+
+    p = sub.add_parser("bench", parents=[common], help="latency and throughput: PyTorch, fast path, ONNX fp32/int8",
+                       description="Time a model at batch 1 (median and p90 latency) and at a large batch "
+                                   "(images/s) on each backend, with its size, MACs and share of the measured "
+                                   "matrix-multiply peak. MODEL_OR_FILE is a model name (random weights), a "
+                                   "checkpoint or an ONNX file (timed with ONNX Runtime only).")
+    p.add_argument("source", metavar="MODEL_OR_FILE")
+    p.add_argument("--batch-size", type=int, default=256, help="the large batch for throughput [256]")
+    p.add_argument("--threads", type=int, default=None, help="intra-op threads [PyTorch's default: the cores]")
+    p.add_argument("--repeats", type=int, default=50, help="timed batch-1 calls (a quarter as many large ones) [50]")
+    p.add_argument("--warmup", type=int, default=10, help="untimed calls first [10]")
+    p.add_argument("--backends", default=",".join(BACKENDS), help=f"comma-separated subset of {', '.join(BACKENDS)}")
+    p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=False,
+                   help="torch.compile the fast path (needs a C++ compiler on the CPU)")
+    p.add_argument("--data-dir", type=Path, default=None,
+                   help="CIFAR-10, to calibrate the int8 model on training images [random images: same speed]")
 
     p = sub.add_parser("info", parents=[common], help="parameters and MACs of a model, per stage")
     p.add_argument("model", choices=list(ARCHITECTURES))
@@ -298,9 +320,11 @@ def cmd_quantize(args: argparse.Namespace) -> int:
     out = args.out or args.checkpoint.with_name(args.checkpoint.stem + "-int8.onnx")
     with tempfile.TemporaryDirectory() as tmp:
         float_path = export_onnx(model, cfg, Path(tmp) / "float.onnx")
-        quantize_onnx(float_path, out, splits.train.images[pick], keep_float=keep, reduce_range=args.reduce_range)
+        quantize_onnx(float_path, out, splits.train.images[pick], keep_float=keep, reduce_range=args.reduce_range,
+                      calibration=args.calibration, percentile=args.percentile)
+        method = f"percentile {args.percentile}" if args.calibration == "percentile" else args.calibration
         print(f"wrote {out} ({out.stat().st_size / 1e6:.2f} MB; float {float_path.stat().st_size / 1e6:.2f} MB); "
-              f"calibrated on {n} training images; kept in float: {', '.join(keep) or 'nothing'}"
+              f"calibrated ({method}) on {n} training images; kept in float: {', '.join(keep) or 'nothing'}"
               f"{'; 7-bit weights' if args.reduce_range else ''}")
         if args.eval_images > 0:
             test = splits.test.subset(np.arange(min(args.eval_images, len(splits.test))))
@@ -309,6 +333,24 @@ def cmd_quantize(args: argparse.Namespace) -> int:
             q = evaluate(OnnxClassifier(out), test.images, test.labels, cpu)
             print(f"test accuracy on {len(test)} images: float {100 * fp.accuracy:.2f}%, int8 {100 * q.accuracy:.2f}% "
                   f"({100 * (q.accuracy - fp.accuracy):+.2f} points)")
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from .bench import format_bench, run_bench
+    from .data import load_cifar10
+
+    for name, value in (("--batch-size", args.batch_size), ("--repeats", args.repeats), ("--threads", args.threads)):
+        if value is not None and value < 1:
+            raise ValueError(f"{name} must be at least 1, got {value}")
+    calibration = None
+    if args.data_dir is not None:
+        calibration = load_cifar10(args.data_dir, train=True).images[:256]
+    backends = tuple(b.strip() for b in args.backends.split(",") if b.strip())
+    rows, info = run_bench(args.source, batch_size=args.batch_size, threads=args.threads, repeats=args.repeats,
+                           warmup=args.warmup, backends=backends, compile=args.compile,
+                           calibration_images=calibration, log=lambda m: print(m, file=sys.stderr))
+    print(format_bench(rows, info))
     return 0
 
 
@@ -336,7 +378,7 @@ def cmd_ablation(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"train": cmd_train, "eval": cmd_eval, "predict": cmd_predict, "export": cmd_export,
-            "quantize": cmd_quantize, "info": cmd_info, "ablation": cmd_ablation}
+            "quantize": cmd_quantize, "bench": cmd_bench, "info": cmd_info, "ablation": cmd_ablation}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
