@@ -1,4 +1,5 @@
 import json
+import time
 
 import pytest
 import torch
@@ -70,3 +71,137 @@ def test_short_run_on_real_cifar10(real_data_dir, tmp_path, tiny_config):
     test = json.loads((tmp_path / "real" / "test.json").read_text())
     assert test["images"] == 10_000 and summary["best_val_acc"] >= 0
     assert json.loads((tmp_path / "real" / "run.json").read_text())["train_images"] == 256
+
+
+def _same_weights(a_dir, b_dir):
+    a, b = load_checkpoint(a_dir / "last.pt"), load_checkpoint(b_dir / "last.pt")
+    assert a["epoch"] == b["epoch"] and a["step"] == b["step"] == 0
+    for key, tensor in a["model"].items():
+        assert torch.equal(tensor, b["model"][key]), key
+    assert a["optimizer"]["state"].keys() == b["optimizer"]["state"].keys()
+    for k, state in a["optimizer"]["state"].items():
+        assert torch.equal(state["exp_avg_sq"], b["optimizer"]["state"][k]["exp_avg_sq"])
+    assert [r["train_loss"] for r in a["history"]] == [r["train_loss"] for r in b["history"]]
+
+
+def test_step_checkpoints_keep_the_previous_one(cifar_dir, tmp_path, tiny_config):
+    # 150 training images at batch 16: 10 steps per epoch, step checkpoints after steps 3, 6 and 9.
+    cfg = tiny_config(batch_size=16, num_workers=0)
+    train(cfg, cifar_dir, tmp_path / "straight", echo=quiet)
+    run = tmp_path / "run"
+    train(cfg, cifar_dir, run, checkpoint_every=3, echo=quiet)
+    _same_weights(tmp_path / "straight", run)  # saving along the way changes nothing
+    previous = load_checkpoint(run / "last.prev.pt")
+    assert (previous["epoch"], previous["step"]) == (1, 9)  # epoch 2's step-9 save, kept beside the final one
+
+
+TRAIN_SCRIPT = """
+import sys, time
+from pathlib import Path
+import ghostmixnet.engine as engine
+from ghostmixnet.config import make_config
+from ghostmixnet.trainer import train
+
+real = engine.forward_backward
+def slow(*args, **kwargs):  # slow steps, so that the parent can signal in the middle of an epoch
+    time.sleep(0.15)
+    return real(*args, **kwargs)
+import ghostmixnet.trainer
+ghostmixnet.trainer.forward_backward = slow
+cfg = make_config("paper", width=0.125, epochs=2, batch_size=16, val_size=50, num_workers=0)
+summary = train(cfg, Path(sys.argv[1]), Path(sys.argv[2]), checkpoint_every=2, resume=sys.argv[3] == "resume",
+                echo=lambda line: print(line, flush=True))
+sys.exit(128 + summary["signal"] if summary.get("signal") else 0)
+"""
+
+
+def _start(cifar_dir, run, mode="new"):
+    import subprocess
+    import sys
+
+    return subprocess.Popen([sys.executable, "-c", TRAIN_SCRIPT, str(cifar_dir), str(run), mode],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def _wait_for_step(proc, text):
+    for line in proc.stdout:
+        if text in line:
+            return
+    raise AssertionError(f"the run ended before {text!r}")
+
+
+@pytest.mark.parametrize("how", ["SIGKILL", "SIGTERM"])
+def test_killed_mid_epoch_then_resumed_equals_uninterrupted(cifar_dir, tmp_path, tiny_config, how):
+    import signal
+
+    cfg = tiny_config(batch_size=16, num_workers=0)
+    train(cfg, cifar_dir, tmp_path / "straight", echo=quiet)
+    run = tmp_path / "cut"
+    proc = _start(cifar_dir, run)
+    _wait_for_step(proc, "epoch 1/2 lr")  # epoch 1 done; epoch 2 is under way
+    time.sleep(1.2)  # a few steps into epoch 2, past at least one step checkpoint
+    proc.send_signal(getattr(signal, how))
+    out = proc.communicate(timeout=120)[0]
+    if how == "SIGKILL":
+        assert proc.returncode == -signal.SIGKILL
+        saved = load_checkpoint(run / "last.pt")
+        assert saved["epoch"] == 1 and saved["step"] in (0, 2, 4, 6, 8)
+    else:
+        assert proc.returncode == 128 + signal.SIGTERM, out
+        assert "SIGTERM received: saved step" in out
+        saved = load_checkpoint(run / "last.pt")
+        assert saved["epoch"] == 1 and 0 < saved["step"] < 10  # saved on the way out, mid-epoch
+    resumed = _start(cifar_dir, run, "resume")
+    out = resumed.communicate(timeout=300)[0]
+    assert resumed.returncode == 0, out
+    _same_weights(tmp_path / "straight", run)
+
+
+def test_truncated_checkpoint_falls_back_to_the_previous(cifar_dir, tmp_path, tiny_config):
+    cfg = tiny_config(batch_size=16, num_workers=0)
+    train(cfg, cifar_dir, tmp_path / "straight", echo=quiet)
+    run = tmp_path / "run"
+    train(cfg, cifar_dir, run, stop_after=1, echo=quiet)
+    # Two saves so far would be needed for a previous copy: make one by a second epoch-1 save.
+    data = (run / "last.pt").read_bytes()
+    (run / "last.prev.pt").write_bytes(data)
+    (run / "last.pt").write_bytes(data[: len(data) // 2])  # a kill during a copy, a full disk, ...
+    lines = []
+    train(cfg, cifar_dir, run, resume=True, echo=lines.append)
+    assert any("truncated" in line and "resuming from the previous checkpoint" in line for line in lines)
+    _same_weights(tmp_path / "straight", run)
+
+
+def test_corrupt_bytes_are_detected(tmp_path, tiny_config):
+    from ghostmixnet.checkpoint import CheckpointError, save_atomic
+
+    save_atomic({"model": {"w": torch.randn(256, 256)}, "config": tiny_config().to_dict()}, tmp_path / "a.pt")
+    data = bytearray((tmp_path / "a.pt").read_bytes())
+    data[len(data) // 2] ^= 0xFF  # torch.load alone would read this without complaint
+    (tmp_path / "a.pt").write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match="corrupt|truncated"):
+        load_checkpoint(tmp_path / "a.pt")
+
+
+def test_non_finite_loss_stops_without_saving(cifar_dir, tmp_path, tiny_config, monkeypatch):
+    import ghostmixnet.trainer as trainer
+    from ghostmixnet.trainer import NonFiniteLossError
+
+    cfg = tiny_config(batch_size=16, num_workers=0)
+    run = tmp_path / "run"
+    train(cfg, cifar_dir, run, stop_after=1, echo=quiet)
+    good = (run / "last.pt").read_bytes()
+    real, calls = trainer.forward_backward, []
+
+    def poisoned(*args, **kwargs):
+        calls.append(1)
+        loss = real(*args, **kwargs)
+        return loss * float("nan") if len(calls) == 4 else loss
+
+    monkeypatch.setattr(trainer, "forward_backward", poisoned)
+    with pytest.raises(NonFiniteLossError, match="epoch 2 step 4"):
+        train(cfg, cifar_dir, run, resume=True, checkpoint_every=2, echo=quiet)
+    saved = load_checkpoint(run / "last.pt")
+    assert saved["epoch"] == 1 and saved["step"] == 2  # the step-2 save happened, nothing after the NaN
+    assert all(torch.isfinite(t).all() for t in saved["model"].values() if t.is_floating_point())
+    assert good != (run / "last.pt").read_bytes()

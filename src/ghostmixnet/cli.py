@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import sys
 import time
 import typing
@@ -81,6 +82,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="end this invocation after N epochs, leaving a resumable run")
     p.add_argument("--log-every", type=int, default=50, metavar="N",
                    help="steps between log lines when output is not a terminal")
+    p.add_argument("--checkpoint-every", type=int, default=0, metavar="N",
+                   help="also save last.pt every N steps within an epoch (0: at epoch ends only); SIGTERM and "
+                        "SIGINT always save the current step before exiting")
     add_config_flags(p)
 
     p = sub.add_parser("eval", parents=[common], help="accuracy, per-class accuracy and confusion matrix",
@@ -163,16 +167,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from .trainer import LAST, RunError, train
+    from .trainer import RunError, load_resume_checkpoint, train
 
     overrides = config_overrides(args)
     if args.resume is not None:
-        from .checkpoint import config_of, load_checkpoint
+        from .checkpoint import config_of
 
-        last = args.resume / LAST
-        if not last.is_file():
-            raise RunError(f"cannot resume: {last} does not exist")
-        cfg = config_of(load_checkpoint(last), last)
+        ckpt, last = load_resume_checkpoint(args.resume, log=lambda _: None)  # train() says which file it used
+        cfg = config_of(ckpt, last)
+        del ckpt
         changed = {k: v for k, v in overrides.items() if getattr(cfg, k) != v and k not in RESUMABLE_CHANGES}
         if args.recipe is not None and args.recipe != cfg.recipe:
             changed["recipe"] = args.recipe
@@ -191,8 +194,12 @@ def cmd_train(args: argparse.Namespace) -> int:
         data_dir = args.data_dir or Path("data")
         out = args.out or Path("runs") / f"{cfg.model}-{cfg.recipe}-{time.strftime('%Y%m%d-%H%M%S')}"
     summary = train(cfg, data_dir, out, device=args.device, resume=args.resume is not None,
-                    download=args.download, stop_after=args.stop_after, log_every=args.log_every)
-    print(f"run folder: {summary['run_dir']}")
+                    download=args.download, stop_after=args.stop_after, log_every=args.log_every,
+                    checkpoint_every=args.checkpoint_every)
+    if summary.get("signal"):
+        return 128 + summary["signal"]  # the shell's convention for "ended by this signal", so schedulers requeue
+    if os.environ.get("RANK", "0") == "0":
+        print(f"run folder: {summary['run_dir']}")
     return 0
 
 
@@ -389,7 +396,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # output piped into `head` and the like
         return 0
     except KeyboardInterrupt:
-        print("\ninterrupted; a run keeps its last completed epoch in last.pt: continue it with "
+        print("\ninterrupted; a run keeps its last saved step in last.pt: continue it with "
               "ghostmixnet train --resume RUN_DIR", file=sys.stderr)
         return 130
     except Exception as e:

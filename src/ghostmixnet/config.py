@@ -35,7 +35,8 @@ class TrainConfig:
     epochs: int = 200
     """Training epochs."""
     batch_size: int = 128
-    """Images per optimizer step (the last, partial batch of an epoch is kept)."""
+    """Images per optimizer step across all processes (the global batch); with N processes each takes
+    batch_size / N, so the learning rate stays right as N changes. The last, partial batch is kept."""
     lr: float = 1e-3
     """AdamW peak learning rate."""
     beta1: float = 0.9
@@ -78,6 +79,9 @@ class TrainConfig:
     """Use the channels-last memory format (faster convolutions on recent hardware)."""
     compile: bool = False
     """Wrap the model in ``torch.compile``."""
+    sync_bn: bool = False
+    """With several processes, compute BatchNorm statistics over the global batch (SyncBatchNorm)
+    instead of each process's share."""
     num_workers: int = 2
     """DataLoader worker processes for augmentation (0 augments in the training process)."""
 

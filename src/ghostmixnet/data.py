@@ -202,8 +202,20 @@ def load_splits(data_dir: Path, val_size: int, split_seed: int, train_subset: in
     return Splits(train, val, test, val_is_test=val_size == 0)
 
 
+def mix_seed(*values: int) -> int:
+    """A well-mixed 63-bit seed from integers (run seed, epoch, step, index, ...)."""
+    return int(np.random.SeedSequence([v & 0xFFFFFFFFFFFFFFFF for v in values]).generate_state(2, np.uint64)[0]
+               >> np.uint64(1))
+
+
 class ImageDataset(torch.utils.data.Dataset):
-    """Serves (transformed PIL image, label) pairs from an :class:`ArraySet`."""
+    """Serves (transformed PIL image, label) pairs from an :class:`ArraySet`.
+
+    An item may be asked for as ``(index, seed)``: the augmentation then draws from a generator seeded
+    with ``seed``, so an image's augmentation depends on the run, the epoch and the image alone, not
+    on which worker process serves it or on what that worker served before. That is what lets a run
+    resume in the middle of an epoch and still see exactly the images it would have seen.
+    """
 
     def __init__(self, data: ArraySet, transform: Callable[[Image.Image], torch.Tensor]) -> None:
         self.data = data
@@ -212,8 +224,35 @@ class ImageDataset(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.data)
 
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+    def __getitem__(self, item: int | tuple[int, int]) -> tuple[torch.Tensor, int]:
+        if isinstance(item, tuple):
+            i, seed = item
+            torch.manual_seed(seed)  # torchvision's transforms draw from torch's global generator
+        else:
+            i = item
         return self.transform(Image.fromarray(self.data.images[i])), int(self.data.labels[i])
+
+
+class ResumableSampler(torch.utils.data.DistributedSampler):
+    """PyTorch's distributed sampler (a permutation per epoch from ``seed + epoch``, padded and dealt
+    out by rank) that can start part-way through an epoch and tags each index with its augmentation
+    seed. With one process it is a plain seeded shuffle."""
+
+    def __init__(self, size: int, num_replicas: int = 1, rank: int = 0, seed: int = 0) -> None:
+        super().__init__(range(size), num_replicas=num_replicas, rank=rank, shuffle=True, seed=seed, drop_last=False)
+        self.start = 0
+
+    def set_epoch(self, epoch: int, start: int = 0) -> None:
+        """Shuffle for ``epoch`` and skip this process's first ``start`` samples of it."""
+        super().set_epoch(epoch)
+        self.start = start
+
+    def __iter__(self):
+        indices = list(super().__iter__())[self.start:]
+        return iter([(i, mix_seed(self.seed, self.epoch, i)) for i in indices])
+
+    def __len__(self) -> int:
+        return self.num_samples - self.start
 
 
 def read_course_pickle(path: Path) -> np.ndarray:

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import sys
-import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -98,41 +97,30 @@ class Progress:
             self.bar.close()
 
 
-@dataclass
-class EpochStats:
-    loss: float
-    images: int
-    seconds: float
+def forward_backward(model: nn.Module, images: torch.Tensor, targets: torch.Tensor, mixer: BatchMixer,
+                     scaler: torch.amp.GradScaler, device: torch.device, precision: str, label_smoothing: float,
+                     channels_last: bool = False) -> torch.Tensor:
+    """Mix the batch, forward under autocast, backward; returns the detached loss.
 
-
-def train_one_epoch(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
-                    optimizer: torch.optim.Optimizer, mixer: BatchMixer, scaler: torch.amp.GradScaler,
-                    device: torch.device, precision: str, label_smoothing: float, channels_last: bool,
-                    progress: Progress) -> EpochStats:
-    """One pass over ``batches``: mix, forward under autocast, backward, step. Loss averaged per image."""
-    model.train()
-    total_loss, seen, start = 0.0, 0, time.perf_counter()
+    The optimizer step is left to the caller, which first checks (across processes) that the loss is
+    finite: a non-finite loss must never reach the weights.
+    """
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
-    for step, (images, targets) in enumerate(batches, 1):
-        images = images.to(device, non_blocking=True).contiguous(memory_format=memory_format)
-        targets = targets.to(device, non_blocking=True)
-        batch = mixer(images, targets)
-        with autocast(device, precision):
-            logits = model(batch.images)
-        loss = batch.loss(logits.float(), label_smoothing)
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"the training loss became {loss.item()} at step {step}; "
-                                     "lower the learning rate or use --precision fp32")
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.step(optimizer)
-        scaler.update()
-        n = images.shape[0]
-        total_loss += loss.item() * n
-        seen += n
-        progress.update(step, loss=total_loss / seen)
-    progress.close()
-    return EpochStats(total_loss / max(seen, 1), seen, time.perf_counter() - start)
+    images = images.to(device, non_blocking=True).contiguous(memory_format=memory_format)
+    targets = targets.to(device, non_blocking=True)
+    batch = mixer(images, targets)
+    with autocast(device, precision):
+        logits = model(batch.images)
+    loss = batch.loss(logits.float(), label_smoothing)
+    scaler.scale(loss).backward()
+    return loss.detach()
+
+
+def optimizer_step(optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler) -> None:
+    """Apply the accumulated gradients (unscaled by the gradient scaler) and clear them."""
+    scaler.step(optimizer)
+    scaler.update()
+    optimizer.zero_grad(set_to_none=True)
 
 
 def iterate_arrays(images: np.ndarray, batch_size: int) -> Iterator[np.ndarray]:
@@ -166,13 +154,22 @@ class EvalResult:
 
 
 def evaluate(model: nn.Module, images: np.ndarray, labels: np.ndarray, device: torch.device,
-             precision: str = "fp32", batch_size: int = 256, channels_last: bool = False) -> EvalResult:
-    """Plain cross-entropy loss, top-1 accuracy and confusion matrix over a labelled uint8 set."""
-    logits = predict_logits(model, images, device, precision, batch_size, channels_last)
-    targets = torch.as_tensor(labels)
-    num_classes = logits.shape[1]
-    loss = F.cross_entropy(logits, targets).item()
-    preds = logits.argmax(1)
-    confusion = torch.bincount(targets * num_classes + preds, minlength=num_classes ** 2)
-    confusion = confusion.view(num_classes, num_classes).numpy()
-    return EvalResult(loss, float((preds == targets).float().mean()), confusion)
+             precision: str = "fp32", batch_size: int = 256, channels_last: bool = False, rank: int = 0,
+             world_size: int = 1, reduce: Callable[[torch.Tensor], torch.Tensor] | None = None) -> EvalResult:
+    """Plain cross-entropy loss, top-1 accuracy and confusion matrix over a labelled uint8 set.
+
+    With several processes each evaluates every ``world_size``-th image from ``rank`` and ``reduce``
+    (a sum across processes) combines the loss sums and confusion matrices, weighted by count.
+    """
+    logits = predict_logits(model, images[rank::world_size], device, precision, batch_size, channels_last)
+    targets = torch.as_tensor(labels[rank::world_size]).long()
+    num_classes = logits.shape[1] if logits.numel() else int(np.max(labels)) + 1
+    loss_sum = F.cross_entropy(logits, targets, reduction="sum").item() if logits.numel() else 0.0
+    preds = logits.argmax(1) if logits.numel() else targets
+    confusion = torch.bincount(targets * num_classes + preds, minlength=num_classes ** 2).double()
+    totals = torch.cat([confusion, torch.tensor([loss_sum], dtype=torch.float64)])
+    if reduce is not None:
+        totals = reduce(totals)
+    confusion = totals[:-1].round().long().view(num_classes, num_classes).numpy()
+    count = max(int(confusion.sum()), 1)
+    return EvalResult(float(totals[-1]) / count, float(np.trace(confusion)) / count, confusion)

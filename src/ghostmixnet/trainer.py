@@ -1,17 +1,25 @@
-"""A training run from start to finish: data, model, optimizer, the epoch loop, checkpoints, outputs.
+"""A training run from start to finish: data, model, optimizer, the step loop, checkpoints, outputs.
 
-Exact resume rests on one rule: every random generator (shuffling, augmentation in the workers,
-mixing, dropout) is reseeded at the start of each epoch from ``(seed, epoch)``. The state at an
-epoch boundary is therefore the model, optimizer, scheduler and scaler alone, which ``last.pt``
-holds; a resumed run replays the remaining epochs exactly as an uninterrupted one.
+Exact resume at any step rests on one rule: no random generator carries state from one step to the
+next. Shuffling is a function of (seed, epoch); each image's augmentation of (seed, epoch, index);
+mixing and dropout of (seed, epoch, step, rank). The state of a run between two steps is therefore
+the model, optimizer, scheduler, gradient scaler and the position (epoch, step), which every
+checkpoint holds; a resumed run replays the remaining steps exactly as an uninterrupted one.
+
+Several processes (``torchrun``) share the one code path: each trains on its shard of every global
+batch, DistributedDataParallel averages the gradients, metrics are summed across processes, and
+rank 0 alone logs and writes.
 """
 
 from __future__ import annotations
 
 import json
 import platform
+import signal
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -21,19 +29,24 @@ from torch.utils.data import DataLoader
 
 from . import __version__
 from .augment import train_transform
-from .checkpoint import FORMAT_VERSION, load_checkpoint, load_weights, save_atomic, unwrap
+from .checkpoint import FORMAT_VERSION, CheckpointError, load_checkpoint, load_weights, save_atomic, unwrap
 from .config import TrainConfig
-from .data import CLASSES, ImageDataset, Splits, load_splits
-from .engine import EvalResult, Progress, evaluate, resolve_device, slow_precision_warning, train_one_epoch
+from .data import CLASSES, ImageDataset, ResumableSampler, Splits, load_splits, mix_seed
+from .distributed import DistEnv, init_distributed
+from .engine import EvalResult, Progress, evaluate, forward_backward, optimizer_step, slow_precision_warning
 from .mix import BatchMixer
 from .models import build_model, count_parameters
 from .report import plot_curves, write_metrics, write_text_atomic
 
-LAST, BEST = "last.pt", "best.pt"
+LAST, PREVIOUS, BEST = "last.pt", "last.prev.pt", "best.pt"
 
 
 class RunError(Exception):
     """A run cannot start or continue as asked; the message says why and what to do."""
+
+
+class NonFiniteLossError(RunError, FloatingPointError):
+    """The loss became NaN or infinite; the weights were not updated with it."""
 
 
 def epoch_seed(seed: int, epoch: int) -> int:
@@ -42,12 +55,14 @@ def epoch_seed(seed: int, epoch: int) -> int:
 
 
 class RunLog:
-    """Prints a line and appends it to the run's ``train.log``."""
+    """Prints a line and appends it to the run's ``train.log`` (on rank 0; other ranks stay silent)."""
 
-    def __init__(self, path: Path, echo: Callable[[str], None] | None = None) -> None:
+    def __init__(self, path: Path | None, echo: Callable[[str], None] | None = None) -> None:
         self.path, self.echo = path, echo
 
     def __call__(self, line: str) -> None:
+        if self.path is None:
+            return
         if self.echo is None:
             print(line, flush=True)  # flushed, so redirected logs of long runs stay current
         else:
@@ -72,24 +87,98 @@ def eval_summary(result: EvalResult) -> dict[str, Any]:
     }
 
 
+def load_resume_checkpoint(out_dir: Path, log: Callable[[str], None] = print) -> tuple[dict[str, Any], Path]:
+    """The newest usable training checkpoint of a run: ``last.pt``, or the one before it if ``last.pt``
+    is missing, truncated or corrupt (saying so)."""
+    out_dir = Path(out_dir)
+    errors = []
+    for name in (LAST, PREVIOUS):
+        path = out_dir / name
+        if not path.exists():
+            errors.append(f"{path} does not exist")
+            continue
+        try:
+            ckpt = load_checkpoint(path)
+        except CheckpointError as e:
+            errors.append(str(e))
+            continue
+        if "optimizer" not in ckpt or "epoch" not in ckpt:
+            errors.append(f"{path} holds weights only, not the training state a resume needs")
+            continue
+        if name != LAST:
+            log(f"warning: {errors[0]}; resuming from the previous checkpoint {path} instead")
+        return ckpt, path
+    raise RunError("cannot resume: " + "; ".join(errors))
+
+
+@contextmanager
+def stop_requests() -> Iterator[dict[str, int]]:
+    """Turn SIGTERM and SIGINT into a request to stop after the current step (a second SIGINT
+    interrupts at once). Yields a dict whose ``signal`` is set to the signal's number when one came."""
+    request = {"signal": 0}
+    if threading.current_thread() is not threading.main_thread():  # handlers can only be set there
+        yield request
+        return
+
+    def handler(signum: int, _frame: Any) -> None:
+        if signum == signal.SIGINT and request["signal"]:
+            raise KeyboardInterrupt
+        request["signal"] = signum
+
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield request
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+
+
+def _all_finite(module: torch.nn.Module) -> bool:
+    return all(bool(torch.isfinite(p).all()) for p in module.parameters())
+
+
 def train(cfg: TrainConfig, data_dir: Path, out_dir: Path, *, device: str = "auto", resume: bool = False,
-          download: bool = False, stop_after: int | None = None, log_every: int = 50,
+          download: bool = False, stop_after: int | None = None, log_every: int = 50, checkpoint_every: int = 0,
           echo: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Train (or, with ``resume``, continue) the run in ``out_dir``; returns the run's summary.
 
-    ``stop_after`` ends this invocation after that many epochs, leaving a resumable run.
+    ``stop_after`` ends this invocation after that many epochs, leaving a resumable run;
+    ``checkpoint_every`` also saves ``last.pt`` every that many steps within an epoch. SIGTERM or
+    SIGINT saves after the current step and stops; the summary's ``signal`` then names it.
+    Launched by torchrun, the processes of one run each call this with the same arguments.
     """
-    out_dir = Path(out_dir)
+    if checkpoint_every < 0:
+        raise ValueError(f"--checkpoint-every must not be negative, got {checkpoint_every}")
+    env = init_distributed(device)
+    try:
+        with stop_requests() as stop:
+            return _train(cfg, Path(data_dir), Path(out_dir), env, resume, download, stop_after, log_every,
+                          checkpoint_every, echo, stop)
+    finally:
+        env.close()
+
+
+def _train(cfg: TrainConfig, data_dir: Path, out_dir: Path, env: DistEnv, resume: bool, download: bool,
+           stop_after: int | None, log_every: int, checkpoint_every: int, echo: Callable[[str], None] | None,
+           stop: dict[str, int]) -> dict[str, Any]:
     if resume:
-        if not (out_dir / LAST).is_file():
+        if not (out_dir / LAST).is_file() and not (out_dir / PREVIOUS).is_file():
             raise RunError(f"cannot resume: {out_dir / LAST} does not exist")
     elif (out_dir / LAST).exists():
         raise RunError(f"{out_dir} already holds a run; continue it with --resume {out_dir} or choose another --out")
+    if cfg.sync_bn and env.distributed and env.device.type == "cpu":
+        raise RunError("--sync-bn needs GPUs: PyTorch's SyncBatchNorm does not run on the CPU; drop the flag "
+                       "(each process then normalizes over its own share of the batch)")
+    if cfg.batch_size % env.world_size:
+        raise RunError(f"--batch-size {cfg.batch_size} is the global batch and must divide evenly among the "
+                       f"{env.world_size} processes; use a multiple of {env.world_size}")
     # Data first: a missing or bad data folder should not leave an empty run folder behind.
     splits = load_splits(data_dir, cfg.val_size, cfg.split_seed, cfg.train_subset, download=download)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    log = RunLog(out_dir / "train.log", echo)
-    dev = resolve_device(device)
+    if env.is_main:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    env.barrier()
+    log = RunLog(out_dir / "train.log" if env.is_main else None, echo)
+    dev = env.device
 
     torch.manual_seed(cfg.seed)
     model = build_model(cfg.model, cfg.num_classes, cfg.width, cfg.dropout).to(dev)
@@ -101,71 +190,144 @@ def train(cfg: TrainConfig, data_dir: Path, out_dir: Path, *, device: str = "aut
         optimizer, T_0=cfg.restart_epochs, T_mult=cfg.restart_mult, eta_min=cfg.min_lr)
     scaler = torch.amp.GradScaler(dev.type, enabled=cfg.precision == "fp16")
 
-    start_epoch, best_acc, best_epoch, history = 0, -1.0, 0, []
+    epoch, step, best_acc, best_epoch, history = 0, 0, -1.0, 0, []
+    partial = {"loss_sum": 0.0, "images": 0, "seconds": 0.0}  # the current epoch's totals so far
     if resume:
-        ckpt = load_checkpoint(out_dir / LAST)
-        load_weights(model, ckpt["model"], out_dir / LAST)
+        ckpt, path = load_resume_checkpoint(out_dir, log)
+        load_weights(model, ckpt["model"], path)
         optimizer.load_state_dict(ckpt["optimizer"])
         scheduler.load_state_dict(ckpt["scheduler"])
         scaler.load_state_dict(ckpt["scaler"])
-        start_epoch, best_acc, best_epoch = ckpt["epoch"], ckpt["best_acc"], ckpt["best_epoch"]
+        epoch, best_acc, best_epoch = ckpt["epoch"], ckpt["best_acc"], ckpt["best_epoch"]
+        step, partial = ckpt.get("step", 0), dict(ckpt.get("partial", partial))
+        if step and ckpt.get("processes", 1) != env.world_size:
+            raise RunError(f"{path} was saved in the middle of an epoch by {ckpt.get('processes', 1)} process(es); "
+                           f"resume it with that many (this run has {env.world_size}), or from an epoch end")
         history = list(ckpt["history"])
-        log(f"resuming {out_dir} after epoch {start_epoch} of {cfg.epochs}")
-    cfg.save(out_dir / "config.json")
+        where = f"step {step} of epoch {epoch + 1}" if step else f"epoch {epoch}"
+        log(f"resuming {out_dir} after {where} (of {cfg.epochs} epochs) from {path.name}")
+    start_epoch = epoch
 
+    if env.is_main:
+        cfg.save(out_dir / "config.json")
+        write_text_atomic(out_dir / "run.json", json.dumps({
+            "ghostmixnet": __version__, "torch": torch.__version__, "python": platform.python_version(),
+            "machine": platform.machine(), "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+            "device": str(dev), "processes": env.world_size, "threads": torch.get_num_threads(),
+            "data_dir": str(Path(data_dir).resolve()), "train_images": len(splits.train),
+            "val_images": len(splits.val), "val_is_test": splits.val_is_test, "parameters": count_parameters(model),
+        }, indent=2) + "\n")
     val_name = "test-as-val" if splits.val_is_test else "val"
-    write_text_atomic(out_dir / "run.json", json.dumps({
-        "ghostmixnet": __version__, "torch": torch.__version__, "python": platform.python_version(),
-        "machine": platform.machine(), "cpu_capability": torch.backends.cpu.get_cpu_capability(),
-        "device": str(dev), "threads": torch.get_num_threads(),
-        "data_dir": str(Path(data_dir).resolve()), "train_images": len(splits.train), "val_images": len(splits.val),
-        "val_is_test": splits.val_is_test, "parameters": count_parameters(model),
-    }, indent=2) + "\n")
+    procs = f" x {env.world_size} processes ({cfg.batch_size // env.world_size} each)" if env.distributed else ""
     log(f"{cfg.model} (width {cfg.width}, {count_parameters(model):,} parameters), recipe {cfg.recipe}, "
-        f"{cfg.epochs} epochs, batch {cfg.batch_size}, {cfg.precision}, on {dev}; "
+        f"{cfg.epochs} epochs, batch {cfg.batch_size}{procs}, {cfg.precision}, on {dev}; "
         f"{len(splits.train):,} training images; {selection_note(splits)}")
-
-    loader_gen = torch.Generator()
-    loader = DataLoader(ImageDataset(splits.train, train_transform(cfg.augment)), batch_size=cfg.batch_size,
-                        shuffle=True, drop_last=False, num_workers=cfg.num_workers, generator=loader_gen,
-                        pin_memory=dev.type == "cuda")
     warning = slow_precision_warning(dev, cfg.precision)
     if warning:
         log(warning)
-    train_model = torch.compile(model) if cfg.compile else model
 
-    epoch = start_epoch
+    per_rank = cfg.batch_size // env.world_size
+    sampler = ResumableSampler(len(splits.train), env.world_size, env.rank, cfg.seed)
+    loader = DataLoader(ImageDataset(splits.train, train_transform(cfg.augment)), batch_size=per_rank,
+                        sampler=sampler, drop_last=False, num_workers=cfg.num_workers, pin_memory=dev.type == "cuda")
+    steps_per_epoch = -(-sampler.num_samples // per_rank)
+    train_model: torch.nn.Module = model
+    if env.distributed:
+        if cfg.sync_bn:
+            train_model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(train_model)
+        train_model = torch.nn.parallel.DistributedDataParallel(
+            train_model, device_ids=[dev.index] if dev.type == "cuda" else None)
+    if cfg.compile:
+        train_model = torch.compile(train_model)
+
+    def training_state() -> dict[str, Any]:
+        return {"format": FORMAT_VERSION, "model": unwrap(model).state_dict(), "config": cfg.to_dict(),
+                "epoch": epoch, "step": step, "partial": dict(partial), "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(), "best_acc": best_acc,
+                "best_epoch": best_epoch, "history": history, "processes": env.world_size}
+
+    def save_last() -> None:
+        if not env.is_main:
+            return
+        if not _all_finite(model):  # never let a poisoned checkpoint replace a good one
+            raise NonFiniteLossError(f"the weights hold NaN or infinite values at epoch {epoch + 1} step {step}; "
+                                     f"nothing was saved, {out_dir / LAST} is the last good checkpoint")
+        save_atomic(training_state(), out_dir / LAST, keep_previous=out_dir / PREVIOUS)
+
     while epoch < cfg.epochs and (stop_after is None or epoch - start_epoch < stop_after):
-        seed = epoch_seed(cfg.seed, epoch)
-        loader_gen.manual_seed(seed)
-        torch.manual_seed(seed)
-        mixer = BatchMixer(cfg.mix_prob, cfg.mixup_share, cfg.mixup_alpha, cfg.cutmix_alpha, seed=seed)
+        sampler.set_epoch(epoch, start=step * per_rank)
         lr = optimizer.param_groups[0]["lr"]
-        progress = Progress(len(loader), f"epoch {epoch + 1}/{cfg.epochs}", log, every=log_every)
-        stats = train_one_epoch(train_model, loader, optimizer, mixer, scaler, dev, cfg.precision,
-                                cfg.label_smoothing, cfg.channels_last, progress)
+        progress = Progress(steps_per_epoch, f"epoch {epoch + 1}/{cfg.epochs}", log, every=log_every,
+                            enabled=env.is_main)
+        train_model.train()
+        started, stopping = time.perf_counter() - partial["seconds"], 0
+        for images, targets in loader:
+            step += 1
+            seed = mix_seed(cfg.seed, epoch, step, env.rank)
+            torch.manual_seed(seed)  # dropout
+            mixer = BatchMixer(cfg.mix_prob, cfg.mixup_share, cfg.mixup_alpha, cfg.cutmix_alpha, seed=seed)
+            loss = forward_backward(train_model, images, targets, mixer, scaler, dev, cfg.precision,
+                                    cfg.label_smoothing, cfg.channels_last)
+            n = images.shape[0]
+            # One reduction per step: the loss for the log, and any process's request to stop.
+            loss_sum, count, signalled = env.all_reduce_sum(
+                torch.tensor([float(loss) * n, n, float(stop["signal"])], dtype=torch.float64)).tolist()
+            if not np.isfinite(loss_sum):
+                progress.close()
+                raise NonFiniteLossError(
+                    f"the training loss became {loss_sum / count} at epoch {epoch + 1} step {step}; the weights "
+                    f"were not updated with it and {out_dir / LAST} keeps the last good state. Lower --lr, use "
+                    "--precision fp32, or resume to retry")
+            optimizer_step(optimizer, scaler)
+            partial["loss_sum"] += loss_sum
+            partial["images"] += int(count)
+            partial["seconds"] = time.perf_counter() - started
+            progress.update(step, loss=partial["loss_sum"] / partial["images"])
+            # Every process acts on the reduced flag, so all stop at the same step even if only one was signalled.
+            stopping = int(stop["signal"]) or (int(signal.SIGTERM) if signalled else 0)
+            if stopping and step < steps_per_epoch:
+                progress.close()
+                save_last()
+                name = signal.Signals(stopping).name
+                log(f"{name} received: saved step {step} of epoch {epoch + 1} to {out_dir / LAST}; "
+                    f"continue with: ghostmixnet train --resume {out_dir}")
+                return {"run_dir": str(out_dir), "epochs_done": epoch, "step": step, "epochs": cfg.epochs,
+                        "signal": stopping, "best_val_acc": best_acc}
+            if checkpoint_every and step % checkpoint_every == 0 and step < steps_per_epoch:
+                save_last()
+        progress.close()
         scheduler.step()
-        val = evaluate(model, splits.val.images, splits.val.labels, dev, cfg.precision,
-                       channels_last=cfg.channels_last)
-        epoch += 1
+        env.broadcast_state(model)  # every process evaluates with rank 0's BatchNorm statistics
+        val = evaluate(unwrap(model), splits.val.images, splits.val.labels, dev, cfg.precision,
+                       channels_last=cfg.channels_last, rank=env.rank, world_size=env.world_size,
+                       reduce=env.all_reduce_sum)
+        epoch, step = epoch + 1, 0
+        stats, partial = dict(partial), {"loss_sum": 0.0, "images": 0, "seconds": 0.0}
         history.append({"epoch": epoch, "val_split": "test" if splits.val_is_test else "val", "lr": lr,
-                        "train_loss": stats.loss, "val_loss": val.loss,
-                        "val_acc": val.accuracy, "images_per_s": stats.images / stats.seconds,
-                        "seconds": stats.seconds})
-        state = {"format": FORMAT_VERSION, "model": unwrap(model).state_dict(), "config": cfg.to_dict(),
-                 "epoch": epoch, "val_acc": val.accuracy, "val_is_test": splits.val_is_test}
+                        "train_loss": stats["loss_sum"] / max(stats["images"], 1), "val_loss": val.loss,
+                        "val_acc": val.accuracy, "images_per_s": stats["images"] / max(stats["seconds"], 1e-9),
+                        "seconds": stats["seconds"]})
         improved = val.accuracy > best_acc
         if improved:
             best_acc, best_epoch = val.accuracy, epoch
-            save_atomic(state, out_dir / BEST)
-        save_atomic({**state, "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                     "scaler": scaler.state_dict(), "best_acc": best_acc, "best_epoch": best_epoch,
-                     "history": history}, out_dir / LAST)
-        write_metrics(out_dir / "metrics.csv", history)
-        plot_curves(history, out_dir, "test set (selection)" if splits.val_is_test else "validation")
-        log(f"epoch {epoch}/{cfg.epochs} lr {lr:.3g} train_loss {stats.loss:.4f} {val_name}_loss {val.loss:.4f} "
-            f"{val_name}_acc {100 * val.accuracy:.2f}%{' (best)' if improved else ''} "
-            f"{stats.images / stats.seconds:.1f} img/s {stats.seconds:.0f}s")
+        if env.is_main:
+            if improved:
+                save_atomic({"format": FORMAT_VERSION, "model": unwrap(model).state_dict(), "config": cfg.to_dict(),
+                             "epoch": epoch, "val_acc": val.accuracy, "val_is_test": splits.val_is_test},
+                            out_dir / BEST)
+            save_last()
+            write_metrics(out_dir / "metrics.csv", history)
+            plot_curves(history, out_dir, "test set (selection)" if splits.val_is_test else "validation")
+        row = history[-1]
+        log(f"epoch {epoch}/{cfg.epochs} lr {lr:.3g} train_loss {row['train_loss']:.4f} {val_name}_loss "
+            f"{val.loss:.4f} {val_name}_acc {100 * val.accuracy:.2f}%{' (best)' if improved else ''} "
+            f"{row['images_per_s']:.1f} img/s {row['seconds']:.0f}s")
+        if stopping and epoch < cfg.epochs:
+            # A signal during the epoch's last step: the epoch-end checkpoint above already holds it.
+            log(f"{signal.Signals(stopping).name} received: stopped after epoch {epoch}; "
+                f"continue with: ghostmixnet train --resume {out_dir}")
+            return {"run_dir": str(out_dir), "epochs_done": epoch, "step": 0, "epochs": cfg.epochs,
+                    "signal": stopping, "best_val_acc": best_acc}
 
     summary: dict[str, Any] = {"run_dir": str(out_dir), "epochs_done": epoch, "epochs": cfg.epochs,
                                "best_val_acc": best_acc, "best_epoch": best_epoch, "val_is_test": splits.val_is_test}
@@ -173,16 +335,20 @@ def train(cfg: TrainConfig, data_dir: Path, out_dir: Path, *, device: str = "aut
         log(f"stopped after epoch {epoch} of {cfg.epochs}; continue with: ghostmixnet train --resume {out_dir}")
         return summary
 
-    best = load_checkpoint(out_dir / BEST)
-    load_weights(model, best["model"], out_dir / BEST)
+    if env.is_main:
+        best = load_checkpoint(out_dir / BEST)
+        load_weights(model, best["model"], out_dir / BEST)
+    env.broadcast_state(model)  # other nodes need not see rank 0's files
     t0 = time.perf_counter()
-    test = evaluate(model, splits.test.images, splits.test.labels, dev, cfg.precision,
-                    channels_last=cfg.channels_last)
-    result = {"split": "test", "images": len(splits.test), "checkpoint": BEST, "best_epoch": best_epoch,
-              "selected_on": "test set (optimistic: --val-size 0)" if splits.val_is_test
-              else f"validation split ({len(splits.val)} training images)",
-              "best_val_acc": best_acc, **eval_summary(test), "seconds": time.perf_counter() - t0}
-    write_text_atomic(out_dir / "test.json", json.dumps(result, indent=2) + "\n")
+    test = evaluate(unwrap(model), splits.test.images, splits.test.labels, dev, cfg.precision,
+                    channels_last=cfg.channels_last, rank=env.rank, world_size=env.world_size,
+                    reduce=env.all_reduce_sum)
+    if env.is_main:
+        result = {"split": "test", "images": len(splits.test), "checkpoint": BEST, "best_epoch": best_epoch,
+                  "selected_on": "test set (optimistic: --val-size 0)" if splits.val_is_test
+                  else f"validation split ({len(splits.val)} training images)",
+                  "best_val_acc": best_acc, **eval_summary(test), "seconds": time.perf_counter() - t0}
+        write_text_atomic(out_dir / "test.json", json.dumps(result, indent=2) + "\n")
     log(f"test accuracy of best.pt (epoch {best_epoch}, {val_name}_acc {100 * best_acc:.2f}%): "
         f"{100 * test.accuracy:.2f}% on {len(splits.test):,} images"
         + (" [selected on the test set itself: optimistic]" if splits.val_is_test else ""))
