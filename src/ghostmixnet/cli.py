@@ -247,38 +247,67 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 def cmd_predict(args: argparse.Namespace) -> int:
     import csv
+    import os
+    import tempfile
+
+    import torch
 
     from .data import CLASSES
     from .engine import predict_logits, resolve_device
     from .export import load_classifier
-    from .predict import load_inputs, submission_csv
-    from .report import write_text_atomic
+    from .predict import iter_inputs
 
     model, _, _ = load_classifier(args.checkpoint)
-    images, infos = load_inputs(args.inputs)
     device = resolve_device(args.device)
-    probs = predict_logits(model.to(device), images, device, batch_size=args.batch_size).softmax(1)
-    conf, labels = probs.max(1)
-    if infos is None:
-        out = args.out or Path("submission.csv")
-        write_text_atomic(out, submission_csv(labels.numpy()))
-        counts = {CLASSES[i]: int((labels == i).sum()) for i in range(len(CLASSES))}
-        print(f"wrote {out}: {len(labels)} rows (ID,Labels); predicted counts: {counts}")
-        return 0
-    rows = [(str(info.path), CLASSES[int(lab)] if int(lab) < len(CLASSES) else str(int(lab)), float(p),
-             f"{info.original_size[0]}x{info.original_size[1]} {info.mode}")
-            for info, lab, p in zip(infos, labels, conf)]
-    width = max(len(r[0]) for r in rows)
-    print(f"{'file':<{width}}  {'label':<10} {'prob':>6}  input")
-    for path, label, p, src in rows:
-        print(f"{path:<{width}}  {label:<10} {p:6.3f}  {src}")
-    if args.out:
-        with open(args.out, "w", newline="") as f:
-            writer = csv.writer(f)
-            writer.writerow(["file", "label", "probability"])
-            writer.writerows(r[:3] for r in rows)
-        print(f"wrote {args.out}")
+    model = model.to(device)
+    chunks = iter_inputs(args.inputs, chunk=args.batch_size)
+    first = next(chunks)
+    submission = first[1] is None
+    out = args.out or (Path("submission.csv") if submission else None)
+    handle = tmp = None
+    if out is not None:  # rows are written as they come, to a temporary file renamed at the end
+        fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent if str(out.parent) else ".")
+        handle = os.fdopen(fd, "w", newline="")
+    try:
+        writer = csv.writer(handle, lineterminator="\n") if handle else None
+        if writer:
+            writer.writerow(["ID", "Labels"] if submission else ["file", "label", "probability"])
+        counts, done = torch.zeros(len(CLASSES), dtype=torch.long), 0
+        if not submission:
+            print(f"{'file':<40}  {'label':<10} {'prob':>6}  input")
+        for images, infos in _chain_first(first, chunks):
+            probs = predict_logits(model, images, device, batch_size=args.batch_size).softmax(1)
+            conf, labels = probs.max(1)
+            counts += torch.bincount(labels, minlength=len(CLASSES))[: len(CLASSES)]
+            if submission:
+                writer.writerows((done + i, int(label)) for i, label in enumerate(labels))
+            else:
+                for info, lab, p in zip(infos, labels, conf):
+                    name = CLASSES[int(lab)] if int(lab) < len(CLASSES) else str(int(lab))
+                    print(f"{str(info.path):<40}  {name:<10} {float(p):6.3f}  "
+                          f"{info.original_size[0]}x{info.original_size[1]} {info.mode}")
+                    if writer:
+                        writer.writerow([str(info.path), name, f"{float(p):.6f}"])
+            done += len(labels)
+        if handle:
+            handle.close()
+            os.replace(tmp, out)
+    except BaseException:
+        if handle:
+            handle.close()
+            Path(tmp).unlink(missing_ok=True)
+        raise
+    if submission:
+        summary = {CLASSES[i]: int(c) for i, c in enumerate(counts)}
+        print(f"wrote {out}: {done} rows (ID,Labels); predicted counts: {summary}")
+    elif out:
+        print(f"wrote {out}")
     return 0
+
+
+def _chain_first(first, rest):
+    yield first
+    yield from rest
 
 
 def cmd_export(args: argparse.Namespace) -> int:

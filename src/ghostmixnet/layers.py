@@ -47,13 +47,15 @@ class GhostModule(nn.Module):
             raise ValueError(f"GhostModule ratio must be at least 2, got {ratio}")
         self.out_ch = out_ch
         intrinsic = math.ceil(out_ch / ratio)
+        # Trim only when ratio does not divide out_ch: a no-op slice still becomes a copying Slice in ONNX.
+        self.trim = intrinsic * ratio != out_ch
         self.primary = conv_bn(in_ch, intrinsic, kernel, stride, relu=relu)
         self.cheap = conv_bn(intrinsic, intrinsic * (ratio - 1), cheap_kernel, 1, groups=intrinsic, relu=relu)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         intrinsic = self.primary(x)
         out = torch.cat([intrinsic, self.cheap(intrinsic)], dim=1)
-        return out[:, : self.out_ch]
+        return out[:, : self.out_ch] if self.trim else out
 
 
 def shortcut(in_ch: int, out_ch: int, stride: int) -> nn.Module:

@@ -7,9 +7,7 @@ decode is an error naming the file.
 
 from __future__ import annotations
 
-import csv
-import io
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -73,29 +71,29 @@ def is_pickle(path: Path) -> bool:
     return Path(path).suffix.lower() in PICKLE_EXTENSIONS
 
 
-def load_inputs(inputs: Sequence[Path]) -> tuple[np.ndarray, list[ImageInput] | None]:
-    """All inputs as (N, 32, 32, 3) uint8; the second value is None for a course pickle."""
+def iter_inputs(inputs: Sequence[Path], chunk: int = 256) -> Iterator[tuple[np.ndarray, list[ImageInput] | None]]:
+    """The inputs as chunks of at most ``chunk`` (n, 32, 32, 3) uint8 images, decoded as they are needed,
+    so that memory stays flat however many image files there are. Each chunk comes with its files'
+    descriptions, or None for a course pickle (which is one array on disk and is read whole)."""
     if not inputs:
         raise DataError("no inputs given: name image files, folders, or one course test pickle")
+    if chunk < 1:
+        raise ValueError(f"chunk must be at least 1, got {chunk}")
     pickles = [p for p in inputs if is_pickle(p)]
     if pickles:
         if len(inputs) != 1:
             raise DataError("give either image files and folders, or a single course test pickle, not both")
         if not Path(pickles[0]).is_file():
             raise DataError(f"input {pickles[0]} does not exist")
-        return read_course_pickle(Path(pickles[0])), None
-    arrays, infos = [], []
-    for path in collect_images(inputs):
-        array, info = load_image(path)
-        arrays.append(array)
-        infos.append(info)
-    return np.stack(arrays), infos
-
-
-def submission_csv(labels: np.ndarray) -> str:
-    """The course's submission format: ``ID,Labels`` with ID the row index."""
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(["ID", "Labels"])
-    writer.writerows((i, int(label)) for i, label in enumerate(labels))
-    return buf.getvalue()
+        images = read_course_pickle(Path(pickles[0]))
+        for i in range(0, len(images), chunk):
+            yield images[i:i + chunk], None
+        return
+    paths = collect_images(inputs)  # paths only: cheap even for 50,000 files
+    for i in range(0, len(paths), chunk):
+        arrays, infos = [], []
+        for path in paths[i:i + chunk]:
+            array, info = load_image(path)
+            arrays.append(array)
+            infos.append(info)
+        yield np.stack(arrays), infos

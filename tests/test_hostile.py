@@ -1,0 +1,179 @@
+"""Every place a file from a stranger enters: random and mutated bytes give a clear error, never code
+execution, never a crash from deep inside a library, never a hang."""
+
+import pickle
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from ghostmixnet.checkpoint import CheckpointError, load_checkpoint, save_atomic
+from ghostmixnet.cli import main
+from ghostmixnet.data import DataError, read_batch, read_course_pickle
+from ghostmixnet.predict import load_image
+
+# A fixed number of examples, derandomized: the same inputs in every CI run, within the time budget.
+FUZZ = settings(max_examples=60, deadline=None, derandomize=True,
+                suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+
+
+def _valid_batch() -> bytes:
+    rng = np.random.default_rng(0)
+    return pickle.dumps({b"data": rng.integers(0, 256, (4, 3072), dtype=np.uint8), b"labels": [0, 1, 2, 3],
+                         b"batch_label": b"x"}, protocol=2)
+
+
+def _valid_course() -> bytes:
+    return pickle.dumps({b"data": np.zeros((3, 32, 32, 3), np.uint8)}, protocol=4)
+
+
+def mutations(valid: bytes):
+    """Truncations, byte flips and insertions of a valid file, and random bytes."""
+    n = len(valid)
+    cut = st.integers(0, n - 1).map(lambda i: valid[:i])
+    flip = st.lists(st.tuples(st.integers(0, n - 1), st.integers(1, 255)), min_size=1, max_size=8).map(
+        lambda edits: _flip(valid, edits))
+    insert = st.tuples(st.integers(0, n), st.binary(min_size=1, max_size=16)).map(
+        lambda e: valid[:e[0]] + e[1] + valid[e[0]:])
+    return st.one_of(cut, flip, insert, st.binary(max_size=512))
+
+
+def _flip(data: bytes, edits) -> bytes:
+    out = bytearray(data)
+    for i, x in edits:
+        out[i] ^= x
+    return bytes(out)
+
+
+@FUZZ
+@given(data=mutations(_valid_batch()))
+def test_dataset_batches_fail_cleanly(tmp_path, data):
+    path = tmp_path / "data_batch_1"
+    path.write_bytes(data)
+    try:
+        images, labels = read_batch(path)
+    except DataError:
+        return
+    assert images.dtype == np.uint8 and images.shape[1:] == (32, 32, 3) and len(labels) == len(images)
+    assert labels.min(initial=0) >= 0 and labels.max(initial=0) < 10
+
+
+@FUZZ
+@given(data=mutations(_valid_course()))
+def test_course_pickles_fail_cleanly(tmp_path, data):
+    path = tmp_path / "test.pkl"
+    path.write_bytes(data)
+    try:
+        images = read_course_pickle(path)
+    except DataError:
+        return
+    assert images.dtype == np.uint8 and images.shape[1:] == (32, 32, 3)
+
+
+@pytest.fixture(scope="module")
+def valid_checkpoint(tmp_path_factory) -> bytes:
+    from ghostmixnet.config import make_config
+    from ghostmixnet.models import build_model
+
+    path = tmp_path_factory.mktemp("ck") / "c.pt"
+    model = build_model("ghostmixnet", width=0.125)
+    save_atomic({"model": model.state_dict(), "config": make_config("paper", width=0.125).to_dict()}, path)
+    return path.read_bytes()
+
+
+@FUZZ
+@given(seed=st.integers(0, 2**32 - 1))
+def test_checkpoints_fail_cleanly(tmp_path, valid_checkpoint, seed):
+    rng = np.random.default_rng(seed)
+    data = bytearray(valid_checkpoint)
+    kind = seed % 3
+    if kind == 0:
+        data = data[: int(rng.integers(0, len(data)))]
+    elif kind == 1:
+        for i in rng.integers(0, len(data), size=int(rng.integers(1, 8))):
+            data[i] ^= int(rng.integers(1, 256))
+    else:
+        data = bytearray(rng.integers(0, 256, int(rng.integers(0, 4096)), dtype=np.uint8).tobytes())
+    path = tmp_path / "c.pt"
+    path.write_bytes(bytes(data))
+    try:
+        ckpt = load_checkpoint(path)
+    except CheckpointError:
+        return
+    assert "model" in ckpt and "config" in ckpt  # a flip in unused zip padding can leave it readable
+
+
+def _png() -> bytes:
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(np.full((8, 12, 3), 100, np.uint8)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+@FUZZ
+@given(data=mutations(_png()))
+def test_images_fail_cleanly(tmp_path, data):
+    path = tmp_path / "x.png"
+    path.write_bytes(data)
+    try:
+        array, _ = load_image(path)
+    except DataError:
+        return
+    assert array.shape == (32, 32, 3) and array.dtype == np.uint8
+
+
+def test_a_pickle_that_would_create_a_file_is_refused_everywhere(cifar_dir, tmp_path, capsys, exploit_pickle,
+                                                                   trained_like):
+    """Dataset batches (train, eval, export, quantize), course pickles (predict) and checkpoints
+    (every command that takes one): the payload never runs and each error names the file."""
+    import shutil
+
+    evil, target = exploit_pickle
+    poisoned = tmp_path / "poisoned"
+    shutil.copytree(cifar_dir, poisoned)
+    shutil.copy(evil, poisoned / "cifar-10-batches-py" / "data_batch_3")
+    shutil.copy(evil, poisoned / "cifar-10-batches-py" / "test_batch")
+    from ghostmixnet.config import make_config
+
+    good = tmp_path / "good.pt"
+    save_atomic({"model": trained_like().state_dict(), "config": make_config("paper", width=0.125).to_dict()}, good)
+    bad_ckpt = tmp_path / "evil.pt"
+    torch.save({"model": {}, "config": {}, "x": _Payload(target)}, bad_ckpt)
+    calls = [
+        (["train", "--data-dir", str(poisoned), "--out", str(tmp_path / "r"), "--width", "0.125", "--epochs", "1"],
+         "not a safe data pickle"),
+        (["eval", str(good), "--data-dir", str(poisoned)], "not a safe data pickle"),
+        (["export", str(good), "--data-dir", str(poisoned), "--out", str(tmp_path / "m.onnx")],
+         "not a safe data pickle"),
+        (["predict", str(good), str(evil)], "not a safe data pickle"),
+    ]
+    pytest.importorskip("onnxruntime")
+    calls.append((["quantize", str(good), "--data-dir", str(poisoned), "--out", str(tmp_path / "q.onnx")],
+                  "not a safe data pickle"))
+    for command in ("eval", "predict", "export", "quantize", "bench"):
+        extra = {"eval": ["--data-dir", str(cifar_dir)], "predict": [str(evil)], "export": ["--verify-images", "0"],
+                 "quantize": ["--data-dir", str(cifar_dir)], "bench": []}[command]
+        calls.append(([command, str(bad_ckpt), *extra], "was refused"))
+    for argv, message in calls:
+        assert main(argv) == 1, argv
+        err = capsys.readouterr().err
+        assert message in err and "Traceback" not in err, (argv, err)
+        assert not target.exists(), argv
+    resume_dir = tmp_path / "run"
+    resume_dir.mkdir()
+    shutil.copy(bad_ckpt, resume_dir / "last.pt")
+    assert main(["train", "--resume", str(resume_dir), "--data-dir", str(cifar_dir)]) == 1
+    assert "was refused" in capsys.readouterr().err and not target.exists()
+
+
+class _Payload:
+    def __init__(self, path):
+        self.path = str(path)
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
