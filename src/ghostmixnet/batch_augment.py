@@ -1,0 +1,197 @@
+"""Augmentations applied to a whole uint8 batch at once, with per-image random parameters.
+
+Each operation computes what torchvision's tensor kernel computes for one image (same formulas,
+same uint8 rounding), but for a batch whose images each have their own parameters, on whatever
+device the batch is on. Samplers draw the parameters from the distributions torchvision's
+transforms use. Tests compare every operation with torchvision's on the same parameters.
+
+Images are (N, 3, H, W) uint8 tensors throughout; parameters are tensors with one entry per image.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+# ITU-R 601-2 luma, as torchvision's rgb_to_grayscale.
+_LUMA = (0.2989, 0.587, 0.114)
+
+
+def _per_image(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """A length-N parameter shaped to broadcast over (N, C, H, W), as float32 on ``like``'s device."""
+    return values.to(like.device, torch.float32).view(-1, 1, 1, 1)
+
+
+def _to_uint8(x: torch.Tensor) -> torch.Tensor:
+    """Clamp to [0, 255] and truncate, as torchvision's blend does for uint8 images."""
+    return x.clamp_(0, 255).to(torch.uint8)
+
+
+def grayscale(images: torch.Tensor) -> torch.Tensor:
+    """(N, 1, H, W) float luma, floored as torchvision does for integer images."""
+    r, g, b = images.float().unbind(1)
+    return (r * _LUMA[0] + g * _LUMA[1] + b * _LUMA[2]).floor_().unsqueeze(1)
+
+
+def blend(images: torch.Tensor, other: torch.Tensor, ratio: torch.Tensor) -> torch.Tensor:
+    """``ratio * images + (1 - ratio) * other`` per image, clamped and truncated to uint8."""
+    r = _per_image(ratio, images)
+    return _to_uint8(images.float() * r + other * (1.0 - r))
+
+
+def hflip(images: torch.Tensor, flip: torch.Tensor) -> torch.Tensor:
+    """Mirror the images whose ``flip`` is true."""
+    return torch.where(flip.to(images.device).view(-1, 1, 1, 1), images.flip(-1), images)
+
+
+def pad_crop(images: torch.Tensor, top: torch.Tensor, left: torch.Tensor, padding: int) -> torch.Tensor:
+    """Zero-pad by ``padding`` on every side, then cut each image's H x W window at (top, left)."""
+    n, c, h, w = images.shape
+    padded = F.pad(images, (padding,) * 4)
+    dev = images.device
+    rows = (top.to(dev).view(n, 1) + torch.arange(h, device=dev)).view(n, h, 1)
+    cols = (left.to(dev).view(n, 1) + torch.arange(w, device=dev)).view(n, 1, w)
+    batch = torch.arange(n, device=dev).view(n, 1, 1)
+    return padded.permute(0, 2, 3, 1)[batch, rows, cols].permute(0, 3, 1, 2).contiguous()
+
+
+def posterize(images: torch.Tensor, bits: torch.Tensor) -> torch.Tensor:
+    """Keep the top ``bits`` bits of every channel (per image; 8 leaves an image unchanged)."""
+    mask = (((1 << bits.to(torch.int32)) - 1) << (8 - bits.to(torch.int32))).to(torch.uint8)
+    return images & mask.to(images.device).view(-1, 1, 1, 1)
+
+
+def adjust_brightness(images: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
+    return blend(images, torch.zeros((), device=images.device), factor)
+
+
+def adjust_contrast(images: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
+    mean = grayscale(images).mean(dim=(1, 2, 3), keepdim=True)
+    return blend(images, mean, factor)
+
+
+def adjust_saturation(images: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
+    return blend(images, grayscale(images), factor)
+
+
+def _rgb_to_hsv(rgb: torch.Tensor) -> torch.Tensor:
+    r, g, b = rgb.unbind(1)
+    maxc, _ = rgb.max(1)
+    minc = rgb.min(1).values
+    chroma = maxc - minc
+    s = chroma / torch.where(maxc == 0, torch.ones_like(maxc), maxc)
+    safe = torch.where(chroma == 0, torch.ones_like(chroma), chroma)
+    rc, gc, bc = (maxc - r) / safe, (maxc - g) / safe, (maxc - b) / safe
+    h = torch.where(maxc == r, bc - gc, torch.where(maxc == g, 2.0 + rc - bc, 4.0 + gc - rc))
+    h = torch.where(chroma == 0, torch.zeros_like(h), h)
+    return torch.stack(((h / 6.0).remainder(1.0), s, maxc), 1)
+
+
+def _hsv_to_rgb(hsv: torch.Tensor) -> torch.Tensor:
+    h, s, v = hsv.unbind(1)
+    i = torch.floor(h * 6.0)
+    f = h * 6.0 - i
+    i = i.to(torch.int64).remainder(6)
+    p, q, t = v * (1.0 - s), v * (1.0 - s * f), v * (1.0 - s * (1.0 - f))
+    # For each sector i, which of (v, q, p, t) are the red, green and blue channels.
+    table = torch.stack((torch.stack((v, q, p, p, t, v), 1), torch.stack((t, v, v, q, p, p), 1),
+                         torch.stack((p, p, t, v, v, q), 1)), 1)  # (N, 3, 6, H, W)
+    return table.gather(2, i.unsqueeze(1).unsqueeze(1).expand(-1, 3, 1, -1, -1)).squeeze(2)
+
+
+def adjust_hue(images: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
+    """Rotate each image's hue by ``factor`` (in turns, within [-0.5, 0.5])."""
+    hsv = _rgb_to_hsv(images.float() / 255.0)
+    h = (hsv[:, 0] + factor.to(images.device, torch.float32).view(-1, 1, 1)).remainder(1.0)
+    rgb = _hsv_to_rgb(torch.stack((h, hsv[:, 1], hsv[:, 2]), 1))
+    # torchvision converts float to uint8 by scaling with 255.999 and truncating.
+    return rgb.mul_(255.0 + 1.0 - 1e-3).to(torch.uint8)
+
+
+COLOR_OPS = (adjust_brightness, adjust_contrast, adjust_saturation, adjust_hue)
+
+
+def color_jitter(images: torch.Tensor, factors: torch.Tensor, order: torch.Tensor) -> torch.Tensor:
+    """Brightness, contrast, saturation and hue (``factors`` (N, 4), in that column order), each image
+    applying them in its own order (``order`` (N, 4), a permutation of 0..3 per row), as ColorJitter."""
+    out = images.clone()
+    dev = images.device
+    order, factors = order.to(dev), factors.to(dev)
+    for position in range(4):
+        for op_index, op in enumerate(COLOR_OPS):
+            chosen = (order[:, position] == op_index).nonzero().flatten()
+            if chosen.numel():
+                out[chosen] = op(out[chosen], factors[chosen, op_index])
+    return out
+
+
+def perspective_coefficients(startpoints: torch.Tensor, endpoints: torch.Tensor) -> torch.Tensor:
+    """(N, 8) coefficients of the homographies taking each image's ``endpoints`` (N, 4, 2) to its
+    ``startpoints``: for an output pixel, where to sample the input (as torchvision solves them)."""
+    s, e = startpoints.double(), endpoints.double()
+    n = s.shape[0]
+    a = torch.zeros(n, 8, 8, dtype=torch.float64, device=s.device)
+    ex, ey, sx, sy = e[..., 0], e[..., 1], s[..., 0], s[..., 1]
+    a[:, 0::2, 0], a[:, 0::2, 1], a[:, 0::2, 2] = ex, ey, 1.0
+    a[:, 0::2, 6], a[:, 0::2, 7] = -sx * ex, -sx * ey
+    a[:, 1::2, 3], a[:, 1::2, 4], a[:, 1::2, 5] = ex, ey, 1.0
+    a[:, 1::2, 6], a[:, 1::2, 7] = -sy * ex, -sy * ey
+    b = s.reshape(n, 8)
+    return torch.linalg.solve(a, b).float()
+
+
+def perspective(images: torch.Tensor, coefficients: torch.Tensor) -> torch.Tensor:
+    """Warp each image by its homography (bilinear, zero fill), as torchvision's tensor kernel."""
+    n, c, h, w = images.shape
+    dev = images.device
+    k = coefficients.to(dev, torch.float32)
+    ys, xs = torch.meshgrid(torch.arange(h, device=dev, dtype=torch.float32) + 0.5,
+                            torch.arange(w, device=dev, dtype=torch.float32) + 0.5, indexing="ij")
+    x, y = xs.view(1, h, w), ys.view(1, h, w)
+    c0, c1, c2, c3, c4, c5, c6, c7 = (k[:, i].view(n, 1, 1) for i in range(8))
+    denom = c6 * x + c7 * y + 1.0
+    gx = (c0 * x + c1 * y + c2) / denom / (0.5 * w) - 1.0
+    gy = (c3 * x + c4 * y + c5) / denom / (0.5 * h) - 1.0
+    grid = torch.stack((gx, gy), -1)
+    # A channel of ones, warped alongside, says how much of each output pixel came from inside the image.
+    warped = F.grid_sample(torch.cat((images.float(), torch.ones(n, 1, h, w, device=dev)), 1), grid,
+                           mode="bilinear", padding_mode="zeros", align_corners=False)
+    pixels, mask = warped[:, :c], warped[:, c:]
+    return (pixels * mask).round_().to(torch.uint8)
+
+
+# ---- parameter samplers: the distributions of torchvision's transforms, one draw per image ----
+
+def sample_crop(n: int, padding: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """RandomCrop(size, padding): top and left offsets uniform in 0..2*padding."""
+    return (torch.randint(0, 2 * padding + 1, (n,), generator=generator),
+            torch.randint(0, 2 * padding + 1, (n,), generator=generator))
+
+
+def sample_color_jitter(n: int, generator: torch.Generator, brightness: float = 0.2, contrast: float = 0.2,
+                        saturation: float = 0.2, hue: float = 0.1) -> tuple[torch.Tensor, torch.Tensor]:
+    """ColorJitter: factors uniform in [1 - x, 1 + x] (hue in [-hue, hue]) and a random order per image."""
+    u = torch.rand(n, 4, generator=generator)
+    low = torch.tensor([1 - brightness, 1 - contrast, 1 - saturation, -hue])
+    high = torch.tensor([1 + brightness, 1 + contrast, 1 + saturation, hue])
+    order = torch.rand(n, 4, generator=generator).argsort(1)
+    return low + u * (high - low), order
+
+
+def sample_perspective(n: int, height: int, width: int, distortion: float,
+                       generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """RandomPerspective: corners moved inwards by up to ``distortion`` of half the side, as
+    torchvision draws them; returns (startpoints, endpoints), each (N, 4, 2) as (x, y)."""
+    dx, dy = int(distortion * (width // 2)), int(distortion * (height // 2))
+
+    def draw(low: int, high: int) -> torch.Tensor:
+        return torch.randint(low, high, (n,), generator=generator)
+
+    end = torch.stack([
+        torch.stack((draw(0, dx + 1), draw(0, dy + 1)), 1),
+        torch.stack((draw(width - dx - 1, width), draw(0, dy + 1)), 1),
+        torch.stack((draw(width - dx - 1, width), draw(height - dy - 1, height)), 1),
+        torch.stack((draw(0, dx + 1), draw(height - dy - 1, height)), 1),
+    ], 1)
+    start = torch.tensor([[0, 0], [width - 1, 0], [width - 1, height - 1], [0, height - 1]]).expand(n, 4, 2)
+    return start, end
