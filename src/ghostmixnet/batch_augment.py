@@ -35,8 +35,9 @@ def grayscale(images: torch.Tensor) -> torch.Tensor:
 
 def blend(images: torch.Tensor, other: torch.Tensor, ratio: torch.Tensor) -> torch.Tensor:
     """``ratio * images + (1 - ratio) * other`` per image, clamped and truncated to uint8."""
-    r = _per_image(ratio, images)
-    return _to_uint8(images.float() * r + other * (1.0 - r))
+    # 1 - ratio in double, then float32: what Python-float arithmetic gives torchvision's kernels.
+    r, complement = _per_image(ratio, images), _per_image(1.0 - ratio.double(), images)
+    return _to_uint8(images.float() * r + other * complement)
 
 
 def hflip(images: torch.Tensor, flip: torch.Tensor) -> torch.Tensor:
