@@ -103,3 +103,17 @@ def test_perspective_sampler_has_torchvision_support():
 def test_crop_sampler_support():
     top, left = B.sample_crop(2000, 4, torch.Generator().manual_seed(5))
     assert set(top.tolist()) == set(range(9)) and set(left.tolist()) == set(range(9))
+
+
+@pytest.mark.parametrize("augment", ["paper", "basic", "none"])
+def test_pipeline_is_seeded_and_keeps_shape(images, augment):
+    pipeline = B.BatchPipeline(augment)
+    a = pipeline(images, torch.Generator().manual_seed(7))
+    b = pipeline(images, torch.Generator().manual_seed(7))
+    c = pipeline(images, torch.Generator().manual_seed(8))
+    assert a.shape == images.shape and a.dtype == torch.uint8 and torch.equal(a, b)
+    assert torch.equal(a, images) if augment == "none" else not torch.equal(a, c)
+    x = B.normalize(a, (0.5, 0.5, 0.5), (0.25, 0.25, 0.25))
+    assert x.dtype == torch.float32 and x.min() >= -2.0 and x.max() <= 2.0
+    with pytest.raises(ValueError, match="unknown augmentation"):
+        B.BatchPipeline("heavy")

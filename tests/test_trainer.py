@@ -29,9 +29,9 @@ def test_run_folder_contents(cifar_dir, tmp_path, tiny_config):
     assert "optimizer" not in best and "optimizer" in load_checkpoint(run / "last.pt")
 
 
-@pytest.mark.parametrize("workers", [0, 2])
-def test_resume_equals_an_uninterrupted_run(cifar_dir, tmp_path, tiny_config, workers):
-    cfg = tiny_config(num_workers=workers)
+@pytest.mark.parametrize("workers,backend", [(0, "torchvision"), (2, "torchvision"), (0, "batched")])
+def test_resume_equals_an_uninterrupted_run(cifar_dir, tmp_path, tiny_config, workers, backend):
+    cfg = tiny_config(num_workers=workers, augment_backend=backend)
     train(cfg, cifar_dir, tmp_path / "straight", echo=quiet)
     first = train(cfg, cifar_dir, tmp_path / "resumed", stop_after=1, echo=quiet)
     assert first["epochs_done"] == 1 and "test_acc" not in first

@@ -89,15 +89,12 @@ def _rgb_to_hsv(rgb: torch.Tensor) -> torch.Tensor:
 
 
 def _hsv_to_rgb(hsv: torch.Tensor) -> torch.Tensor:
-    h, s, v = hsv.unbind(1)
-    i = torch.floor(h * 6.0)
-    f = h * 6.0 - i
-    i = i.to(torch.int64).remainder(6)
-    p, q, t = v * (1.0 - s), v * (1.0 - s * f), v * (1.0 - s * (1.0 - f))
-    # For each sector i, which of (v, q, p, t) are the red, green and blue channels.
-    table = torch.stack((torch.stack((v, q, p, p, t, v), 1), torch.stack((t, v, v, q, p, p), 1),
-                         torch.stack((p, p, t, v, v, q), 1)), 1)  # (N, 3, 6, H, W)
-    return table.gather(2, i.unsqueeze(1).unsqueeze(1).expand(-1, 3, 1, -1, -1)).squeeze(2)
+    # The closed form: channel k (k = 5, 3, 1 for red, green, blue) is v - v*s*clamp(min(m, 4 - m), 0, 1)
+    # with m = (k + 6h) mod 6; the same function as the six-sector table, without gathering from it.
+    h, s, v = hsv[:, 0:1], hsv[:, 1:2], hsv[:, 2:3]
+    k = torch.tensor([5.0, 3.0, 1.0], device=hsv.device).view(1, 3, 1, 1)
+    m = (k + h * 6.0).remainder(6.0)
+    return v - v * s * torch.minimum(m, 4.0 - m).clamp(0.0, 1.0)
 
 
 def adjust_hue(images: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
@@ -196,3 +193,48 @@ def sample_perspective(n: int, height: int, width: int, distortion: float,
     ], 1)
     start = torch.tensor([[0, 0], [width - 1, 0], [width - 1, height - 1], [0, height - 1]]).expand(n, 4, 2)
     return start, end
+
+
+def normalize(images: torch.Tensor, mean: tuple[float, ...], std: tuple[float, ...]) -> torch.Tensor:
+    """uint8 (N, 3, H, W) to float, scaled to [0, 1] and normalized per channel (as ToTensor + Normalize)."""
+    m = torch.tensor(mean, device=images.device).view(1, -1, 1, 1)
+    s = torch.tensor(std, device=images.device).view(1, -1, 1, 1)
+    return (images.float().div_(255) - m) / s
+
+
+class BatchPipeline:
+    """The per-image training pipeline of ``augment.train_transform``, on whole batches.
+
+    ``paper``: flip (p 0.5), crop with 4-pixel zero padding, perspective (distortion 0.5, p 0.5),
+    posterize to 4 bits (p 0.4), colour jitter (0.2, 0.2, 0.2, 0.1), AutoAugment's CIFAR10 policy;
+    ``basic``: flip and crop; ``none``: nothing. Every parameter is drawn per image from
+    ``generator``, which lives on the CPU (the draws are small) while the images stay on their device.
+    """
+
+    def __init__(self, augment: str) -> None:
+        if augment not in ("paper", "basic", "none"):
+            raise ValueError(f"unknown augmentation {augment!r}")
+        self.augment = augment
+
+    def __call__(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        if self.augment == "none":
+            return images
+        n, _, h, w = images.shape
+        out = hflip(images, torch.rand(n, generator=generator) < 0.5)
+        top, left = sample_crop(n, 4, generator)
+        out = pad_crop(out, top, left, padding=4)
+        if self.augment == "basic":
+            return out
+        from .batch_autoaugment import autoaugment, sample_autoaugment
+
+        warp = torch.rand(n, generator=generator) < 0.5
+        start, end = sample_perspective(n, h, w, 0.5, generator)
+        if warp.any():
+            chosen = warp.nonzero().flatten()
+            out[chosen.to(out.device)] = perspective(out[chosen.to(out.device)],
+                                                     perspective_coefficients(start[chosen], end[chosen]))
+        bits = torch.where(torch.rand(n, generator=generator) < 0.4, 4, 8)
+        out = posterize(out, bits)
+        factors, order = sample_color_jitter(n, generator)
+        out = color_jitter(out, factors, order)
+        return autoaugment(out, sample_autoaugment(n, generator))

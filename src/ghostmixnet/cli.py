@@ -15,7 +15,7 @@ from typing import Any
 
 from . import __version__
 from .bench import BACKENDS
-from .config import AUGMENTATIONS, PRECISIONS, RECIPES, TrainConfig, field_docs, make_config
+from .config import AUGMENT_BACKENDS, AUGMENTATIONS, PRECISIONS, RECIPES, TrainConfig, field_docs, make_config
 from .models import ARCHITECTURES
 from .quantize import CALIBRATION_METHODS
 
@@ -26,7 +26,8 @@ NO_FLAG = {"recipe"}
 # What an ablation may set: the budget, the same for every row, never the rows' models or recipes.
 ABLATION_BUDGET = {"epochs", "batch_size", "train_subset", "val_size", "split_seed", "seed", "precision", "width",
                    "num_workers", "channels_last", "compile"}
-CHOICES = {"model": list(ARCHITECTURES), "augment": list(AUGMENTATIONS), "precision": list(PRECISIONS)}
+CHOICES = {"model": list(ARCHITECTURES), "augment": list(AUGMENTATIONS), "precision": list(PRECISIONS),
+           "augment_backend": list(AUGMENT_BACKENDS)}
 
 
 def _field_type(field: dataclasses.Field) -> type:

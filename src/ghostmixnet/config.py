@@ -16,6 +16,7 @@ from .models import ARCHITECTURES
 
 AUGMENTATIONS = ("paper", "basic", "none")
 PRECISIONS = ("fp32", "bf16", "fp16")
+AUGMENT_BACKENDS = ("torchvision", "batched")
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,9 @@ class TrainConfig:
     augment: str = "paper"
     """Per-image augmentation: ``paper`` (flip, crop, perspective, posterize, jitter, AutoAugment),
     ``basic`` (flip + crop) or ``none``."""
+    augment_backend: str = "torchvision"
+    """Where per-image augmentation runs: ``torchvision`` (PIL transforms in the DataLoader workers,
+    the reference) or ``batched`` (the same operations on whole uint8 batches on the training device)."""
     mix_prob: float = 1.0
     """Probability that a batch is mixed (Mixup or CutMix); 0 turns batch mixing off."""
     mixup_share: float = 0.5
@@ -91,6 +95,9 @@ class TrainConfig:
             problems.append(f"model {self.model!r} is unknown; choose one of: {', '.join(ARCHITECTURES)}")
         if self.augment not in AUGMENTATIONS:
             problems.append(f"augment {self.augment!r} is unknown; choose one of: {', '.join(AUGMENTATIONS)}")
+        if self.augment_backend not in AUGMENT_BACKENDS:
+            problems.append(f"augment_backend {self.augment_backend!r} is unknown; choose one of: "
+                            f"{', '.join(AUGMENT_BACKENDS)}")
         if self.precision not in PRECISIONS:
             problems.append(f"precision {self.precision!r} is unknown; choose one of: {', '.join(PRECISIONS)}")
         positive = {"width": self.width, "epochs": self.epochs, "batch_size": self.batch_size, "lr": self.lr,

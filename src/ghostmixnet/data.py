@@ -217,19 +217,19 @@ class ImageDataset(torch.utils.data.Dataset):
     resume in the middle of an epoch and still see exactly the images it would have seen.
     """
 
-    def __init__(self, data: ArraySet, transform: Callable[[Image.Image], torch.Tensor]) -> None:
+    def __init__(self, data: ArraySet, transform: Callable[[Image.Image], torch.Tensor] | None) -> None:
         self.data = data
-        self.transform = transform
+        self.transform = transform  # None serves the raw (3, 32, 32) uint8 image, for batched augmentation
 
     def __len__(self) -> int:
         return len(self.data)
 
     def __getitem__(self, item: int | tuple[int, int]) -> tuple[torch.Tensor, int]:
-        if isinstance(item, tuple):
-            i, seed = item
+        i, seed = item if isinstance(item, tuple) else (item, None)
+        if self.transform is None:
+            return torch.from_numpy(self.data.images[i]).permute(2, 0, 1), int(self.data.labels[i])
+        if seed is not None:
             torch.manual_seed(seed)  # torchvision's transforms draw from torch's global generator
-        else:
-            i = item
         return self.transform(Image.fromarray(self.data.images[i])), int(self.data.labels[i])
 
 

@@ -29,9 +29,10 @@ from torch.utils.data import DataLoader
 
 from . import __version__
 from .augment import train_transform
+from .batch_augment import BatchPipeline, normalize
 from .checkpoint import FORMAT_VERSION, CheckpointError, load_checkpoint, load_weights, save_atomic, unwrap
 from .config import TrainConfig
-from .data import CLASSES, ImageDataset, ResumableSampler, Splits, load_splits, mix_seed
+from .data import CLASSES, MEAN, STD, ImageDataset, ResumableSampler, Splits, load_splits, mix_seed
 from .distributed import DistEnv, init_distributed
 from .engine import EvalResult, Progress, evaluate, forward_backward, optimizer_step, slow_precision_warning
 from .mix import BatchMixer
@@ -228,7 +229,9 @@ def _train(cfg: TrainConfig, data_dir: Path, out_dir: Path, env: DistEnv, resume
 
     per_rank = cfg.batch_size // env.world_size
     sampler = ResumableSampler(len(splits.train), env.world_size, env.rank, cfg.seed)
-    loader = DataLoader(ImageDataset(splits.train, train_transform(cfg.augment)), batch_size=per_rank,
+    batched = BatchPipeline(cfg.augment) if cfg.augment_backend == "batched" else None
+    dataset = ImageDataset(splits.train, None if batched else train_transform(cfg.augment))
+    loader = DataLoader(dataset, batch_size=per_rank,
                         sampler=sampler, drop_last=False, num_workers=cfg.num_workers, pin_memory=dev.type == "cuda")
     steps_per_epoch = -(-sampler.num_samples // per_rank)
     train_model: torch.nn.Module = model
@@ -266,6 +269,9 @@ def _train(cfg: TrainConfig, data_dir: Path, out_dir: Path, env: DistEnv, resume
             seed = mix_seed(cfg.seed, epoch, step, env.rank)
             torch.manual_seed(seed)  # dropout
             mixer = BatchMixer(cfg.mix_prob, cfg.mixup_share, cfg.mixup_alpha, cfg.cutmix_alpha, seed=seed)
+            if batched is not None:  # augment the uint8 batch where the model runs
+                draws = torch.Generator().manual_seed(mix_seed(cfg.seed, epoch, step, env.rank, 1))
+                images = normalize(batched(images.to(dev, non_blocking=True), draws), MEAN, STD)
             loss = forward_backward(train_model, images, targets, mixer, scaler, dev, cfg.precision,
                                     cfg.label_smoothing, cfg.channels_last)
             n = images.shape[0]

@@ -1,0 +1,65 @@
+"""Augmentation throughput: torchvision's per-image pipeline against the batched one, images/s per core.
+
+Both run the paper's training augmentation on the same CIFAR-10 images with one thread (one core):
+the per-image pipeline as the DataLoader workers run it (PIL image in, normalized tensor out), the
+batched one on uint8 batches (normalization included). The last line is the headline figure.
+
+    python benchmarks/augment_throughput.py --data-dir ../shared/data --images 2048
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+from PIL import Image
+
+from ghostmixnet.augment import train_transform
+from ghostmixnet.batch_augment import BatchPipeline, normalize
+from ghostmixnet.data import MEAN, STD, load_cifar10
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data-dir", default="data", help="folder holding cifar-10-batches-py")
+    parser.add_argument("--images", type=int, default=2048, help="images per measurement")
+    parser.add_argument("--batch-size", type=int, default=256, help="batch size of the batched pipeline")
+    parser.add_argument("--augment", default="paper", choices=["paper", "basic"])
+    parser.add_argument("--repeats", type=int, default=3, help="measurements; the best is reported")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    images = load_cifar10(args.data_dir, train=True).images[: args.images]
+    pil = [Image.fromarray(im) for im in images]
+    per_image = train_transform(args.augment)
+    batched = BatchPipeline(args.augment)
+    tensor = torch.from_numpy(images).permute(0, 3, 1, 2).contiguous()
+    generator = torch.Generator().manual_seed(0)
+
+    def run_per_image() -> None:
+        for im in pil:
+            per_image(im)
+
+    def run_batched() -> None:
+        for i in range(0, len(tensor), args.batch_size):
+            normalize(batched(tensor[i:i + args.batch_size], generator), MEAN, STD)
+
+    rates = {}
+    for name, fn in (("per-image (torchvision, PIL)", run_per_image), ("batched", run_batched)):
+        if name == "batched":
+            fn()  # warm-up: first calls of PyTorch kernels allocate
+        best = min(_timed(fn) for _ in range(args.repeats))
+        rates[name] = len(images) / best
+        print(f"{name}: {rates[name]:,.0f} images/s on one core ({len(images)} images, best of {args.repeats})")
+    ratio = rates["batched"] / rates["per-image (torchvision, PIL)"]
+    print(f"speedup: {ratio:.2f}")
+
+
+def _timed(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+if __name__ == "__main__":
+    main()
