@@ -162,7 +162,7 @@ def test_truncated_checkpoint_falls_back_to_the_previous(cifar_dir, tmp_path, ti
     train(cfg, cifar_dir, tmp_path / "straight", echo=quiet)
     run = tmp_path / "run"
     train(cfg, cifar_dir, run, stop_after=1, echo=quiet)
-    # Two saves so far would be needed for a previous copy: make one by a second epoch-1 save.
+    # One epoch means one save, so no previous copy yet: make it, then damage the newest.
     data = (run / "last.pt").read_bytes()
     (run / "last.prev.pt").write_bytes(data)
     (run / "last.pt").write_bytes(data[: len(data) // 2])  # a kill during a copy, a full disk, ...

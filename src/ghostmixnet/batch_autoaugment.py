@@ -57,6 +57,14 @@ def _parse(table: str) -> tuple[tuple[tuple[str, float, int | None], ...], ...]:
 
 
 CIFAR10_POLICY = _parse(_CIFAR10)
+OPERATIONS = tuple(sorted({name for sub in CIFAR10_POLICY for name, _, _ in sub}))
+# Per slot of a sub-policy: operation index, probability and level (0 where none) of each sub-policy, as
+# tensors, so that a batch's draws are looked up at once rather than image by image.
+_SLOT_TABLES = tuple(
+    (torch.tensor([OPERATIONS.index(sub[slot][0]) for sub in CIFAR10_POLICY]),
+     torch.tensor([sub[slot][1] for sub in CIFAR10_POLICY]),
+     torch.tensor([sub[slot][2] or 0 for sub in CIFAR10_POLICY]))
+    for slot in range(2))
 
 
 def magnitudes(size: tuple[int, int], levels: int = 10) -> dict[str, tuple[torch.Tensor, bool]]:
@@ -169,22 +177,21 @@ def sample_autoaugment(n: int, generator: torch.Generator) -> dict[str, torch.Te
 
 def autoaugment(images: torch.Tensor, params: dict[str, torch.Tensor]) -> torch.Tensor:
     """Apply each image's sub-policy: operation 1 then operation 2, each if its draw passes."""
-    n, _, h, w = images.shape
+    _, _, h, w = images.shape
     space = magnitudes((h, w))
     out = images.clone()
     policy, probs, signs = params["policy"].cpu(), params["probs"].cpu(), params["signs"].cpu()
     for slot in range(2):
-        names = [CIFAR10_POLICY[int(p)][slot][0] for p in policy]
-        for name in sorted(set(names)):
-            chosen = [i for i in range(n) if names[i] == name
-                      and probs[i, slot] <= CIFAR10_POLICY[int(policy[i])][slot][1]]
-            if not chosen:
+        op, prob, level = (t[policy] for t in _SLOT_TABLES[slot])
+        applies = probs[:, slot] <= prob
+        for k, name in enumerate(OPERATIONS):
+            index = ((op == k) & applies).nonzero().flatten()
+            if not index.numel():
                 continue
-            index = torch.tensor(chosen)
-            levels = torch.tensor([CIFAR10_POLICY[int(policy[i])][slot][2] or 0 for i in chosen])
             values, is_signed = space[name]
-            magnitude = values[levels].float() if values.ndim else torch.zeros(len(chosen))
+            magnitude = values[level[index]].float() if values.ndim else torch.zeros(len(index))
             if is_signed:
                 magnitude = torch.where(signs[index, slot] == 0, -magnitude, magnitude)
-            out[index.to(out.device)] = apply_op(name, out[index.to(out.device)], magnitude)
+            chosen = index.to(out.device)
+            out[chosen] = apply_op(name, out[chosen], magnitude)
     return out

@@ -248,6 +248,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 def cmd_predict(args: argparse.Namespace) -> int:
     import csv
+    import itertools
     import os
     import tempfile
 
@@ -267,7 +268,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     out = args.out or (Path("submission.csv") if submission else None)
     handle = tmp = None
     if out is not None:  # rows are written as they come, to a temporary file renamed at the end
-        fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent if str(out.parent) else ".")
+        fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
         handle = os.fdopen(fd, "w", newline="")
     try:
         writer = csv.writer(handle, lineterminator="\n") if handle else None
@@ -276,7 +277,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         counts, done = torch.zeros(len(CLASSES), dtype=torch.long), 0
         if not submission:
             print(f"{'file':<40}  {'label':<10} {'prob':>6}  input")
-        for images, infos in _chain_first(first, chunks):
+        for images, infos in itertools.chain([first], chunks):
             probs = predict_logits(model, images, device, batch_size=args.batch_size).softmax(1)
             conf, labels = probs.max(1)
             counts += torch.bincount(labels, minlength=len(CLASSES))[: len(CLASSES)]
@@ -304,11 +305,6 @@ def cmd_predict(args: argparse.Namespace) -> int:
     elif out:
         print(f"wrote {out}")
     return 0
-
-
-def _chain_first(first, rest):
-    yield first
-    yield from rest
 
 
 def cmd_export(args: argparse.Namespace) -> int:

@@ -50,11 +50,6 @@ class NonFiniteLossError(RunError, FloatingPointError):
     """The loss became NaN or infinite; the weights were not updated with it."""
 
 
-def epoch_seed(seed: int, epoch: int) -> int:
-    """A well-mixed 32-bit seed for one epoch of one run."""
-    return int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0])
-
-
 class RunLog:
     """Prints a line and appends it to the run's ``train.log`` (on rank 0; other ranks stay silent)."""
 
