@@ -19,7 +19,16 @@ def test_presets_differ_only_where_the_paper_rows_do():
     assert nomix.mix_prob == 0 and nomix.augment == "paper"
     assert basic.mix_prob == 0 and basic.augment == "basic"
     assert dataclasses.replace(nomix, mix_prob=1.0, recipe="paper") == paper
-    assert set(RECIPES) == {"paper", "paper-nomix", "basic"}
+    assert set(RECIPES) == {"paper", "paper-nomix", "basic", "fast"}
+
+
+def test_fast_recipe_changes_the_schedule_not_the_model():
+    fast, paper = make_config("fast"), make_config("paper")
+    assert (fast.model, fast.width, fast.dropout) == (paper.model, paper.width, paper.dropout)
+    assert fast.schedule == "onecycle" and 0 < fast.warmup < 1 and fast.ema_decay > 0 and fast.tta
+    assert fast.mix_prob == 0 and fast.augment == "basic" and fast.precision == "auto"
+    # The paper's recipe keeps the paper's schedule and reference compute settings.
+    assert (paper.schedule, paper.ema_decay, paper.tta, paper.val_every) == ("restarts", 0.0, False, 1)
 
 
 def test_overrides_and_frozen():
@@ -37,6 +46,10 @@ def test_overrides_and_frozen():
     ({"min_lr": 1.0}, "min_lr"),
     ({"val_size": -1}, "val_size"),
     ({"mix_prob": 1.5}, "mix_prob"),
+    ({"schedule": "step"}, "schedule 'step'"),
+    ({"warmup": 1.0}, "warmup"),
+    ({"ema_decay": 1.0}, "ema_decay"),
+    ({"val_every": 0}, "val_every"),
 ])
 def test_invalid_values_are_rejected_on_creation(overrides, message):
     with pytest.raises(ValueError, match=message):

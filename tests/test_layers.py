@@ -1,5 +1,6 @@
 """The package's Ghost module and block against a reference written here from the spec alone."""
 
+import copy
 import math
 
 import pytest
@@ -8,6 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ghostmixnet.layers import BasicBlock, GhostBlock, GhostModule
+from ghostmixnet.models import build_model, set_fused_bn
 
 
 class SpecGhostModule(nn.Module):
@@ -116,3 +118,56 @@ def test_basic_block_shortcut_and_se():
 def test_ghost_module_rejects_ratio_below_two():
     with pytest.raises(ValueError, match="ratio"):
         GhostModule(4, 4, ratio=1)
+
+
+def _randomize_batch_norms(module: nn.Module) -> None:
+    """BatchNorm weights of both signs and non-zero biases, so no term of the fused algebra hides."""
+    for m in module.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            nn.init.uniform_(m.weight, -1.5, 1.5)
+            nn.init.normal_(m.bias)
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+def test_fused_double_batch_norm_is_the_same_function(stride):
+    # In float64, so that any difference left is an error in the algebra, not rounding.
+    torch.manual_seed(0)
+    plain = GhostBlock(16, 32, stride).double()
+    _randomize_batch_norms(plain)
+    fused = copy.deepcopy(plain)
+    fused.fused_bn = True
+    x = torch.randn(6, 16, 12, 12, dtype=torch.float64)
+    xa, xb = x.clone().requires_grad_(), x.clone().requires_grad_()
+    for _ in range(3):  # running statistics move over several steps
+        ya, yb = plain(xa), fused(xb)
+    grad = torch.randn_like(ya)
+    (ya * grad).sum().backward()
+    (yb * grad).sum().backward()
+    assert torch.allclose(ya, yb, rtol=0, atol=1e-12)
+    assert torch.allclose(xa.grad, xb.grad, rtol=0, atol=1e-12)
+    for (name, p), q in zip(plain.named_parameters(), fused.parameters()):
+        assert q.grad is not None, name  # DDP needs every parameter to take part
+        assert torch.allclose(p.grad, q.grad, rtol=0, atol=1e-10), name
+    for (name, a), b in zip(plain.named_buffers(), fused.buffers()):
+        assert torch.allclose(a.double(), b.double(), rtol=0, atol=1e-12), name
+    plain.eval(), fused.eval()
+    assert torch.allclose(plain(x), fused(x), rtol=0, atol=1e-12)  # evaluation takes the plain path
+
+
+def test_fused_model_under_bf16_autocast_matches_plain():
+    torch.manual_seed(0)
+    plain = build_model("ghostmixnet", width=0.25)
+    for m in plain.modules():  # trained-looking BatchNorms: positive scales, small shifts
+        if isinstance(m, nn.BatchNorm2d):
+            nn.init.uniform_(m.weight, 0.5, 1.5)
+            nn.init.normal_(m.bias, 0, 0.2)
+    fused = set_fused_bn(copy.deepcopy(plain))
+    reference = copy.deepcopy(plain)
+    assert sum(isinstance(m, GhostBlock) and m.fused_bn for m in fused.modules()) == 12
+    assert fused.state_dict().keys() == plain.state_dict().keys()
+    x = torch.randn(8, 3, 32, 32)
+    exact = reference(x)  # fp32
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        a, b = plain(x).float(), fused(x).float()
+    # bf16 moves both away from fp32; the fused path must not move further than the plain one does.
+    assert (b - exact).abs().max() <= 1.5 * (a - exact).abs().max()

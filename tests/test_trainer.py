@@ -19,7 +19,8 @@ def test_run_folder_contents(cifar_dir, tmp_path, tiny_config):
                  "test.json", "train.log"):
         assert (run / name).is_file(), name
     rows = (run / "metrics.csv").read_text().splitlines()
-    assert rows[0] == "epoch,val_split,lr,train_loss,val_loss,val_acc,images_per_s,seconds" and len(rows) == 3
+    assert rows[0] == "epoch,val_split,lr,train_loss,val_loss,val_acc,weights,images_per_s,seconds"
+    assert len(rows) == 3
     test = json.loads((run / "test.json").read_text())
     assert test["images"] == 100 and 0 <= test["accuracy"] <= 1 and len(test["confusion"]) == 10
     assert test["selected_on"].startswith("validation split (50")
@@ -205,3 +206,39 @@ def test_non_finite_loss_stops_without_saving(cifar_dir, tmp_path, tiny_config, 
     assert saved["epoch"] == 1 and saved["step"] == 2  # the step-2 save happened, nothing after the NaN
     assert all(torch.isfinite(t).all() for t in saved["model"].values() if t.is_floating_point())
     assert good != (run / "last.pt").read_bytes()
+
+
+def test_fast_recipe_runs_and_resumes_exactly(cifar_dir, tmp_path, tiny_config):
+    # The fast recipe's parts (one-cycle per step, weight average, fused BatchNorm, mirror TTA, sparse
+    # validation) all carry across a resume; compile is left out only to keep the test short.
+    cfg = tiny_config(recipe="fast", epochs=3, batch_size=32, val_every=2, compile=False, fused_bn=True)
+    summary = train(cfg, cifar_dir, tmp_path / "straight", echo=quiet)
+    train(cfg, cifar_dir, tmp_path / "resumed", stop_after=1, echo=quiet)
+    train(cfg, cifar_dir, tmp_path / "resumed", resume=True, echo=quiet)
+    a = load_checkpoint(tmp_path / "straight" / "last.pt")
+    b = load_checkpoint(tmp_path / "resumed" / "last.pt")
+    for key, tensor in a["model"].items():
+        assert torch.equal(tensor, b["model"][key]), key
+    for key, tensor in a["ema"].items():
+        assert torch.equal(tensor, b["ema"][key]), key
+    assert a["scheduler"] == b["scheduler"] and a["scheduler"]["last_epoch"] == 3 * 5  # 150 images / 32
+    rows = (tmp_path / "straight" / "metrics.csv").read_text().splitlines()
+    assert rows[0] == "epoch,val_split,lr,train_loss,val_loss,val_acc,weights,images_per_s,seconds"
+    assert rows[1].split(",")[4:7] == ["", "", ""]  # epoch 1 was not validated
+    assert rows[2].split(",")[6] in ("trained", "average") and rows[3].split(",")[6] in ("trained", "average")
+    best = load_checkpoint(tmp_path / "straight" / "best.pt")
+    assert best["weights"] in ("trained", "average") and best["epoch"] in (2, 3)
+    test = json.loads((tmp_path / "straight" / "test.json").read_text())
+    assert test["tta"] is True and summary["test_acc"] == test["accuracy"]
+
+
+def test_time_limit_stops_and_scores_the_best_so_far(cifar_dir, tmp_path, tiny_config):
+    cfg = tiny_config(epochs=3)
+    first = train(cfg, cifar_dir, tmp_path / "run", time_limit=1e-9, echo=quiet)
+    assert first["time_limit_hit"] and first["epochs_done"] == 0 and "test_acc" not in first
+    assert load_checkpoint(tmp_path / "run" / "last.pt")["step"] == 1  # saved, so it can be resumed
+    train(cfg, cifar_dir, tmp_path / "run2", stop_after=1, echo=quiet)
+    lines = []
+    second = train(cfg, cifar_dir, tmp_path / "run2", resume=True, time_limit=1e-9, echo=lines.append)
+    assert second["time_limit_hit"] and second["best_epoch"] == 1 and 0 <= second["test_acc"] <= 1
+    assert any("time limit" in line for line in lines)

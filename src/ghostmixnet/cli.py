@@ -15,7 +15,16 @@ from typing import Any
 
 from . import __version__
 from .bench import BACKENDS
-from .config import AUGMENT_BACKENDS, AUGMENTATIONS, PRECISIONS, RECIPES, TrainConfig, field_docs, make_config
+from .config import (
+    AUGMENT_BACKENDS,
+    AUGMENTATIONS,
+    PRECISIONS,
+    RECIPES,
+    SCHEDULES,
+    TrainConfig,
+    field_docs,
+    make_config,
+)
 from .models import ARCHITECTURES
 from .quantize import CALIBRATION_METHODS
 
@@ -27,7 +36,7 @@ NO_FLAG = {"recipe"}
 ABLATION_BUDGET = {"epochs", "batch_size", "train_subset", "val_size", "split_seed", "seed", "precision", "width",
                    "num_workers", "channels_last", "compile"}
 CHOICES = {"model": list(ARCHITECTURES), "augment": list(AUGMENTATIONS), "precision": list(PRECISIONS),
-           "augment_backend": list(AUGMENT_BACKENDS)}
+           "augment_backend": list(AUGMENT_BACKENDS), "schedule": list(SCHEDULES)}
 
 
 def _field_type(field: dataclasses.Field) -> type:
@@ -86,6 +95,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint-every", type=int, default=0, metavar="N",
                    help="also save last.pt every N steps within an epoch (0: at epoch ends only); SIGTERM and "
                         "SIGINT always save the current step before exiting")
+    p.add_argument("--time-limit", type=float, default=None, metavar="MINUTES",
+                   help="stop once training (validation excluded) has taken this long, saving the run, and report "
+                        "the test accuracy of the best checkpoint so far")
     add_config_flags(p)
 
     p = sub.add_parser("eval", parents=[common], help="accuracy, per-class accuracy and confusion matrix",
@@ -93,6 +105,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("checkpoint", type=Path)
     p.add_argument("--data-dir", type=Path, default=Path("data"), help="folder holding cifar-10-batches-py")
     p.add_argument("--split", choices=["test", "val"], default="test")
+    p.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None,
+                   help="average each image's logits with its mirror image's [the run's tta setting]")
     p.add_argument("--out", type=Path, default=None, help="folder for the JSON and PNG [the checkpoint's folder]")
     p.add_argument("--device", default="auto")
     p.add_argument("--batch-size", type=int, default=256)
@@ -157,6 +171,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--width", type=float, default=1.0)
     p.add_argument("--num-classes", type=int, default=10)
 
+    p = sub.add_parser("seeds", parents=[common], help="train a recipe with several seeds: mean and std",
+                       description="Train one recipe once per seed (folders seed-N under --out; finished seeds are "
+                                   "read back, unfinished ones resumed) and print each run's validation and test "
+                                   "accuracy with their mean and standard deviation.")
+    p.add_argument("--recipe", choices=list(RECIPES), default="paper", help="preset recipe [paper]")
+    p.add_argument("--seeds", default="0,1", help="comma-separated seeds [0,1]")
+    p.add_argument("--data-dir", type=Path, default=Path("data"))
+    p.add_argument("--out", type=Path, default=None, help="parent folder [runs/RECIPE-seeds]")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--time-limit", type=float, default=None, metavar="MINUTES",
+                   help="stop each run after this much training and score its best checkpoint")
+    add_config_flags(p, only={f.name for f in dataclasses.fields(TrainConfig)} - {"seed"})
+
     p = sub.add_parser("ablation", parents=[common], help="train the paper's four table rows on one budget",
                        description="Train the four rows of the paper's table with the same budget and write "
                                    "ablation.md. Finished rows are skipped and unfinished ones resumed.")
@@ -196,7 +223,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         out = args.out or Path("runs") / f"{cfg.model}-{cfg.recipe}-{time.strftime('%Y%m%d-%H%M%S')}"
     summary = train(cfg, data_dir, out, device=args.device, resume=args.resume is not None,
                     download=args.download, stop_after=args.stop_after, log_every=args.log_every,
-                    checkpoint_every=args.checkpoint_every)
+                    checkpoint_every=args.checkpoint_every,
+                    time_limit=None if args.time_limit is None else 60 * args.time_limit)
     if summary.get("signal"):
         return 128 + summary["signal"]  # the shell's convention for "ended by this signal", so schedulers requeue
     if os.environ.get("RANK", "0") == "0":
@@ -222,9 +250,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
     splits = load_splits(args.data_dir, cfg.val_size, cfg.split_seed)
     data = splits.test if args.split == "test" else splits.val
     device = resolve_device(args.device)
-    result = evaluate(model.to(device), data.images, data.labels, device, batch_size=args.batch_size)
+    tta = cfg.tta if args.tta is None else args.tta
+    result = evaluate(model.to(device), data.images, data.labels, device, batch_size=args.batch_size, tta=tta)
     name = "test" if args.split == "test" else f"validation split ({len(data)} training images, seed {cfg.split_seed})"
-    print(f"{args.checkpoint}: {cfg.model} (epoch {ckpt.get('epoch', '?')}) on the {name}")
+    print(f"{args.checkpoint}: {cfg.model} (epoch {ckpt.get('epoch', '?')}) on the {name}"
+          + (", with mirror test-time augmentation" if tta else ""))
     if args.split == "test" and cfg.val_size == 0:
         print("note: this checkpoint was selected on the test set itself (--val-size 0), so this figure is optimistic")
     print(f"accuracy {100 * result.accuracy:.2f}% ({int(np.trace(result.confusion))}/{len(data)}), "
@@ -238,7 +268,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     stem = f"eval-{args.checkpoint.stem}-{args.split}"
     write_text_atomic(out / f"{stem}.json", json.dumps(
-        {"checkpoint": str(args.checkpoint), "split": args.split, "images": len(data), **eval_summary(result)},
+        {"checkpoint": str(args.checkpoint), "split": args.split, "images": len(data), "tta": tta,
+         **eval_summary(result)},
         indent=2) + "\n")
     plot_confusion(result.confusion, CLASSES, out / f"{stem}-confusion.png",
                    f"{cfg.model}, {args.split}: {100 * result.accuracy:.2f}%")
@@ -402,6 +433,22 @@ def cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_seeds(args: argparse.Namespace) -> int:
+    from .seeds import run_seeds, seeds_markdown
+
+    try:
+        seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+    except ValueError:
+        raise ValueError(f"--seeds takes comma-separated integers, got {args.seeds!r}") from None
+    out = args.out or Path("runs") / f"{args.recipe}-seeds"
+    result = run_seeds(args.recipe, seeds, args.data_dir, out, config_overrides(args), device=args.device,
+                       time_limit=None if args.time_limit is None else 60 * args.time_limit)
+    print(seeds_markdown(result), end="")
+    print(f"wrote {out / 'seeds.md'} and {out / 'seeds.json'}")
+    print(f"test accuracy: {100 * result['test_mean']:.2f} ± {100 * result['test_std']:.2f}% over {len(seeds)} seed(s)")
+    return 0
+
+
 def cmd_ablation(args: argparse.Namespace) -> int:
     from .ablation import run_ablation
 
@@ -411,7 +458,8 @@ def cmd_ablation(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"train": cmd_train, "eval": cmd_eval, "predict": cmd_predict, "export": cmd_export,
-            "quantize": cmd_quantize, "bench": cmd_bench, "info": cmd_info, "ablation": cmd_ablation}
+            "quantize": cmd_quantize, "bench": cmd_bench, "info": cmd_info, "ablation": cmd_ablation,
+            "seeds": cmd_seeds}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -15,8 +15,9 @@ from typing import Any
 from .models import ARCHITECTURES
 
 AUGMENTATIONS = ("paper", "basic", "none")
-PRECISIONS = ("fp32", "bf16", "fp16")
+PRECISIONS = ("fp32", "bf16", "fp16", "auto")
 AUGMENT_BACKENDS = ("torchvision", "batched")
+SCHEDULES = ("restarts", "onecycle")
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,18 @@ class TrainConfig:
     """Cosine warm restarts: cycle length multiplier (T_mult)."""
     min_lr: float = 1e-4
     """Cosine warm restarts: learning rate at the bottom of each cycle (eta_min)."""
+    schedule: str = "restarts"
+    """Learning-rate schedule: ``restarts`` (cosine warm restarts, stepped once per epoch: the paper's) or
+    ``onecycle`` (linear warm-up to ``lr``, then linear decay to zero at the last step, stepped every step)."""
+    warmup: float = 0.0
+    """``onecycle``: the share of all steps spent warming up."""
+    ema_decay: float = 0.0
+    """Keep an exponential moving average of the weights (and BatchNorm statistics) with this decay per
+    step; 0 keeps none. With one, validation scores both and keeps the better as ``best.pt``."""
+    tta: bool = False
+    """Evaluate (validation and test) on each image and its mirror image, averaging the logits."""
+    val_every: int = 1
+    """Validate every this many epochs, and always after the last (validation costs time short runs lack)."""
     label_smoothing: float = 0.1
     """Cross-entropy label smoothing."""
     augment: str = "paper"
@@ -78,7 +91,12 @@ class TrainConfig:
     seed: int = 0
     """Seed of initialisation, shuffling, augmentation, mixing and dropout."""
     precision: str = "fp32"
-    """Autocast precision: ``fp32`` (off), ``bf16`` or ``fp16`` (with a gradient scaler)."""
+    """Autocast precision: ``fp32`` (off), ``bf16``, ``fp16`` (with a gradient scaler) or ``auto`` (bf16
+    where the device computes it natively, fp16 on CUDA GPUs without bf16, fp32 otherwise)."""
+    fused_bn: bool = False
+    """Train Ghost blocks with the fused double BatchNorm: the same function with one set of batch statistics
+    per pair of BatchNorms. Measured slower than PyTorch's native BatchNorm kernels on the CPU (README,
+    Performance), so off in every recipe; kept as the measured alternative."""
     channels_last: bool = False
     """Use the channels-last memory format (faster convolutions on recent hardware)."""
     compile: bool = False
@@ -98,6 +116,14 @@ class TrainConfig:
         if self.augment_backend not in AUGMENT_BACKENDS:
             problems.append(f"augment_backend {self.augment_backend!r} is unknown; choose one of: "
                             f"{', '.join(AUGMENT_BACKENDS)}")
+        if self.schedule not in SCHEDULES:
+            problems.append(f"schedule {self.schedule!r} is unknown; choose one of: {', '.join(SCHEDULES)}")
+        if not 0.0 <= self.warmup < 1.0:
+            problems.append(f"warmup is a share of the steps and must be in [0, 1), got {self.warmup}")
+        if not 0.0 <= self.ema_decay < 1.0:
+            problems.append(f"ema_decay must be in [0, 1) (0 turns the average off), got {self.ema_decay}")
+        if self.val_every < 1:
+            problems.append(f"val_every must be at least 1, got {self.val_every}")
         if self.precision not in PRECISIONS:
             problems.append(f"precision {self.precision!r} is unknown; choose one of: {', '.join(PRECISIONS)}")
         positive = {"width": self.width, "epochs": self.epochs, "batch_size": self.batch_size, "lr": self.lr,
@@ -159,6 +185,12 @@ RECIPES: dict[str, dict[str, Any]] = {
     "paper-nomix": {"mix_prob": 0.0},
     # The paper's first table row: random crop and flip only, no mixing.
     "basic": {"augment": "basic", "mix_prob": 0.0},
+    # Short budgets (about ten epochs): light augmentation, no mixing, one cycle of the learning rate,
+    # a weight average, mirror test-time augmentation, and the fast compute path.
+    "fast": {"epochs": 10, "batch_size": 128, "lr": 2e-3, "weight_decay": 5e-2, "schedule": "onecycle",
+             "warmup": 0.2, "augment": "basic", "augment_backend": "batched", "mix_prob": 0.0, "ema_decay": 0.99,
+             "tta": True, "val_every": 4, "precision": "auto", "compile": True,
+             "num_workers": 0},
 }
 
 

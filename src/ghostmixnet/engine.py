@@ -37,16 +37,30 @@ def resolve_device(name: str = "auto") -> torch.device:
     return device
 
 
-def slow_precision_warning(device: torch.device, precision: str) -> str | None:
-    """A warning when autocast on this CPU would be emulated (no AVX512-BF16/AMX or FP16 units): often 10x slower."""
-    if device.type != "cpu" or precision == "fp32":
-        return None
+def native_cpu_support(precision: str) -> bool | None:
+    """Whether this CPU computes ``precision`` (bf16/fp16) natively (AVX512-BF16, AMX, ...); None if unknown."""
     try:
         check = {"bf16": torch.ops.mkldnn._is_mkldnn_bf16_supported, "fp16": torch.ops.mkldnn._is_mkldnn_fp16_supported}
-        native = bool(check[precision]())
-    except (AttributeError, RuntimeError):  # a private probe: if it is gone, say nothing
+        return bool(check[precision]())
+    except (AttributeError, RuntimeError):  # a private probe: it may be gone in another release
         return None
-    if native:
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """``auto`` becomes the fastest precision the device computes natively: bf16 on CUDA GPUs that have it
+    (fp16 with a gradient scaler on older ones), bf16 on CPUs with native bf16, fp32 otherwise."""
+    if precision != "auto":
+        return precision
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    if device.type == "cpu" and native_cpu_support("bf16"):
+        return "bf16"
+    return "fp32"
+
+
+def slow_precision_warning(device: torch.device, precision: str) -> str | None:
+    """A warning when autocast on this CPU would be emulated (no AVX512-BF16/AMX or FP16 units): often 10x slower."""
+    if device.type != "cpu" or precision not in AUTOCAST_DTYPES or native_cpu_support(precision) is not False:
         return None
     return (f"warning: this CPU has no native {precision} support (capability "
             f"{torch.backends.cpu.get_cpu_capability()}), so {precision} autocast is emulated and usually far "
@@ -55,6 +69,7 @@ def slow_precision_warning(device: torch.device, precision: str) -> str | None:
 
 def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
     """Autocast to bf16/fp16 on ``device``, or nothing for fp32."""
+    precision = resolve_precision(precision, device)
     if precision == "fp32":
         return contextlib.nullcontext()
     return torch.autocast(device.type, dtype=AUTOCAST_DTYPES[precision])
@@ -130,13 +145,18 @@ def iterate_arrays(images: np.ndarray, batch_size: int) -> Iterator[np.ndarray]:
 
 @torch.no_grad()
 def predict_logits(model: nn.Module, images: np.ndarray, device: torch.device, precision: str = "fp32",
-                   batch_size: int = 256, channels_last: bool = False) -> torch.Tensor:
-    """Logits (float32, on the CPU) for (N, 32, 32, 3) uint8 images, in batches."""
+                   batch_size: int = 256, channels_last: bool = False, tta: bool = False) -> torch.Tensor:
+    """Logits (float32, on the CPU) for (N, 32, 32, 3) uint8 images, in batches; with ``tta`` the mean of
+    the logits of each image and its mirror image."""
     model.eval()
     outputs = []
     for chunk in iterate_arrays(images, batch_size):
         with autocast(device, precision):
-            outputs.append(model(normalize_uint8(chunk, device, channels_last)).float().cpu())
+            x = normalize_uint8(chunk, device, channels_last)
+            logits = model(x).float()
+            if tta:
+                logits = (logits + model(x.flip(3)).float()) / 2
+            outputs.append(logits.cpu())
     return torch.cat(outputs) if outputs else torch.empty(0)
 
 
@@ -155,13 +175,15 @@ class EvalResult:
 
 def evaluate(model: nn.Module, images: np.ndarray, labels: np.ndarray, device: torch.device,
              precision: str = "fp32", batch_size: int = 256, channels_last: bool = False, rank: int = 0,
-             world_size: int = 1, reduce: Callable[[torch.Tensor], torch.Tensor] | None = None) -> EvalResult:
+             world_size: int = 1, reduce: Callable[[torch.Tensor], torch.Tensor] | None = None,
+             tta: bool = False) -> EvalResult:
     """Plain cross-entropy loss, top-1 accuracy and confusion matrix over a labelled uint8 set.
 
-    With several processes each evaluates every ``world_size``-th image from ``rank`` and ``reduce``
+    ``tta`` averages each image's logits with its mirror image's. With several processes each evaluates
+    every ``world_size``-th image from ``rank`` and ``reduce``
     (a sum across processes) combines the loss sums and confusion matrices, weighted by count.
     """
-    logits = predict_logits(model, images[rank::world_size], device, precision, batch_size, channels_last)
+    logits = predict_logits(model, images[rank::world_size], device, precision, batch_size, channels_last, tta)
     targets = torch.as_tensor(labels[rank::world_size]).long()
     num_classes = logits.shape[1] if logits.numel() else int(np.max(labels)) + 1
     loss_sum = F.cross_entropy(logits, targets, reduction="sum").item() if logits.numel() else 0.0

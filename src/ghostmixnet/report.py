@@ -10,8 +10,11 @@ from pathlib import Path
 
 import numpy as np
 
-# val_split is "val" (held-out training images) or "test" (--val-size 0: the test set selects checkpoints).
-METRIC_FIELDS = ("epoch", "val_split", "lr", "train_loss", "val_loss", "val_acc", "images_per_s", "seconds")
+# val_split is "val" (held-out training images) or "test" (--val-size 0: the test set selects checkpoints);
+# weights is which weights val_acc scored ("trained", or "average" when the moving average did better);
+# the val fields are empty in epochs without validation (--val-every).
+METRIC_FIELDS = ("epoch", "val_split", "lr", "train_loss", "val_loss", "val_acc", "weights", "images_per_s",
+                 "seconds")
 
 
 def write_text_atomic(path: Path, text: str) -> None:
@@ -26,7 +29,7 @@ def write_metrics(path: Path, rows: Sequence[dict]) -> None:
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=METRIC_FIELDS, lineterminator="\n")
     writer.writeheader()
-    writer.writerows({k: row[k] for k in METRIC_FIELDS} for row in rows)
+    writer.writerows({k: row.get(k) for k in METRIC_FIELDS} for row in rows)
     write_text_atomic(path, buf.getvalue())
 
 
@@ -44,7 +47,6 @@ def plot_curves(rows: Sequence[dict], out_dir: Path, val_name: str = "validation
     plt = _pyplot()
     from matplotlib.ticker import MaxNLocator
 
-    epochs = [r["epoch"] for r in rows]
     paths = []
     for name, series, ylabel in (
         ("loss.png", [("train (mixed targets, smoothed)", "train_loss"), (val_name, "val_loss")], "loss"),
@@ -52,8 +54,9 @@ def plot_curves(rows: Sequence[dict], out_dir: Path, val_name: str = "validation
     ):
         fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
         for label, key in series:
-            values = [r[key] * (100 if key == "val_acc" else 1) for r in rows]
-            ax.plot(epochs, values, marker="o" if len(rows) < 30 else None, label=label)
+            kept = [r for r in rows if r.get(key) is not None]  # epochs without validation have no val figures
+            values = [r[key] * (100 if key == "val_acc" else 1) for r in kept]
+            ax.plot([r["epoch"] for r in kept], values, marker="o" if len(kept) < 30 else None, label=label)
         ax.set_xlabel("epoch")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel(ylabel)

@@ -34,10 +34,19 @@ from .checkpoint import FORMAT_VERSION, CheckpointError, load_checkpoint, load_w
 from .config import TrainConfig
 from .data import CLASSES, MEAN, STD, ImageDataset, ResumableSampler, Splits, load_splits, mix_seed
 from .distributed import DistEnv, init_distributed
-from .engine import EvalResult, Progress, evaluate, forward_backward, optimizer_step, slow_precision_warning
+from .engine import (
+    EvalResult,
+    Progress,
+    evaluate,
+    forward_backward,
+    optimizer_step,
+    resolve_precision,
+    slow_precision_warning,
+)
 from .mix import BatchMixer
-from .models import build_model, count_parameters
+from .models import build_model, count_parameters, set_fused_bn
 from .report import plot_curves, write_metrics, write_text_atomic
+from .schedule import build_scheduler
 
 LAST, PREVIOUS, BEST = "last.pt", "last.prev.pt", "best.pt"
 
@@ -135,12 +144,14 @@ def _all_finite(module: torch.nn.Module) -> bool:
 
 def train(cfg: TrainConfig, data_dir: Path, out_dir: Path, *, device: str = "auto", resume: bool = False,
           download: bool = False, stop_after: int | None = None, log_every: int = 50, checkpoint_every: int = 0,
-          echo: Callable[[str], None] | None = None) -> dict[str, Any]:
+          echo: Callable[[str], None] | None = None, time_limit: float | None = None) -> dict[str, Any]:
     """Train (or, with ``resume``, continue) the run in ``out_dir``; returns the run's summary.
 
     ``stop_after`` ends this invocation after that many epochs, leaving a resumable run;
     ``checkpoint_every`` also saves ``last.pt`` every that many steps within an epoch. SIGTERM or
-    SIGINT saves after the current step and stops; the summary's ``signal`` then names it.
+    SIGINT saves after the current step and stops; the summary's ``signal`` then names it. ``time_limit``
+    (seconds) stops the same way once the run's training time (validation excluded) reaches it, then
+    reports the test accuracy of the best checkpoint so far (the summary's ``time_limit_hit`` is True).
     Launched by torchrun, the processes of one run each call this with the same arguments.
     """
     if checkpoint_every < 0:
@@ -149,14 +160,14 @@ def train(cfg: TrainConfig, data_dir: Path, out_dir: Path, *, device: str = "aut
     try:
         with stop_requests() as stop:
             return _train(cfg, Path(data_dir), Path(out_dir), env, resume, download, stop_after, log_every,
-                          checkpoint_every, echo, stop)
+                          checkpoint_every, echo, stop, time_limit)
     finally:
         env.close()
 
 
 def _train(cfg: TrainConfig, data_dir: Path, out_dir: Path, env: DistEnv, resume: bool, download: bool,
            stop_after: int | None, log_every: int, checkpoint_every: int, echo: Callable[[str], None] | None,
-           stop: dict[str, int]) -> dict[str, Any]:
+           stop: dict[str, int], time_limit: float | None) -> dict[str, Any]:
     if resume:
         if not (out_dir / LAST).is_file() and not (out_dir / PREVIOUS).is_file():
             raise RunError(f"cannot resume: {out_dir / LAST} does not exist")
@@ -175,16 +186,23 @@ def _train(cfg: TrainConfig, data_dir: Path, out_dir: Path, env: DistEnv, resume
     env.barrier()
     log = RunLog(out_dir / "train.log" if env.is_main else None, echo)
     dev = env.device
+    precision = resolve_precision(cfg.precision, dev)
+    per_rank = cfg.batch_size // env.world_size
+    sampler = ResumableSampler(len(splits.train), env.world_size, env.rank, cfg.seed)
+    steps_per_epoch = -(-sampler.num_samples // per_rank)
 
     torch.manual_seed(cfg.seed)
     model = build_model(cfg.model, cfg.num_classes, cfg.width, cfg.dropout).to(dev)
+    set_fused_bn(model, cfg.fused_bn)
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2),
                                   weight_decay=cfg.weight_decay)
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(
-        optimizer, T_0=cfg.restart_epochs, T_mult=cfg.restart_mult, eta_min=cfg.min_lr)
-    scaler = torch.amp.GradScaler(dev.type, enabled=cfg.precision == "fp16")
+    scheduler, per_step_schedule = build_scheduler(cfg, optimizer, steps_per_epoch)
+    scaler = torch.amp.GradScaler(dev.type, enabled=precision == "fp16")
+    # The average includes BatchNorm statistics (use_buffers), so it can be evaluated as it is.
+    ema = (torch.optim.swa_utils.AveragedModel(model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(
+        cfg.ema_decay), use_buffers=True) if cfg.ema_decay else None)
 
     epoch, step, best_acc, best_epoch, history = 0, 0, -1.0, 0, []
     partial = {"loss_sum": 0.0, "images": 0, "seconds": 0.0}  # the current epoch's totals so far
@@ -194,6 +212,10 @@ def _train(cfg: TrainConfig, data_dir: Path, out_dir: Path, env: DistEnv, resume
         optimizer.load_state_dict(ckpt["optimizer"])
         scheduler.load_state_dict(ckpt["scheduler"])
         scaler.load_state_dict(ckpt["scaler"])
+        if ema is not None:
+            if "ema" not in ckpt:
+                raise RunError(f"{path} holds no weight average although the config asks for one (ema_decay)")
+            ema.load_state_dict(ckpt["ema"])
         epoch, best_acc, best_epoch = ckpt["epoch"], ckpt["best_acc"], ckpt["best_epoch"]
         step, partial = ckpt.get("step", 0), dict(ckpt.get("partial", partial))
         if step and ckpt.get("processes", 1) != env.world_size:
@@ -216,19 +238,16 @@ def _train(cfg: TrainConfig, data_dir: Path, out_dir: Path, env: DistEnv, resume
     val_name = "test-as-val" if splits.val_is_test else "val"
     procs = f" x {env.world_size} processes ({cfg.batch_size // env.world_size} each)" if env.distributed else ""
     log(f"{cfg.model} (width {cfg.width}, {count_parameters(model):,} parameters), recipe {cfg.recipe}, "
-        f"{cfg.epochs} epochs, batch {cfg.batch_size}{procs}, {cfg.precision}, on {dev}; "
+        f"{cfg.epochs} epochs, batch {cfg.batch_size}{procs}, {precision}, on {dev}; "
         f"{len(splits.train):,} training images; {selection_note(splits)}")
-    warning = slow_precision_warning(dev, cfg.precision)
+    warning = slow_precision_warning(dev, precision)
     if warning:
         log(warning)
 
-    per_rank = cfg.batch_size // env.world_size
-    sampler = ResumableSampler(len(splits.train), env.world_size, env.rank, cfg.seed)
     batched = BatchPipeline(cfg.augment) if cfg.augment_backend == "batched" else None
     dataset = ImageDataset(splits.train, None if batched else train_transform(cfg.augment))
     loader = DataLoader(dataset, batch_size=per_rank,
                         sampler=sampler, drop_last=False, num_workers=cfg.num_workers, pin_memory=dev.type == "cuda")
-    steps_per_epoch = -(-sampler.num_samples // per_rank)
     train_model: torch.nn.Module = model
     if env.distributed:
         if cfg.sync_bn:
@@ -242,7 +261,8 @@ def _train(cfg: TrainConfig, data_dir: Path, out_dir: Path, env: DistEnv, resume
         return {"format": FORMAT_VERSION, "model": unwrap(model).state_dict(), "config": cfg.to_dict(),
                 "epoch": epoch, "step": step, "partial": dict(partial), "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(), "best_acc": best_acc,
-                "best_epoch": best_epoch, "history": history, "processes": env.world_size}
+                "best_epoch": best_epoch, "history": history, "processes": env.world_size,
+                **({"ema": ema.state_dict()} if ema is not None else {})}
 
     def save_last() -> None:
         if not env.is_main:
@@ -252,6 +272,53 @@ def _train(cfg: TrainConfig, data_dir: Path, out_dir: Path, env: DistEnv, resume
                                      f"nothing was saved, {out_dir / LAST} is the last good checkpoint")
         save_atomic(training_state(), out_dir / LAST, keep_previous=out_dir / PREVIOUS)
 
+    def candidates() -> dict[str, torch.nn.Module]:
+        """The weights validation chooses among: the trained ones and, if kept, their moving average."""
+        return {"trained": unwrap(model), **({"average": ema.module} if ema is not None else {})}
+
+    def run_eval(module: torch.nn.Module, images: np.ndarray, labels: np.ndarray) -> EvalResult:
+        env.broadcast_state(module)  # every process evaluates with rank 0's BatchNorm statistics
+        return evaluate(module, images, labels, dev, precision, channels_last=cfg.channels_last, rank=env.rank,
+                        world_size=env.world_size, reduce=env.all_reduce_sum, tta=cfg.tta)
+
+    def validate() -> tuple[str, EvalResult, str]:
+        """Score every candidate on the validation split; the best one's name and result, and a text
+        with each score when there are several."""
+        results = {name: run_eval(module, splits.val.images, splits.val.labels)
+                   for name, module in candidates().items()}
+        name = max(results, key=lambda k: results[k].accuracy)  # ties keep the trained weights
+        text = (" (" + ", ".join(f"{k} {100 * r.accuracy:.2f}%" for k, r in results.items()) + ")"
+                if len(results) > 1 else "")
+        return name, results[name], text
+
+    def finish(time_limit_hit: bool) -> dict[str, Any]:
+        """Score the best checkpoint on the test set once; the run's summary."""
+        summary: dict[str, Any] = {
+            "run_dir": str(out_dir), "epochs_done": epoch, "epochs": cfg.epochs, "best_val_acc": best_acc,
+            "best_epoch": best_epoch, "val_is_test": splits.val_is_test,
+            "train_seconds": trained_seconds + partial["seconds"], "time_limit_hit": time_limit_hit}
+        if best_epoch == 0:
+            log("no validated checkpoint yet, so no test accuracy")
+            return summary
+        scored = build_model(cfg.model, cfg.num_classes, cfg.width, cfg.dropout).to(dev)
+        if env.is_main:
+            best = load_checkpoint(out_dir / BEST)
+            load_weights(scored, best["model"], out_dir / BEST)
+        t0 = time.perf_counter()
+        test = run_eval(scored, splits.test.images, splits.test.labels)  # other nodes get rank 0's weights
+        if env.is_main:
+            result = {"split": "test", "images": len(splits.test), "checkpoint": BEST, "best_epoch": best_epoch,
+                      "selected_on": "test set (optimistic: --val-size 0)" if splits.val_is_test
+                      else f"validation split ({len(splits.val)} training images)", "tta": cfg.tta,
+                      "best_val_acc": best_acc, **eval_summary(test), "seconds": time.perf_counter() - t0}
+            write_text_atomic(out_dir / "test.json", json.dumps(result, indent=2) + "\n")
+        log(f"test accuracy of best.pt (epoch {best_epoch}, {val_name}_acc {100 * best_acc:.2f}%): "
+            f"{100 * test.accuracy:.2f}% on {len(splits.test):,} images"
+            + (" [selected on the test set itself: optimistic]" if splits.val_is_test else ""))
+        summary["test_acc"] = test.accuracy
+        return summary
+
+    trained_seconds = sum(row["seconds"] for row in history)
     while epoch < cfg.epochs and (stop_after is None or epoch - start_epoch < stop_after):
         sampler.set_epoch(epoch, start=step * per_rank)
         lr = optimizer.param_groups[0]["lr"]
@@ -267,7 +334,7 @@ def _train(cfg: TrainConfig, data_dir: Path, out_dir: Path, env: DistEnv, resume
             if batched is not None:  # augment the uint8 batch where the model runs
                 draws = torch.Generator().manual_seed(mix_seed(cfg.seed, epoch, step, env.rank, 1))
                 images = normalize(batched(images.to(dev, non_blocking=True), draws), MEAN, STD)
-            loss = forward_backward(train_model, images, targets, mixer, scaler, dev, cfg.precision,
+            loss = forward_backward(train_model, images, targets, mixer, scaler, dev, precision,
                                     cfg.label_smoothing, cfg.channels_last)
             n = images.shape[0]
             # One reduction per step: the loss for the log, and any process's request to stop.
@@ -280,12 +347,22 @@ def _train(cfg: TrainConfig, data_dir: Path, out_dir: Path, env: DistEnv, resume
                     f"were not updated with it and {out_dir / LAST} keeps the last good state. Lower --lr, use "
                     "--precision fp32, or resume to retry")
             optimizer_step(optimizer, scaler)
+            if per_step_schedule:
+                scheduler.step()
+            if ema is not None:
+                ema.update_parameters(model)
             partial["loss_sum"] += loss_sum
             partial["images"] += int(count)
             partial["seconds"] = time.perf_counter() - started
             progress.update(step, loss=partial["loss_sum"] / partial["images"])
             # Every process acts on the reduced flag, so all stop at the same step even if only one was signalled.
             stopping = int(stop["signal"]) or (int(signal.SIGTERM) if signalled else 0)
+            out_of_time = time_limit is not None and trained_seconds + partial["seconds"] >= time_limit
+            if out_of_time and step < steps_per_epoch:
+                progress.close()
+                save_last()
+                log(f"time limit of {time_limit:.0f} s of training reached at step {step} of epoch {epoch + 1}")
+                return finish(time_limit_hit=True)
             if stopping and step < steps_per_epoch:
                 progress.close()
                 save_last()
@@ -297,31 +374,34 @@ def _train(cfg: TrainConfig, data_dir: Path, out_dir: Path, env: DistEnv, resume
             if checkpoint_every and step % checkpoint_every == 0 and step < steps_per_epoch:
                 save_last()
         progress.close()
-        scheduler.step()
-        env.broadcast_state(model)  # every process evaluates with rank 0's BatchNorm statistics
-        val = evaluate(unwrap(model), splits.val.images, splits.val.labels, dev, cfg.precision,
-                       channels_last=cfg.channels_last, rank=env.rank, world_size=env.world_size,
-                       reduce=env.all_reduce_sum)
+        if not per_step_schedule:
+            scheduler.step()
         epoch, step = epoch + 1, 0
         stats, partial = dict(partial), {"loss_sum": 0.0, "images": 0, "seconds": 0.0}
-        history.append({"epoch": epoch, "val_split": "test" if splits.val_is_test else "val", "lr": lr,
-                        "train_loss": stats["loss_sum"] / max(stats["images"], 1), "val_loss": val.loss,
-                        "val_acc": val.accuracy, "images_per_s": stats["images"] / max(stats["seconds"], 1e-9),
-                        "seconds": stats["seconds"]})
-        improved = val.accuracy > best_acc
-        if improved:
-            best_acc, best_epoch = val.accuracy, epoch
-        if env.is_main:
+        trained_seconds += stats["seconds"]
+        row = {"epoch": epoch, "val_split": "test" if splits.val_is_test else "val", "lr": lr,
+               "train_loss": stats["loss_sum"] / max(stats["images"], 1), "val_loss": None, "val_acc": None,
+               "weights": None, "images_per_s": stats["images"] / max(stats["seconds"], 1e-9),
+               "seconds": stats["seconds"]}
+        history.append(row)
+        improved, scores = False, ""
+        if epoch % cfg.val_every == 0 or epoch == cfg.epochs:
+            name, val, scores = validate()
+            row.update(val_loss=val.loss, val_acc=val.accuracy, weights=name)
+            improved = val.accuracy > best_acc
             if improved:
-                save_atomic({"format": FORMAT_VERSION, "model": unwrap(model).state_dict(), "config": cfg.to_dict(),
-                             "epoch": epoch, "val_acc": val.accuracy, "val_is_test": splits.val_is_test},
-                            out_dir / BEST)
+                best_acc, best_epoch = val.accuracy, epoch
+                if env.is_main:
+                    save_atomic({"format": FORMAT_VERSION, "model": candidates()[name].state_dict(),
+                                 "config": cfg.to_dict(), "epoch": epoch, "weights": name, "val_acc": val.accuracy,
+                                 "val_is_test": splits.val_is_test}, out_dir / BEST)
+        if env.is_main:
             save_last()
             write_metrics(out_dir / "metrics.csv", history)
             plot_curves(history, out_dir, "test set (selection)" if splits.val_is_test else "validation")
-        row = history[-1]
-        log(f"epoch {epoch}/{cfg.epochs} lr {lr:.3g} train_loss {row['train_loss']:.4f} {val_name}_loss "
-            f"{val.loss:.4f} {val_name}_acc {100 * val.accuracy:.2f}%{' (best)' if improved else ''} "
+        val_text = (f" {val_name}_loss {row['val_loss']:.4f} {val_name}_acc {100 * row['val_acc']:.2f}%{scores}"
+                    f"{' (best)' if improved else ''}" if row["val_acc"] is not None else "")
+        log(f"epoch {epoch}/{cfg.epochs} lr {lr:.3g} train_loss {row['train_loss']:.4f}{val_text} "
             f"{row['images_per_s']:.1f} img/s {row['seconds']:.0f}s")
         if stopping and epoch < cfg.epochs:
             # A signal during the epoch's last step: the epoch-end checkpoint above already holds it.
@@ -329,29 +409,12 @@ def _train(cfg: TrainConfig, data_dir: Path, out_dir: Path, env: DistEnv, resume
                 f"continue with: ghostmixnet train --resume {out_dir}")
             return {"run_dir": str(out_dir), "epochs_done": epoch, "step": 0, "epochs": cfg.epochs,
                     "signal": stopping, "best_val_acc": best_acc}
+        if time_limit is not None and trained_seconds >= time_limit and epoch < cfg.epochs:
+            log(f"time limit of {time_limit:.0f} s of training reached after epoch {epoch}")
+            return finish(time_limit_hit=True)
 
-    summary: dict[str, Any] = {"run_dir": str(out_dir), "epochs_done": epoch, "epochs": cfg.epochs,
-                               "best_val_acc": best_acc, "best_epoch": best_epoch, "val_is_test": splits.val_is_test}
     if epoch < cfg.epochs:
         log(f"stopped after epoch {epoch} of {cfg.epochs}; continue with: ghostmixnet train --resume {out_dir}")
-        return summary
-
-    if env.is_main:
-        best = load_checkpoint(out_dir / BEST)
-        load_weights(model, best["model"], out_dir / BEST)
-    env.broadcast_state(model)  # other nodes need not see rank 0's files
-    t0 = time.perf_counter()
-    test = evaluate(unwrap(model), splits.test.images, splits.test.labels, dev, cfg.precision,
-                    channels_last=cfg.channels_last, rank=env.rank, world_size=env.world_size,
-                    reduce=env.all_reduce_sum)
-    if env.is_main:
-        result = {"split": "test", "images": len(splits.test), "checkpoint": BEST, "best_epoch": best_epoch,
-                  "selected_on": "test set (optimistic: --val-size 0)" if splits.val_is_test
-                  else f"validation split ({len(splits.val)} training images)",
-                  "best_val_acc": best_acc, **eval_summary(test), "seconds": time.perf_counter() - t0}
-        write_text_atomic(out_dir / "test.json", json.dumps(result, indent=2) + "\n")
-    log(f"test accuracy of best.pt (epoch {best_epoch}, {val_name}_acc {100 * best_acc:.2f}%): "
-        f"{100 * test.accuracy:.2f}% on {len(splits.test):,} images"
-        + (" [selected on the test set itself: optimistic]" if splits.val_is_test else ""))
-    summary["test_acc"] = test.accuracy
-    return summary
+        return {"run_dir": str(out_dir), "epochs_done": epoch, "epochs": cfg.epochs, "best_val_acc": best_acc,
+                "best_epoch": best_epoch, "val_is_test": splits.val_is_test}
+    return finish(time_limit_hit=False)
