@@ -3,7 +3,16 @@ import pytest
 import torch
 from torch import nn
 
-from ghostmixnet.engine import Progress, evaluate, forward_backward, optimizer_step, resolve_device
+from ghostmixnet.engine import (
+    Progress,
+    evaluate,
+    forward_backward,
+    native_cpu_support,
+    optimizer_step,
+    predict_logits,
+    resolve_device,
+    resolve_precision,
+)
 from ghostmixnet.mix import BatchMixer
 from ghostmixnet.models import build_model
 
@@ -84,3 +93,25 @@ def test_resolve_device():
             resolve_device("cuda")
     with pytest.raises(ValueError, match="unknown device"):
         resolve_device("tpu9")
+
+
+def test_mirror_tta_averages_the_image_and_its_mirror():
+    torch.manual_seed(0)
+    model = build_model("ghostmixnet", width=0.125).eval()
+    images = np.random.default_rng(0).integers(0, 256, (6, 32, 32, 3), dtype=np.uint8)
+    cpu = torch.device("cpu")
+    plain = predict_logits(model, images, cpu)
+    mirrored = predict_logits(model, np.ascontiguousarray(images[:, :, ::-1]), cpu)
+    both = predict_logits(model, images, cpu, tta=True)
+    assert torch.allclose(both, (plain + mirrored) / 2, atol=1e-5)
+    assert not torch.allclose(both, plain, atol=1e-3)  # the mirror changes something
+    labels = plain.argmax(1).numpy()
+    assert evaluate(model, images, labels, cpu).accuracy == 1.0
+    assert evaluate(model, images, labels, cpu, tta=True).accuracy == float((both.argmax(1).numpy() == labels).mean())
+
+
+def test_auto_precision_follows_the_hardware():
+    cpu = torch.device("cpu")
+    assert resolve_precision("fp32", cpu) == "fp32" and resolve_precision("bf16", cpu) == "bf16"
+    assert resolve_precision("auto", cpu) == ("bf16" if native_cpu_support("bf16") else "fp32")
+    assert resolve_precision("auto", torch.device("mps")) == "fp32"

@@ -242,3 +242,19 @@ def test_time_limit_stops_and_scores_the_best_so_far(cifar_dir, tmp_path, tiny_c
     second = train(cfg, cifar_dir, tmp_path / "run2", resume=True, time_limit=1e-9, echo=lines.append)
     assert second["time_limit_hit"] and second["best_epoch"] == 1 and 0 <= second["test_acc"] <= 1
     assert any("time limit" in line for line in lines)
+
+
+def test_a_failing_compile_says_how_to_train_without_it(cifar_dir, tmp_path, tiny_config, monkeypatch):
+    from torch._dynamo.exc import BackendCompilerFailed
+
+    class Uncompilable(torch.nn.Module):
+        def __init__(self, model):
+            super().__init__()
+            self.model = model
+
+        def forward(self, x):
+            raise BackendCompilerFailed(lambda: None, RuntimeError("no C++ compiler found"), None)
+
+    monkeypatch.setattr(torch, "compile", Uncompilable)
+    with pytest.raises(RunError, match="--no-compile"):
+        train(tiny_config(compile=True, epochs=1), cifar_dir, tmp_path / "run", echo=quiet)

@@ -120,6 +120,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="CSV to write (images: optional; pickle: default submission.csv)")
     p.add_argument("--device", default="auto")
     p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None,
+                   help="average each image's logits with its mirror image's [the run's tta setting]")
 
     p = sub.add_parser("export", parents=[common], help="export a checkpoint to ONNX (BatchNorm folded), verified",
                        description="Export to ONNX with BatchNorm folded and a dynamic batch, then check ONNX "
@@ -290,7 +292,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from .export import load_classifier
     from .predict import iter_inputs
 
-    model, _, _ = load_classifier(args.checkpoint)
+    model, cfg, _ = load_classifier(args.checkpoint)
+    tta = (cfg is not None and cfg.tta) if args.tta is None else args.tta
     device = resolve_device(args.device)
     model = model.to(device)
     chunks = iter_inputs(args.inputs, chunk=args.batch_size)
@@ -309,7 +312,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         if not submission:
             print(f"{'file':<40}  {'label':<10} {'prob':>6}  input")
         for images, infos in itertools.chain([first], chunks):
-            probs = predict_logits(model, images, device, batch_size=args.batch_size).softmax(1)
+            probs = predict_logits(model, images, device, batch_size=args.batch_size, tta=tta).softmax(1)
             conf, labels = probs.max(1)
             counts += torch.bincount(labels, minlength=len(CLASSES))[: len(CLASSES)]
             if submission:

@@ -138,6 +138,14 @@ def stop_requests() -> Iterator[dict[str, int]]:
             signal.signal(s, h)
 
 
+def _compile_failure(error: Exception) -> bool:
+    """Whether ``error`` came from torch.compile (e.g. no C++ compiler, or no Triton for the GPU)."""
+    from torch._dynamo.exc import TorchDynamoException
+    from torch._inductor.exc import InductorError
+
+    return isinstance(error, (TorchDynamoException, InductorError))
+
+
 def _all_finite(module: torch.nn.Module) -> bool:
     return all(bool(torch.isfinite(p).all()) for p in module.parameters())
 
@@ -325,7 +333,7 @@ def _train(cfg: TrainConfig, data_dir: Path, out_dir: Path, env: DistEnv, resume
         progress = Progress(steps_per_epoch, f"epoch {epoch + 1}/{cfg.epochs}", log, every=log_every,
                             enabled=env.is_main)
         train_model.train()
-        started, stopping = time.perf_counter() - partial["seconds"], 0
+        started, stopping, out_of_time = time.perf_counter() - partial["seconds"], 0, False
         for images, targets in loader:
             step += 1
             seed = mix_seed(cfg.seed, epoch, step, env.rank)
@@ -334,12 +342,23 @@ def _train(cfg: TrainConfig, data_dir: Path, out_dir: Path, env: DistEnv, resume
             if batched is not None:  # augment the uint8 batch where the model runs
                 draws = torch.Generator().manual_seed(mix_seed(cfg.seed, epoch, step, env.rank, 1))
                 images = normalize(batched(images.to(dev, non_blocking=True), draws), MEAN, STD)
-            loss = forward_backward(train_model, images, targets, mixer, scaler, dev, precision,
-                                    cfg.label_smoothing, cfg.channels_last)
+            try:
+                loss = forward_backward(train_model, images, targets, mixer, scaler, dev, precision,
+                                        cfg.label_smoothing, cfg.channels_last)
+            except Exception as e:
+                if cfg.compile and _compile_failure(e):
+                    progress.close()
+                    first_line = (str(e).strip().splitlines() or [type(e).__name__])[0]
+                    raise RunError(f"torch.compile failed ({type(e).__name__}: {first_line[:300]}); train "
+                                   "without it: add --no-compile (same results, slower)") from e
+                raise
             n = images.shape[0]
-            # One reduction per step: the loss for the log, and any process's request to stop.
-            loss_sum, count, signalled = env.all_reduce_sum(
-                torch.tensor([float(loss) * n, n, float(stop["signal"])], dtype=torch.float64)).tolist()
+            late = time_limit is not None and trained_seconds + time.perf_counter() - started >= time_limit
+            # One reduction per step: the loss for the log, and any process's request to stop or lack of
+            # time (clocks differ between processes; all must stop at the same step).
+            loss_sum, count, signalled, late_anywhere = env.all_reduce_sum(torch.tensor(
+                [float(loss) * n, n, float(stop["signal"]), float(late)], dtype=torch.float64)).tolist()
+            out_of_time = late_anywhere > 0
             if not np.isfinite(loss_sum):
                 progress.close()
                 raise NonFiniteLossError(
@@ -357,7 +376,6 @@ def _train(cfg: TrainConfig, data_dir: Path, out_dir: Path, env: DistEnv, resume
             progress.update(step, loss=partial["loss_sum"] / partial["images"])
             # Every process acts on the reduced flag, so all stop at the same step even if only one was signalled.
             stopping = int(stop["signal"]) or (int(signal.SIGTERM) if signalled else 0)
-            out_of_time = time_limit is not None and trained_seconds + partial["seconds"] >= time_limit
             if out_of_time and step < steps_per_epoch:
                 progress.close()
                 save_last()
@@ -409,7 +427,7 @@ def _train(cfg: TrainConfig, data_dir: Path, out_dir: Path, env: DistEnv, resume
                 f"continue with: ghostmixnet train --resume {out_dir}")
             return {"run_dir": str(out_dir), "epochs_done": epoch, "step": 0, "epochs": cfg.epochs,
                     "signal": stopping, "best_val_acc": best_acc}
-        if time_limit is not None and trained_seconds >= time_limit and epoch < cfg.epochs:
+        if out_of_time and epoch < cfg.epochs:
             log(f"time limit of {time_limit:.0f} s of training reached after epoch {epoch}")
             return finish(time_limit_hit=True)
 
