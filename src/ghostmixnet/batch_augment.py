@@ -75,35 +75,30 @@ def adjust_saturation(images: torch.Tensor, factor: torch.Tensor) -> torch.Tenso
     return blend(images, grayscale(images), factor)
 
 
-def _rgb_to_hsv(rgb: torch.Tensor) -> torch.Tensor:
-    r, g, b = rgb.unbind(1)
-    maxc, _ = rgb.max(1)
-    minc = rgb.min(1).values
-    chroma = maxc - minc
-    s = chroma / torch.where(maxc == 0, torch.ones_like(maxc), maxc)
-    safe = torch.where(chroma == 0, torch.ones_like(chroma), chroma)
-    rc, gc, bc = (maxc - r) / safe, (maxc - g) / safe, (maxc - b) / safe
-    h = torch.where(maxc == r, bc - gc, torch.where(maxc == g, 2.0 + rc - bc, 4.0 + gc - rc))
-    h = torch.where(chroma == 0, torch.zeros_like(h), h)
-    return torch.stack(((h / 6.0).remainder(1.0), s, maxc), 1)
-
-
-def _hsv_to_rgb(hsv: torch.Tensor) -> torch.Tensor:
-    # The closed form: channel k (k = 5, 3, 1 for red, green, blue) is v - v*s*clamp(min(m, 4 - m), 0, 1)
-    # with m = (k + 6h) mod 6; the same function as the six-sector table, without gathering from it.
-    h, s, v = hsv[:, 0:1], hsv[:, 1:2], hsv[:, 2:3]
-    k = torch.tensor([5.0, 3.0, 1.0], device=hsv.device).view(1, 3, 1, 1)
-    m = (k + h * 6.0).remainder(6.0)
-    return v - v * s * torch.minimum(m, 4.0 - m).clamp(0.0, 1.0)
-
-
 def adjust_hue(images: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
-    """Rotate each image's hue by ``factor`` (in turns, within [-0.5, 0.5])."""
-    hsv = _rgb_to_hsv(images.float() / 255.0)
-    h = (hsv[:, 0] + factor.to(images.device, torch.float32).view(-1, 1, 1)).remainder(1.0)
-    rgb = _hsv_to_rgb(torch.stack((h, hsv[:, 1], hsv[:, 2]), 1))
-    # torchvision converts float to uint8 by scaling with 255.999 and truncating.
-    return rgb.mul_(255.0 + 1.0 - 1e-3).to(torch.uint8)
+    """Rotate each image's hue by ``factor`` (in turns, within [-0.5, 0.5]), as torchvision's kernel.
+
+    torchvision goes RGB -> HSV -> RGB in [0, 1]. The round trip is done here in fewer passes, with
+    the same formulas: value is the largest channel and value * saturation is the chroma (largest
+    minus smallest), hue is kept in sixths of a turn, and channel k (5, 3, 1 for red, green, blue)
+    comes back as value - chroma * clamp(min(m, 4 - m), 0, 1) with m = (k + 6 hue) mod 6.
+    """
+    x = images.float()
+    r, g, b = x.unbind(1)
+    maxc, minc = x.amax(1), x.amin(1)
+    chroma = maxc - minc
+    r_max = maxc == r
+    g_max = (maxc == g) & ~r_max
+    # The hue sector's offset and position within it, in sixths of a turn (torchvision's three cases).
+    sector = torch.where(r_max, g - b, torch.where(g_max, b - r, r - g))
+    offset = torch.where(r_max, 0.0, torch.where(g_max, 2.0, 4.0))
+    sixths = offset + sector / torch.where(chroma == 0, 1.0, chroma)
+    sixths = (sixths + 6.0 * factor.to(images.device, torch.float32).view(-1, 1, 1)).remainder_(6.0)
+    k = torch.tensor([5.0, 3.0, 1.0], device=images.device).view(1, 3, 1, 1)
+    m = (k + sixths.unsqueeze(1)).remainder_(6.0)
+    rgb = maxc.unsqueeze(1) - chroma.unsqueeze(1) * torch.minimum(m, 4.0 - m).clamp_(0.0, 1.0)
+    # torchvision converts its [0, 1] result to uint8 by scaling with 255.999 and truncating.
+    return rgb.mul_((255.0 + 1.0 - 1e-3) / 255.0).to(torch.uint8)
 
 
 COLOR_OPS = (adjust_brightness, adjust_contrast, adjust_saturation, adjust_hue)

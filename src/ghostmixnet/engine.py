@@ -180,8 +180,8 @@ def evaluate(model: nn.Module, images: np.ndarray, labels: np.ndarray, device: t
     """Plain cross-entropy loss, top-1 accuracy and confusion matrix over a labelled uint8 set.
 
     ``tta`` averages each image's logits with its mirror image's. With several processes each evaluates
-    every ``world_size``-th image from ``rank`` and ``reduce``
-    (a sum across processes) combines the loss sums and confusion matrices, weighted by count.
+    every ``world_size``-th image from ``rank`` and ``reduce`` (a sum across processes) combines the
+    loss sums and confusion matrices, weighted by count.
     """
     logits = predict_logits(model, images[rank::world_size], device, precision, batch_size, channels_last, tta)
     targets = torch.as_tensor(labels[rank::world_size]).long()

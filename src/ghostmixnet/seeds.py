@@ -15,7 +15,7 @@ from typing import Any
 
 from .config import make_config
 from .report import write_text_atomic
-from .trainer import LAST, train
+from .trainer import LAST, RunError, train
 
 
 def mean_std(values: Sequence[float]) -> tuple[float, float]:
@@ -44,7 +44,8 @@ def run_seeds(recipe: str, seeds: Sequence[int], data_dir: Path, out_dir: Path, 
             resume = (run_dir / LAST).is_file()
             summary = train(cfg, data_dir, run_dir, device=device, resume=resume, time_limit=time_limit, echo=echo)
             if "test_acc" not in summary:
-                raise RuntimeError(f"{run_dir} ended without a test accuracy (no validated checkpoint)")
+                raise RunError(f"{run_dir} ended without a test accuracy: no epoch was validated within the time "
+                               "limit; give it more time or validate more often (--val-every)")
             write_text_atomic(run_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
         test = json.loads((run_dir / "test.json").read_text())
         done = run_dir / "summary.json"
