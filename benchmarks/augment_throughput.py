@@ -5,6 +5,7 @@ the per-image pipeline as the DataLoader workers run it (PIL image in, normalize
 batched one on uint8 batches (normalization included). The last line is the headline figure.
 
     python benchmarks/augment_throughput.py --data-dir ../shared/data --images 2048
+    python benchmarks/augment_throughput.py --data-dir ../shared/data --breakdown   # where the time goes
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import time
 import torch
 from PIL import Image
 
+from ghostmixnet import batch_augment, batch_autoaugment
 from ghostmixnet.augment import train_transform
 from ghostmixnet.batch_augment import BatchPipeline, normalize
 from ghostmixnet.data import MEAN, STD, load_cifar10
@@ -27,12 +29,17 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=256, help="batch size of the batched pipeline")
     parser.add_argument("--augment", default="paper", choices=["paper", "basic"])
     parser.add_argument("--repeats", type=int, default=3, help="measurements; the best is reported")
+    parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=False,
+                        help="the batched pipeline with its colour operations compiled (compiled in the "
+                             "untimed warm-up pass)")
+    parser.add_argument("--breakdown", action="store_true",
+                        help="also print the batched pipeline's time per operation (before the headline)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     images = load_cifar10(args.data_dir, train=True).images[: args.images]
     pil = [Image.fromarray(im) for im in images]
     per_image = train_transform(args.augment)
-    batched = BatchPipeline(args.augment)
+    batched = BatchPipeline(args.augment, compile=args.compile)
     tensor = torch.from_numpy(images).permute(0, 3, 1, 2).contiguous()
     generator = torch.Generator().manual_seed(0)
 
@@ -51,8 +58,54 @@ def main() -> None:
         best = min(_timed(fn) for _ in range(args.repeats))
         rates[name] = len(images) / best
         print(f"{name}: {rates[name]:,.0f} images/s on one core ({len(images)} images, best of {args.repeats})")
+    if args.breakdown:
+        breakdown(run_batched, batched)
     ratio = rates["batched"] / rates["per-image (torchvision, PIL)"]
     print(f"speedup: {ratio:.2f}")
+
+
+def breakdown(run, pipeline: BatchPipeline) -> None:
+    """Time every operation of the batched pipeline by wrapping the functions it calls."""
+    totals: dict[str, float] = {}
+
+    def timer(fn, label: str):
+        def timed(*a, **k):
+            start = time.perf_counter()
+            try:
+                return fn(*a, **k)
+            finally:
+                totals[label] = totals.get(label, 0.0) + time.perf_counter() - start
+        return timed
+
+    wrapped = []
+    for module, name, label in [(batch_augment, n, n) for n in ("pad_crop", "perspective", "posterize",
+                                                                "color_jitter")] + [
+            (batch_autoaugment, "autoaugment", "autoaugment")]:
+        wrapped.append((module, name, getattr(module, name)))
+        setattr(module, name, timer(getattr(module, name), label))
+    colour_ops = pipeline.color_ops
+    pipeline.color_ops = tuple(timer(op, f"  colour {name}") for op, name in
+                               zip(colour_ops, ("brightness", "contrast", "saturation", "hue")))
+    original_apply = batch_autoaugment.apply_op
+
+    def apply_timed(name, images, magnitude):
+        return timer(original_apply, f"  autoaugment {name}")(name, images, magnitude)
+
+    batch_autoaugment.apply_op = apply_timed
+    global normalize
+    plain_normalize = normalize
+    normalize = timer(normalize, "normalize")
+    try:
+        whole = _timed(run)
+    finally:
+        normalize = plain_normalize
+        batch_autoaugment.apply_op = original_apply
+        pipeline.color_ops = colour_ops
+        for module, name, original in wrapped:
+            setattr(module, name, original)
+    print(f"batched pipeline, one pass: {whole * 1000:.0f} ms (indented: parts of the line above them)")
+    for label, seconds in sorted(totals.items(), key=lambda kv: -kv[1]):
+        print(f"  {label:<28} {seconds * 1000:8.1f} ms  {100 * seconds / whole:5.1f}%")
 
 
 def _timed(fn) -> float:

@@ -10,6 +10,8 @@ Images are (N, 3, H, W) uint8 tensors throughout; parameters are tensors with on
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 
@@ -45,15 +47,21 @@ def hflip(images: torch.Tensor, flip: torch.Tensor) -> torch.Tensor:
     return torch.where(flip.to(images.device).view(-1, 1, 1, 1), images.flip(-1), images)
 
 
-def pad_crop(images: torch.Tensor, top: torch.Tensor, left: torch.Tensor, padding: int) -> torch.Tensor:
-    """Zero-pad by ``padding`` on every side, then cut each image's H x W window at (top, left)."""
+def pad_crop(images: torch.Tensor, top: torch.Tensor, left: torch.Tensor, padding: int,
+             flip: torch.Tensor | None = None) -> torch.Tensor:
+    """Zero-pad by ``padding`` on every side, then cut each image's H x W window at (top, left); with
+    ``flip``, the images whose entry is true are mirrored first (as ``hflip`` then this), in the same pass."""
     n, c, h, w = images.shape
-    padded = F.pad(images, (padding,) * 4)
     dev = images.device
-    rows = (top.to(dev).view(n, 1) + torch.arange(h, device=dev)).view(n, h, 1)
-    cols = (left.to(dev).view(n, 1) + torch.arange(w, device=dev)).view(n, 1, w)
-    batch = torch.arange(n, device=dev).view(n, 1, 1)
-    return padded.permute(0, 2, 3, 1)[batch, rows, cols].permute(0, 3, 1, 2).contiguous()
+    padded = F.pad(images, (padding,) * 4)
+    wide = w + 2 * padding
+    rows = top.to(dev).view(n, 1, 1) + torch.arange(h, device=dev).view(1, h, 1)
+    cols = left.to(dev).view(n, 1, 1) + torch.arange(w, device=dev).view(1, 1, w)
+    if flip is not None:
+        # Mirroring then cropping at column `left` reads the padded original from its right edge.
+        cols = torch.where(flip.to(dev).view(n, 1, 1), wide - 1 - cols, cols)
+    index = (rows * wide + cols).view(n, 1, h * w).expand(n, c, h * w)
+    return padded.view(n, c, -1).gather(2, index).view(n, c, h, w)
 
 
 def posterize(images: torch.Tensor, bits: torch.Tensor) -> torch.Tensor:
@@ -104,18 +112,32 @@ def adjust_hue(images: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
 COLOR_OPS = (adjust_brightness, adjust_contrast, adjust_saturation, adjust_hue)
 
 
-def color_jitter(images: torch.Tensor, factors: torch.Tensor, order: torch.Tensor) -> torch.Tensor:
+def color_jitter(images: torch.Tensor, factors: torch.Tensor, order: torch.Tensor,
+                 ops: tuple[Callable[[torch.Tensor, torch.Tensor], torch.Tensor], ...] | None = None) -> torch.Tensor:
     """Brightness, contrast, saturation and hue (``factors`` (N, 4), in that column order), each image
-    applying them in its own order (``order`` (N, 4), a permutation of 0..3 per row), as ColorJitter."""
-    out = images.clone()
+    applying them in its own order (``order`` (N, 4), a permutation of 0..3 per row), as ColorJitter.
+    ``ops`` replaces the four functions (e.g. by compiled ones); default :data:`COLOR_OPS`."""
     dev = images.device
     order, factors = order.to(dev), factors.to(dev)
+    ops = ops or COLOR_OPS
+    # Before each of the four positions the batch is reordered so that the images applying the same
+    # operation there are one contiguous slice: four gathers in all, rather than a gather and a
+    # scatter per (position, operation), and slices the operations read without copying.
+    out, held = images, torch.arange(len(images), device=dev)  # held[i]: original index of row i
     for position in range(4):
-        for op_index, op in enumerate(COLOR_OPS):
-            chosen = (order[:, position] == op_index).nonzero().flatten()
-            if chosen.numel():
-                out[chosen] = op(out[chosen], factors[chosen, op_index])
-    return out
+        op_of_row = order[held, position]
+        regroup = op_of_row.argsort(stable=True)
+        out, held = out[regroup], held[regroup]
+        rows_factors = factors[held]
+        start = 0
+        for op_index, count in enumerate(torch.bincount(op_of_row, minlength=len(ops)).tolist()):
+            if count:
+                rows = slice(start, start + count)
+                out[rows] = ops[op_index](out[rows], rows_factors[rows, op_index])
+                start += count
+    result = torch.empty_like(out)
+    result[held] = out
+    return result
 
 
 def perspective_coefficients(startpoints: torch.Tensor, endpoints: torch.Tensor) -> torch.Tensor:
@@ -204,20 +226,25 @@ class BatchPipeline:
     posterize to 4 bits (p 0.4), colour jitter (0.2, 0.2, 0.2, 0.1), AutoAugment's CIFAR10 policy;
     ``basic``: flip and crop; ``none``: nothing. Every parameter is drawn per image from
     ``generator``, which lives on the CPU (the draws are small) while the images stay on their device.
+    With ``compile``, the colour operations (chains of elementwise arithmetic) run as kernels
+    ``torch.compile`` fuses, compiled once for any batch size; the draws and results are unchanged
+    up to float rounding.
     """
 
-    def __init__(self, augment: str) -> None:
+    def __init__(self, augment: str, compile: bool = False) -> None:
         if augment not in ("paper", "basic", "none"):
             raise ValueError(f"unknown augmentation {augment!r}")
         self.augment = augment
+        self.color_ops = (tuple(torch.compile(op, dynamic=True) for op in COLOR_OPS)
+                          if compile and augment == "paper" else COLOR_OPS)
 
     def __call__(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         if self.augment == "none":
             return images
         n, _, h, w = images.shape
-        out = hflip(images, torch.rand(n, generator=generator) < 0.5)
+        flip = torch.rand(n, generator=generator) < 0.5
         top, left = sample_crop(n, 4, generator)
-        out = pad_crop(out, top, left, padding=4)
+        out = pad_crop(images, top, left, padding=4, flip=flip)
         if self.augment == "basic":
             return out
         from .batch_autoaugment import autoaugment, sample_autoaugment
@@ -231,5 +258,5 @@ class BatchPipeline:
         bits = torch.where(torch.rand(n, generator=generator) < 0.4, 4, 8)
         out = posterize(out, bits)
         factors, order = sample_color_jitter(n, generator)
-        out = color_jitter(out, factors, order)
+        out = color_jitter(out, factors, order, self.color_ops)
         return autoaugment(out, sample_autoaugment(n, generator))

@@ -177,21 +177,31 @@ def sample_autoaugment(n: int, generator: torch.Generator) -> dict[str, torch.Te
 
 def autoaugment(images: torch.Tensor, params: dict[str, torch.Tensor]) -> torch.Tensor:
     """Apply each image's sub-policy: operation 1 then operation 2, each if its draw passes."""
-    _, _, h, w = images.shape
+    n, _, h, w = images.shape
     space = magnitudes((h, w))
-    out = images.clone()
     policy, probs, signs = params["policy"].cpu(), params["probs"].cpu(), params["signs"].cpu()
+    skip = len(OPERATIONS)  # the group of images whose draw says "not this time"
+    # As in color_jitter: before each slot the batch is reordered so that the images applying the same
+    # operation are one contiguous slice (the draws stay on the CPU, the images on their device).
+    out, held = images, torch.arange(n)  # held[i]: original index of row i
     for slot in range(2):
-        op, prob, level = (t[policy] for t in _SLOT_TABLES[slot])
-        applies = probs[:, slot] <= prob
-        for k, name in enumerate(OPERATIONS):
-            index = ((op == k) & applies).nonzero().flatten()
-            if not index.numel():
+        op, prob, level = (t[policy[held]] for t in _SLOT_TABLES[slot])
+        group = torch.where(probs[held, slot] <= prob, op, skip)
+        regroup = group.argsort(stable=True)
+        group, level, held = group[regroup], level[regroup], held[regroup]
+        out = out[regroup.to(out.device)]
+        start = 0
+        for k, count in enumerate(torch.bincount(group, minlength=skip + 1).tolist()[:skip]):
+            if not count:
                 continue
+            rows = slice(start, start + count)
+            start += count
+            name = OPERATIONS[k]
             values, is_signed = space[name]
-            magnitude = values[level[index]].float() if values.ndim else torch.zeros(len(index))
+            magnitude = values[level[rows]].float() if values.ndim else torch.zeros(count)
             if is_signed:
-                magnitude = torch.where(signs[index, slot] == 0, -magnitude, magnitude)
-            chosen = index.to(out.device)
-            out[chosen] = apply_op(name, out[chosen], magnitude)
-    return out
+                magnitude = torch.where(signs[held[rows], slot] == 0, -magnitude, magnitude)
+            out[rows] = apply_op(name, out[rows], magnitude)
+    result = torch.empty_like(out)
+    result[held.to(out.device)] = out
+    return result

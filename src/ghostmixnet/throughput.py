@@ -51,7 +51,7 @@ def training_throughput(cfg: TrainConfig, data: ArraySet, steps: int, warmup: in
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
     runner = torch.compile(model) if cfg.compile else model
-    batched = BatchPipeline(cfg.augment) if cfg.augment_backend == "batched" else None
+    batched = BatchPipeline(cfg.augment, compile=cfg.compile) if cfg.augment_backend == "batched" else None
     dataset = ImageDataset(data, None if batched else train_transform(cfg.augment))
     sampler = ResumableSampler(len(data), seed=cfg.seed)
     sampler.set_epoch(0)

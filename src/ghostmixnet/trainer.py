@@ -252,7 +252,7 @@ def _train(cfg: TrainConfig, data_dir: Path, out_dir: Path, env: DistEnv, resume
     if warning:
         log(warning)
 
-    batched = BatchPipeline(cfg.augment) if cfg.augment_backend == "batched" else None
+    batched = BatchPipeline(cfg.augment, compile=cfg.compile) if cfg.augment_backend == "batched" else None
     dataset = ImageDataset(splits.train, None if batched else train_transform(cfg.augment))
     loader = DataLoader(dataset, batch_size=per_rank,
                         sampler=sampler, drop_last=False, num_workers=cfg.num_workers, pin_memory=dev.type == "cuda")
