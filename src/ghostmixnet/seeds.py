@@ -49,11 +49,11 @@ def run_seeds(recipe: str, seeds: Sequence[int], data_dir: Path, out_dir: Path, 
             write_text_atomic(run_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
         test = json.loads((run_dir / "test.json").read_text())
         done = run_dir / "summary.json"
-        history = json.loads(done.read_text()) if done.is_file() else {}
+        summary = json.loads(done.read_text()) if done.is_file() else {}
         runs.append({"seed": seed, "run_dir": str(run_dir), "val_acc": test["best_val_acc"],
                      "test_acc": test["accuracy"], "best_epoch": test["best_epoch"],
-                     "epochs_done": history.get("epochs_done"), "train_seconds": history.get("train_seconds"),
-                     "time_limit_hit": history.get("time_limit_hit")})
+                     "epochs_done": summary.get("epochs_done"), "train_seconds": summary.get("train_seconds"),
+                     "time_limit_hit": summary.get("time_limit_hit")})
     val_mean, val_std = mean_std([r["val_acc"] for r in runs])
     test_mean, test_std = mean_std([r["test_acc"] for r in runs])
     result = {"recipe": recipe, "seeds": list(seeds), "overrides": overrides, "time_limit": time_limit, "runs": runs,
