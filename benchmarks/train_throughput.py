@@ -6,8 +6,9 @@ augmentation, mixing, forward, backward, AdamW):
 
 - reference: torchvision's per-image PIL transforms in DataLoader worker processes, fp32, NCHW,
   the plain Ghost block, eager;
-- fast: batched augmentation on the training device, bf16 autocast where the hardware has it
-  natively (fp32 otherwise), ``torch.compile`` (``--no-compile`` to leave it out).
+- fast: the default compute path: batched augmentation on the training device, bf16 autocast where
+  the hardware has it natively (fp32 otherwise), ``torch.compile`` (``--no-compile`` to leave it out);
+  ``--channels-last`` and ``--fused-bn`` add the two switches that are off by default.
 
 The last line is the headline figure.
 
@@ -20,7 +21,7 @@ import argparse
 
 import numpy as np
 
-from ghostmixnet.config import make_config
+from ghostmixnet.config import REFERENCE_COMPUTE, make_config
 from ghostmixnet.data import load_cifar10
 from ghostmixnet.throughput import training_throughput
 
@@ -38,21 +39,23 @@ def main() -> None:
                         help="torch.compile the fast path's model [on]")
     parser.add_argument("--fused-bn", action=argparse.BooleanOptionalAction, default=False,
                         help="the fast path with the fused double BatchNorm [off]")
+    parser.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=False,
+                        help="the fast path in the channels-last memory format [off]")
     args = parser.parse_args()
     data = load_cifar10(args.data_dir, train=True)
     needed = (args.steps + args.warmup) * args.batch_size
     data = data.subset(np.arange(min(needed, len(data))))
     common = {"model": args.model, "batch_size": args.batch_size, "augment": args.augment}
-    reference_cfg = make_config("paper", **common, precision="fp32", augment_backend="torchvision",
-                                num_workers=args.workers, compile=False, fused_bn=False, channels_last=False)
-    fast_cfg = make_config("paper", **common, precision="auto", augment_backend="batched", num_workers=0,
-                           compile=args.compile, fused_bn=args.fused_bn)
+    reference_cfg = make_config("paper", **common, **REFERENCE_COMPUTE | {"num_workers": args.workers})
+    fast_cfg = make_config("paper", **common, compile=args.compile, fused_bn=args.fused_bn,
+                           channels_last=args.channels_last)
     reference = training_throughput(reference_cfg, data, args.steps, args.warmup)
     print(f"reference (per-image PIL in {args.workers} workers, fp32, NCHW, eager): "
           f"{reference.images_per_s:.1f} images/s", flush=True)
     fast = training_throughput(fast_cfg, data, args.steps, args.warmup)
     print(f"fast (batched augmentation, {fast.precision}{', compiled' if args.compile else ''}"
-          f"{', fused BN' if args.fused_bn else ''}): {fast.images_per_s:.1f} images/s "
+          f"{', fused BN' if args.fused_bn else ''}{', channels-last' if args.channels_last else ''}): "
+          f"{fast.images_per_s:.1f} images/s "
           f"(first {args.warmup} steps, untimed: {fast.warmup_seconds:.0f} s)")
     print(f"{args.steps} timed steps of {args.batch_size} images each, after {args.warmup} untimed")
     print(f"speedup: {fast.images_per_s / reference.images_per_s:.2f}")

@@ -59,7 +59,7 @@ def real_data_dir() -> Path:
 def tiny_config():
     """A config for a seconds-long run: width 0.125, small batches, 2 epochs, 50-image validation split."""
     def make(**overrides):
-        values = dict(width=0.125, epochs=2, batch_size=32, val_size=50, num_workers=0)
+        values = dict(width=0.125, epochs=2, batch_size=32, val_size=50, num_workers=0, compile=False)
         values.update(overrides)
         return make_config(values.pop("recipe", "paper"), **values)
     return make

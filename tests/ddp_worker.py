@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 
 import ghostmixnet.trainer as trainer
-from ghostmixnet.config import make_config
+from ghostmixnet.config import REFERENCE_COMPUTE, make_config
 
 built = []
 real_build = trainer.build_model
@@ -29,8 +29,10 @@ if "frozen-bn" in sys.argv[4:]:
 
     torch.nn.modules.batchnorm._BatchNorm.forward = frozen
 data_dir, out, steps = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3])
-cfg = make_config("basic", width=0.125, epochs=1, batch_size=32, val_size=50, num_workers=0, dropout=0.0,
-                  train_subset=32 * steps)
+# Per-image transforms are seeded per image, so both splits of a global batch see the same augmentation
+# (the batched backend draws per process batch); fp32 so that only the order of additions differs.
+cfg = make_config("basic", width=0.125, epochs=1, batch_size=32, val_size=50, dropout=0.0, train_subset=32 * steps,
+                  **REFERENCE_COMPUTE | {"num_workers": 0})
 trainer.train(cfg, data_dir, out / "run", device="cpu", echo=lambda _: None)
 rank = int(os.environ.get("RANK", "0"))
 torch.save({k: v.detach().clone() for k, v in built[0].state_dict().items()}, out / f"rank{rank}.pt")

@@ -9,7 +9,7 @@ from PIL import Image
 
 from ghostmixnet.cli import main
 
-TINY = ["--width", "0.125", "--batch-size", "32", "--val-size", "50", "--num-workers", "0"]
+TINY = ["--width", "0.125", "--batch-size", "32", "--val-size", "50", "--num-workers", "0", "--no-compile"]
 
 
 @pytest.fixture(scope="module")
@@ -126,7 +126,7 @@ def test_console_script_exit_status_and_debug(tmp_path):
 def test_ablation_table(cifar_dir, tmp_path, capsys):
     out = tmp_path / "abl"
     assert main(["ablation", "--data-dir", str(cifar_dir), "--out", str(out), "--epochs", "1", "--width", "0.125",
-                 "--batch-size", "64", "--val-size", "50", "--num-workers", "0"]) == 0
+                 "--batch-size", "64", "--val-size", "50", "--num-workers", "0", "--no-compile"]) == 0
     table = (out / "ablation.md").read_text()
     for label in ("| ResNet |", "| ResNet + SE + image transforms |", "| GhostNet + SE + image transforms |",
                   "| GhostNet + SE + image transforms + CutMix/Mixup |"):

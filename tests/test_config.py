@@ -2,7 +2,7 @@ import dataclasses
 
 import pytest
 
-from ghostmixnet.config import RECIPES, TrainConfig, field_docs, make_config
+from ghostmixnet.config import RECIPES, REFERENCE_COMPUTE, TrainConfig, field_docs, make_config
 
 
 def test_paper_defaults_are_the_spec():
@@ -11,7 +11,22 @@ def test_paper_defaults_are_the_spec():
     assert (cfg.restart_epochs, cfg.restart_mult, cfg.min_lr) == (50, 1, 1e-4)
     assert (cfg.batch_size, cfg.epochs, cfg.dropout, cfg.label_smoothing) == (128, 200, 0.2, 0.1)
     assert (cfg.mix_prob, cfg.mixup_share, cfg.mixup_alpha, cfg.cutmix_alpha) == (1.0, 0.5, 0.2, 1.0)
-    assert cfg.augment == "paper" and cfg.precision == "fp32"
+    assert cfg.augment == "paper"
+
+
+def test_the_fast_compute_path_is_the_default_and_the_reference_one_a_set_of_flags():
+    cfg = make_config("paper")
+    assert (cfg.precision, cfg.augment_backend, cfg.compile, cfg.num_workers) == ("auto", "batched", True, 0)
+    reference = make_config("paper", **REFERENCE_COMPUTE)
+    assert (reference.precision, reference.augment_backend, reference.compile, reference.num_workers) == (
+        "fp32", "torchvision", False, 2)
+    # The two differ in how they compute, never in what they learn.
+    learns = {f.name for f in dataclasses.fields(TrainConfig)} - set(REFERENCE_COMPUTE)
+    assert all(getattr(cfg, name) == getattr(reference, name) for name in learns)
+    # Unset, the worker count follows the backend; set, it is kept (and saved resolved).
+    assert make_config("paper", augment_backend="torchvision").num_workers == 2
+    assert make_config("paper", augment_backend="torchvision", num_workers=0).num_workers == 0
+    assert TrainConfig.from_dict(cfg.to_dict()).num_workers == 0
 
 
 def test_presets_differ_only_where_the_paper_rows_do():
@@ -26,8 +41,8 @@ def test_fast_recipe_changes_the_schedule_not_the_model():
     fast, paper = make_config("fast"), make_config("paper")
     assert (fast.model, fast.width, fast.dropout) == (paper.model, paper.width, paper.dropout)
     assert fast.schedule == "onecycle" and 0 < fast.warmup < 1 and fast.ema_decay > 0 and fast.tta
-    assert fast.mix_prob == 0 and fast.augment == "basic" and fast.precision == "auto"
-    # The paper's recipe keeps the paper's schedule and reference compute settings.
+    assert fast.mix_prob == 0 and fast.augment == "basic"
+    # The paper's recipe keeps the paper's schedule, no average, no test-time augmentation.
     assert (paper.schedule, paper.ema_decay, paper.tta, paper.val_every) == ("restarts", 0.0, False, 1)
 
 

@@ -129,7 +129,8 @@ def test_a_pickle_that_would_create_a_file_is_refused_everywhere(cifar_dir, tmp_
     bad_ckpt = tmp_path / "evil.pt"
     torch.save({"model": {}, "config": {}, "x": _Payload(target)}, bad_ckpt)
     calls = [
-        (["train", "--data-dir", str(poisoned), "--out", str(tmp_path / "r"), "--width", "0.125", "--epochs", "1"],
+        (["train", "--data-dir", str(poisoned), "--out", str(tmp_path / "r"), "--width", "0.125", "--epochs", "1",
+          "--no-compile"],
          "not a safe data pickle"),
         (["eval", str(good), "--data-dir", str(poisoned)], "not a safe data pickle"),
         (["export", str(good), "--data-dir", str(poisoned), "--out", str(tmp_path / "m.onnx")],

@@ -18,7 +18,8 @@ def float_onnx(cifar_dir, tmp_path_factory):
     from ghostmixnet.config import make_config
 
     out = tmp_path_factory.mktemp("q")
-    cfg = make_config("basic", width=0.25, epochs=6, batch_size=16, val_size=50, num_workers=0, lr=3e-3)
+    cfg = make_config("basic", width=0.25, epochs=6, batch_size=16, val_size=50, num_workers=0, lr=3e-3,
+                      compile=False)
     train(cfg, cifar_dir, out / "run", echo=lambda _: None)
     model, cfg, _ = model_from_checkpoint(out / "run" / "best.pt")
     return export_onnx(model, cfg, out / "float.onnx")

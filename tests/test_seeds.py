@@ -6,7 +6,8 @@ import pytest
 from ghostmixnet.cli import main
 from ghostmixnet.seeds import mean_std
 
-TINY = ["--width", "0.125", "--batch-size", "32", "--val-size", "50", "--num-workers", "0", "--epochs", "1"]
+TINY = ["--width", "0.125", "--batch-size", "32", "--val-size", "50", "--num-workers", "0", "--epochs", "1",
+        "--no-compile"]
 
 
 def test_mean_std():

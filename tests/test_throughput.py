@@ -1,16 +1,20 @@
 import pytest
+import torch
 
 from ghostmixnet.config import make_config
 from ghostmixnet.data import load_cifar10
+from ghostmixnet.engine import resolve_precision
 from ghostmixnet.throughput import training_throughput
 
 
-@pytest.mark.parametrize("backend", ["torchvision", "batched"])
-def test_throughput_of_a_tiny_config(cifar_dir, backend):
+@pytest.mark.parametrize("backend,precision", [("torchvision", "fp32"), ("batched", "auto")])
+def test_throughput_of_a_tiny_config(cifar_dir, backend, precision):
     data = load_cifar10(cifar_dir, train=True)
-    cfg = make_config("paper", width=0.125, batch_size=16, num_workers=0, augment_backend=backend)
+    cfg = make_config("paper", width=0.125, batch_size=16, num_workers=0, augment_backend=backend,
+                      precision=precision, compile=False)
     measured = training_throughput(cfg, data, steps=2, warmup=1)
-    assert measured.images_per_s > 0 and measured.warmup_seconds > 0 and measured.precision == "fp32"
+    assert measured.images_per_s > 0 and measured.warmup_seconds > 0
+    assert measured.precision == resolve_precision(precision, torch.device("cpu"))
 
 
 def test_throughput_needs_enough_images(cifar_dir):

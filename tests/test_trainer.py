@@ -109,7 +109,7 @@ def slow(*args, **kwargs):  # slow steps, so that the parent can signal in the m
     return real(*args, **kwargs)
 import ghostmixnet.trainer
 ghostmixnet.trainer.forward_backward = slow
-cfg = make_config("paper", width=0.125, epochs=2, batch_size=16, val_size=50, num_workers=0)
+cfg = make_config("paper", width=0.125, epochs=2, batch_size=16, val_size=50, num_workers=0, compile=False)
 summary = train(cfg, Path(sys.argv[1]), Path(sys.argv[2]), checkpoint_every=2, resume=sys.argv[3] == "resume",
                 echo=lambda line: print(line, flush=True))
 sys.exit(128 + summary["signal"] if summary.get("signal") else 0)
@@ -244,17 +244,23 @@ def test_time_limit_stops_and_scores_the_best_so_far(cifar_dir, tmp_path, tiny_c
     assert any("time limit" in line for line in lines)
 
 
-def test_a_failing_compile_says_how_to_train_without_it(cifar_dir, tmp_path, tiny_config, monkeypatch):
+@pytest.mark.parametrize("augment", ["paper", "basic"])  # compiled colour operations fail first / the model
+def test_a_failing_compile_says_how_to_train_without_it(cifar_dir, tmp_path, tiny_config, monkeypatch, augment):
     from torch._dynamo.exc import BackendCompilerFailed
+
+    def fail(*args, **kwargs):
+        raise BackendCompilerFailed(lambda: None, RuntimeError("no C++ compiler found"), None)
 
     class Uncompilable(torch.nn.Module):
         def __init__(self, model):
             super().__init__()
             self.model = model
 
-        def forward(self, x):
-            raise BackendCompilerFailed(lambda: None, RuntimeError("no C++ compiler found"), None)
+        forward = fail
 
-    monkeypatch.setattr(torch, "compile", Uncompilable)
+    def fake_compile(target, **kwargs):  # compiling is lazy: failures come at the first call
+        return Uncompilable(target) if isinstance(target, torch.nn.Module) else fail
+
+    monkeypatch.setattr(torch, "compile", fake_compile)
     with pytest.raises(RunError, match="--no-compile"):
-        train(tiny_config(compile=True, epochs=1), cifar_dir, tmp_path / "run", echo=quiet)
+        train(tiny_config(compile=True, epochs=1, augment=augment), cifar_dir, tmp_path / "run", echo=quiet)

@@ -339,10 +339,10 @@ def _train(cfg: TrainConfig, data_dir: Path, out_dir: Path, env: DistEnv, resume
             seed = mix_seed(cfg.seed, epoch, step, env.rank)
             torch.manual_seed(seed)  # dropout
             mixer = BatchMixer(cfg.mix_prob, cfg.mixup_share, cfg.mixup_alpha, cfg.cutmix_alpha, seed=seed)
-            if batched is not None:  # augment the uint8 batch where the model runs
-                draws = torch.Generator().manual_seed(mix_seed(cfg.seed, epoch, step, env.rank, 1))
-                images = normalize(batched(images.to(dev, non_blocking=True), draws), MEAN, STD)
             try:
+                if batched is not None:  # augment the uint8 batch where the model runs (compiled ops too)
+                    draws = torch.Generator().manual_seed(mix_seed(cfg.seed, epoch, step, env.rank, 1))
+                    images = normalize(batched(images.to(dev, non_blocking=True), draws), MEAN, STD)
                 loss = forward_backward(train_model, images, targets, mixer, scaler, dev, precision,
                                         cfg.label_smoothing, cfg.channels_last)
             except Exception as e:
