@@ -3,6 +3,7 @@ from urllib.error import URLError
 
 import numpy as np
 import pytest
+import torch
 from conftest import synthetic_images, write_batch
 
 from ghostmixnet import data
@@ -133,3 +134,18 @@ def test_real_cifar10(real_data_dir):
     assert np.bincount(train.labels).tolist() == [5000] * 10
     mean = train.images[:5000].reshape(-1, 3).mean(0) / 255
     assert np.allclose(mean, data.MEAN, atol=0.01)
+
+
+def test_device_batches_serve_what_the_data_loader_serves(cifar_dir):
+    from ghostmixnet.data import DeviceBatches, ImageDataset, ResumableSampler, load_cifar10
+
+    data = load_cifar10(cifar_dir, train=True)
+    sampler = ResumableSampler(len(data), seed=3)
+    sampler.set_epoch(2, start=20)  # part-way through an epoch, as a resumed run starts
+    loader = torch.utils.data.DataLoader(ImageDataset(data, None), batch_size=16, sampler=sampler)
+    expected = list(loader)
+    served = list(DeviceBatches(data, sampler, 16, torch.device("cpu")))
+    assert len(served) == len(expected) == len(DeviceBatches(data, sampler, 16, torch.device("cpu")))
+    for (images, labels), (want_images, want_labels) in zip(served, expected):
+        assert images.dtype == torch.uint8 and images.shape == want_images.shape
+        assert torch.equal(images, want_images) and torch.equal(labels, want_labels)

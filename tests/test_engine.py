@@ -116,3 +116,23 @@ def test_auto_precision_follows_the_hardware():
     assert resolve_precision("fp32", cpu) == "fp32" and resolve_precision("bf16", cpu) == "bf16"
     assert resolve_precision("auto", cpu) == ("bf16" if native_cpu_support("bf16") else "fp32")
     assert resolve_precision("auto", torch.device("mps")) == "fp32"
+
+
+@pytest.mark.parametrize("loss_value", [float("nan"), float("inf")])
+def test_fused_step_with_a_non_finite_loss_changes_nothing(loss_value):
+    torch.manual_seed(0)
+    model = nn.Linear(4, 3)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=0.1, weight_decay=0.1, fused=True)
+    scaler = torch.amp.GradScaler("cpu", enabled=False)
+    model(torch.randn(2, 4)).sum().backward()
+    optimizer_step(optimizer, scaler, torch.tensor(1.0))  # a finite step first: moments and a step count
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    steps = [s["step"].clone() for s in optimizer.state.values()]
+    model(torch.randn(2, 4)).sum().backward()
+    optimizer_step(optimizer, scaler, torch.tensor(loss_value))
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert [s["step"] for s in optimizer.state.values()] == steps
+    assert not hasattr(optimizer, "found_inf") and all(p.grad is None for p in model.parameters())
+    model(torch.randn(2, 4)).sum().backward()
+    optimizer_step(optimizer, scaler, torch.tensor(2.0))  # and the next finite step goes through
+    assert not torch.equal(before["weight"], model.weight)

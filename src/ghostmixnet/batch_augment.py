@@ -19,9 +19,23 @@ import torch.nn.functional as F
 _LUMA = (0.2989, 0.587, 0.114)
 
 
+def to_device(values: torch.Tensor, device: torch.device, dtype: torch.dtype | None = None) -> torch.Tensor:
+    """``values`` on ``device`` (in ``dtype`` if given) without making the host wait for a GPU.
+
+    Parameters are drawn on the host. A plain copy from ordinary (pageable) host memory to a CUDA device
+    synchronizes the stream, so each one would drain the GPU's queue of work; staged in pinned memory,
+    the copy is queued like a kernel and the host goes on launching. Elsewhere this is ``Tensor.to``.
+    """
+    if values.device.type == "cpu" and torch.device(device).type == "cuda":
+        if dtype is not None:
+            values = values.to(dtype)  # convert on the host, where the values are
+        return values.pin_memory().to(device, non_blocking=True)
+    return values.to(device) if dtype is None else values.to(device, dtype)
+
+
 def _per_image(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     """A length-N parameter shaped to broadcast over (N, C, H, W), as float32 on ``like``'s device."""
-    return values.to(like.device, torch.float32).view(-1, 1, 1, 1)
+    return to_device(values, like.device, torch.float32).view(-1, 1, 1, 1)
 
 
 def _to_uint8(x: torch.Tensor) -> torch.Tensor:
@@ -44,7 +58,7 @@ def blend(images: torch.Tensor, other: torch.Tensor, ratio: torch.Tensor) -> tor
 
 def hflip(images: torch.Tensor, flip: torch.Tensor) -> torch.Tensor:
     """Mirror the images whose ``flip`` is true."""
-    return torch.where(flip.to(images.device).view(-1, 1, 1, 1), images.flip(-1), images)
+    return torch.where(to_device(flip, images.device).view(-1, 1, 1, 1), images.flip(-1), images)
 
 
 def pad_crop(images: torch.Tensor, top: torch.Tensor, left: torch.Tensor, padding: int,
@@ -55,11 +69,11 @@ def pad_crop(images: torch.Tensor, top: torch.Tensor, left: torch.Tensor, paddin
     dev = images.device
     padded = F.pad(images, (padding,) * 4)
     wide = w + 2 * padding
-    rows = top.to(dev).view(n, 1, 1) + torch.arange(h, device=dev).view(1, h, 1)
-    cols = left.to(dev).view(n, 1, 1) + torch.arange(w, device=dev).view(1, 1, w)
+    rows = to_device(top, dev).view(n, 1, 1) + torch.arange(h, device=dev).view(1, h, 1)
+    cols = to_device(left, dev).view(n, 1, 1) + torch.arange(w, device=dev).view(1, 1, w)
     if flip is not None:
         # Mirroring then cropping at column `left` reads the padded original from its right edge.
-        cols = torch.where(flip.to(dev).view(n, 1, 1), wide - 1 - cols, cols)
+        cols = torch.where(to_device(flip, dev).view(n, 1, 1), wide - 1 - cols, cols)
     index = (rows * wide + cols).view(n, 1, h * w).expand(n, c, h * w)
     return padded.view(n, c, -1).gather(2, index).view(n, c, h, w)
 
@@ -67,7 +81,7 @@ def pad_crop(images: torch.Tensor, top: torch.Tensor, left: torch.Tensor, paddin
 def posterize(images: torch.Tensor, bits: torch.Tensor) -> torch.Tensor:
     """Keep the top ``bits`` bits of every channel (per image; 8 leaves an image unchanged)."""
     mask = (((1 << bits.to(torch.int32)) - 1) << (8 - bits.to(torch.int32))).to(torch.uint8)
-    return images & mask.to(images.device).view(-1, 1, 1, 1)
+    return images & to_device(mask, images.device).view(-1, 1, 1, 1)
 
 
 def adjust_brightness(images: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
@@ -101,7 +115,7 @@ def adjust_hue(images: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
     sector = torch.where(r_max, g - b, torch.where(g_max, b - r, r - g))
     offset = torch.where(r_max, 0.0, torch.where(g_max, 2.0, 4.0))
     sixths = offset + sector / torch.where(chroma == 0, 1.0, chroma)
-    sixths = (sixths + 6.0 * factor.to(images.device, torch.float32).view(-1, 1, 1)).remainder_(6.0)
+    sixths = (sixths + 6.0 * to_device(factor, images.device, torch.float32).view(-1, 1, 1)).remainder_(6.0)
     k = torch.tensor([5.0, 3.0, 1.0], device=images.device).view(1, 3, 1, 1)
     m = (k + sixths.unsqueeze(1)).remainder_(6.0)
     rgb = maxc.unsqueeze(1) - chroma.unsqueeze(1) * torch.minimum(m, 4.0 - m).clamp_(0.0, 1.0)
@@ -118,17 +132,19 @@ def color_jitter(images: torch.Tensor, factors: torch.Tensor, order: torch.Tenso
     applying them in its own order (``order`` (N, 4), a permutation of 0..3 per row), as ColorJitter.
     ``ops`` replaces the four functions (e.g. by compiled ones); default :data:`COLOR_OPS`."""
     dev = images.device
-    order, factors = order.to(dev), factors.to(dev)
+    # The plan (which rows go where) is made on the host, where the draws are: reading group sizes
+    # off a GPU would make the host wait for it at every position.
+    order, factors = order.cpu(), factors.cpu()
     ops = ops or COLOR_OPS
     # Before each of the four positions the batch is reordered so that the images applying the same
     # operation there are one contiguous slice: four gathers in all, rather than a gather and a
     # scatter per (position, operation), and slices the operations read without copying.
-    out, held = images, torch.arange(len(images), device=dev)  # held[i]: original index of row i
+    out, held = images, torch.arange(len(images))  # held[i]: original index of row i
     for position in range(4):
         op_of_row = order[held, position]
         regroup = op_of_row.argsort(stable=True)
-        out, held = out[regroup], held[regroup]
-        rows_factors = factors[held]
+        out, held = out[to_device(regroup, dev)], held[regroup]
+        rows_factors = to_device(factors[held], dev)
         start = 0
         for op_index, count in enumerate(torch.bincount(op_of_row, minlength=len(ops)).tolist()):
             if count:
@@ -136,7 +152,7 @@ def color_jitter(images: torch.Tensor, factors: torch.Tensor, order: torch.Tenso
                 out[rows] = ops[op_index](out[rows], rows_factors[rows, op_index])
                 start += count
     result = torch.empty_like(out)
-    result[held] = out
+    result[to_device(held, dev)] = out
     return result
 
 
@@ -159,7 +175,7 @@ def perspective(images: torch.Tensor, coefficients: torch.Tensor) -> torch.Tenso
     """Warp each image by its homography (bilinear, zero fill), as torchvision's tensor kernel."""
     n, c, h, w = images.shape
     dev = images.device
-    k = coefficients.to(dev, torch.float32)
+    k = to_device(coefficients, dev, torch.float32)
     ys, xs = torch.meshgrid(torch.arange(h, device=dev, dtype=torch.float32) + 0.5,
                             torch.arange(w, device=dev, dtype=torch.float32) + 0.5, indexing="ij")
     x, y = xs.view(1, h, w), ys.view(1, h, w)
@@ -253,8 +269,8 @@ class BatchPipeline:
         start, end = sample_perspective(n, h, w, 0.5, generator)
         if warp.any():
             chosen = warp.nonzero().flatten()
-            out[chosen.to(out.device)] = perspective(out[chosen.to(out.device)],
-                                                     perspective_coefficients(start[chosen], end[chosen]))
+            rows = to_device(chosen, out.device)
+            out[rows] = perspective(out[rows], perspective_coefficients(start[chosen], end[chosen]))
         bits = torch.where(torch.rand(n, generator=generator) < 0.4, 4, 8)
         out = posterize(out, bits)
         factors, order = sample_color_jitter(n, generator)

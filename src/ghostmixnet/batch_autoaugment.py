@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torchvision.transforms.v2 import functional as TF
 
-from .batch_augment import adjust_brightness, adjust_contrast, adjust_saturation, posterize
+from .batch_augment import adjust_brightness, adjust_contrast, adjust_saturation, posterize, to_device
 
 # One line per sub-policy: "op probability level" twice; "-" for operations without a magnitude.
 _CIFAR10 = """
@@ -105,7 +105,7 @@ def affine_nearest(images: torch.Tensor, matrices: torch.Tensor) -> torch.Tensor
     xs = torch.arange(w, device=dev, dtype=torch.float32) - w * 0.5 + 0.5
     ys = torch.arange(h, device=dev, dtype=torch.float32) - h * 0.5 + 0.5
     base = torch.stack((xs.view(1, w).expand(h, w), ys.view(h, 1).expand(h, w), torch.ones(h, w, device=dev)), -1)
-    theta = matrices.to(dev, torch.float32).transpose(1, 2) / torch.tensor([0.5 * w, 0.5 * h], device=dev)
+    theta = to_device(matrices, dev, torch.float32).transpose(1, 2) / torch.tensor([0.5 * w, 0.5 * h], device=dev)
     grid = base.view(1, h * w, 3).expand(n, -1, -1).bmm(theta).view(n, h, w, 2)
     out = F.grid_sample(images.float(), grid, mode="nearest", padding_mode="zeros", align_corners=False)
     return out.round_().to(torch.uint8)
@@ -119,8 +119,8 @@ def adjust_sharpness(images: torch.Tensor, factor: torch.Tensor) -> torch.Tensor
     x = images.float()
     degenerate = x.clone()
     degenerate[..., 1:-1, 1:-1] = F.conv2d(x, kernel.expand(c, 1, 3, 3), groups=c).round_()
-    ratio = factor.to(images.device, torch.float32).view(-1, 1, 1, 1)
-    complement = (1.0 - factor.double()).to(images.device, torch.float32).view(-1, 1, 1, 1)
+    ratio = to_device(factor, images.device, torch.float32).view(-1, 1, 1, 1)
+    complement = to_device(1.0 - factor.double(), images.device, torch.float32).view(-1, 1, 1, 1)
     return (ratio * x + complement * degenerate).clamp_(0, 255).to(torch.uint8)
 
 
@@ -135,13 +135,13 @@ def autocontrast(images: torch.Tensor) -> torch.Tensor:
 
 
 def solarize(images: torch.Tensor, threshold: torch.Tensor) -> torch.Tensor:
-    return torch.where(images >= threshold.to(images.device).view(-1, 1, 1, 1), ~images, images)
+    return torch.where(images >= to_device(threshold, images.device).view(-1, 1, 1, 1), ~images, images)
 
 
 def apply_op(name: str, images: torch.Tensor, magnitude: torch.Tensor) -> torch.Tensor:
     """One AutoAugment operation on a batch, ``magnitude`` per image (already signed)."""
     n, _, h, w = images.shape
-    zeros, dev = torch.zeros(n), images.device
+    zeros = torch.zeros(n)
     factor = 1.0 + magnitude.double()  # in double, as torchvision computes 1.0 + magnitude in Python
     if name in ("ShearX", "ShearY", "TranslateX", "TranslateY", "Rotate"):
         angle, translate, shear, center = zeros, torch.zeros(n, 2), torch.zeros(n, 2), torch.zeros(n, 2)
@@ -152,7 +152,7 @@ def apply_op(name: str, images: torch.Tensor, magnitude: torch.Tensor) -> torch.
             translate[:, 0 if name == "TranslateX" else 1] = magnitude.trunc()
         else:
             angle = -magnitude  # torchvision's rotate turns counter-clockwise for positive angles
-        return affine_nearest(images, inverse_affine(angle, translate, shear, center).to(dev))
+        return affine_nearest(images, inverse_affine(angle, translate, shear, center))
     ops = {"Brightness": lambda: adjust_brightness(images, factor),
            "Color": lambda: adjust_saturation(images, factor),
            "Contrast": lambda: adjust_contrast(images, factor),
@@ -189,7 +189,7 @@ def autoaugment(images: torch.Tensor, params: dict[str, torch.Tensor]) -> torch.
         group = torch.where(probs[held, slot] <= prob, op, skip)
         regroup = group.argsort(stable=True)
         group, level, held = group[regroup], level[regroup], held[regroup]
-        out = out[regroup.to(out.device)]
+        out = out[to_device(regroup, out.device)]
         start = 0
         for k, count in enumerate(torch.bincount(group, minlength=skip + 1).tolist()[:skip]):
             if not count:
@@ -203,5 +203,5 @@ def autoaugment(images: torch.Tensor, params: dict[str, torch.Tensor]) -> torch.
                 magnitude = torch.where(signs[held[rows], slot] == 0, -magnitude, magnitude)
             out[rows] = apply_op(name, out[rows], magnitude)
     result = torch.empty_like(out)
-    result[held.to(out.device)] = out
+    result[to_device(held, out.device)] = out
     return result

@@ -18,6 +18,7 @@ AUGMENTATIONS = ("paper", "basic", "none")
 PRECISIONS = ("fp32", "bf16", "fp16", "auto")
 AUGMENT_BACKENDS = ("torchvision", "batched")
 SCHEDULES = ("restarts", "onecycle")
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
 
 @dataclass(frozen=True)
@@ -104,12 +105,17 @@ class TrainConfig:
     compile: bool = True
     """Wrap the model (and the batched colour operations) in ``torch.compile``; needs a C++ compiler on
     the CPU, Triton on CUDA GPUs (``--no-compile`` without them)."""
+    compile_mode: str = "default"
+    """``torch.compile`` mode of the model: ``default``, ``reduce-overhead`` (CUDA graphs: each step's kernels
+    replayed by one launch, for GPUs where launching the kernels of a small model costs more than running
+    them), ``max-autotune`` or ``max-autotune-no-cudagraphs``. Changes speed, not what a run learns."""
     sync_bn: bool = False
     """With several processes, compute BatchNorm statistics over the global batch (SyncBatchNorm)
     instead of each process's share."""
     num_workers: int | None = None
-    """DataLoader worker processes (0 loads in the training process); None chooses 0 with the ``batched``
-    backend (workers only copy arrays) and 2 with ``torchvision`` (workers run the per-image transforms)."""
+    """DataLoader worker processes of the ``torchvision`` backend (0 loads in the training process); None
+    chooses 2 there and 0 with ``batched``, which needs no loader: the whole uint8 training set is held on
+    the training device and each batch is gathered there."""
 
     def __post_init__(self) -> None:
         if self.num_workers is None:
@@ -123,6 +129,8 @@ class TrainConfig:
         if self.augment_backend not in AUGMENT_BACKENDS:
             problems.append(f"augment_backend {self.augment_backend!r} is unknown; choose one of: "
                             f"{', '.join(AUGMENT_BACKENDS)}")
+        if self.compile_mode not in COMPILE_MODES:
+            problems.append(f"compile_mode {self.compile_mode!r} is unknown; choose one of: {', '.join(COMPILE_MODES)}")
         if self.schedule not in SCHEDULES:
             problems.append(f"schedule {self.schedule!r} is unknown; choose one of: {', '.join(SCHEDULES)}")
         if not 0.0 <= self.warmup < 1.0:

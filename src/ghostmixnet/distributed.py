@@ -1,8 +1,9 @@
 """One process or many: the process group, the device of each process, and reductions across them.
 
 Launched by ``torchrun`` (which sets ``WORLD_SIZE``, ``RANK`` and ``LOCAL_RANK``) a run joins a process
-group, NCCL on GPUs and gloo on CPUs; launched plainly it is a group of one and every reduction is
-the identity, so the training code has a single path.
+group, NCCL on GPUs and gloo on CPUs, even with one process (``--nproc-per-node 1`` runs the code path of
+many: DistributedDataParallel and the collectives); launched plainly it is a single process and every
+reduction is the identity, so the training code has a single path.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ class DistEnv:
     world_size: int
     local_rank: int
     device: torch.device
+    group: bool = False
+    """Whether this process belongs to a process group (launched by torchrun)."""
 
     @property
     def is_main(self) -> bool:
@@ -33,7 +36,8 @@ class DistEnv:
 
     @property
     def distributed(self) -> bool:
-        return self.world_size > 1
+        """Whether the run has a process group: collectives, DistributedDataParallel (torchrun, any size)."""
+        return self.group
 
     def all_reduce_sum(self, values: torch.Tensor) -> torch.Tensor:
         """The elementwise sum of ``values`` over all processes (in float64, on the run's device)."""
@@ -63,7 +67,7 @@ class DistEnv:
 def init_distributed(device: str = "auto", timeout_minutes: int = 30) -> DistEnv:
     """Join torchrun's process group if launched by it; otherwise a single process on ``device``."""
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
-    if world_size <= 1:
+    if world_size <= 1 and "LOCAL_RANK" not in os.environ:  # torchrun sets LOCAL_RANK, even for one process
         return DistEnv(0, 1, 0, resolve_device(device))
     rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
     dev = resolve_device(device)
@@ -78,4 +82,4 @@ def init_distributed(device: str = "auto", timeout_minutes: int = 30) -> DistEnv
     if not dist.is_initialized():
         dist.init_process_group("nccl" if dev.type == "cuda" else "gloo",
                                 timeout=datetime.timedelta(minutes=timeout_minutes))
-    return DistEnv(rank, world_size, local_rank, dev)
+    return DistEnv(rank, world_size, local_rank, dev, group=True)

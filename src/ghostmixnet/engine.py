@@ -58,6 +58,32 @@ def resolve_precision(precision: str, device: torch.device) -> str:
     return "fp32"
 
 
+def prepare_device(device: torch.device) -> None:
+    """Process-wide switches of the fast path on ``device``: on CUDA, cuDNN times its convolution algorithms
+    once per shape and keeps the fastest (a training run's shapes are fixed, so the search pays off)."""
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+
+
+def build_optimizer(model: nn.Module, lr: float, betas: tuple[float, float], weight_decay: float,
+                    device: torch.device) -> torch.optim.Optimizer:
+    """AdamW over ``model``'s parameters; on CUDA its fused kernel, which also lets :func:`optimizer_step`
+    skip a step with a non-finite loss on the device, without the host reading the loss first."""
+    return torch.optim.AdamW(model.parameters(), lr=lr, betas=betas, weight_decay=weight_decay,
+                             fused=True if device.type == "cuda" else None)
+
+
+def compile_model(model: nn.Module, mode: str = "default") -> nn.Module:
+    """``torch.compile`` in ``mode`` (:attr:`TrainConfig.compile_mode`). Call :func:`mark_step` before each
+    training step: with CUDA graphs, it tells the replayed graphs that the last step's outputs are done with."""
+    return torch.compile(model, mode=None if mode == "default" else mode)
+
+
+def mark_step() -> None:
+    """A new training step begins (needed by compiled models that replay CUDA graphs; harmless otherwise)."""
+    torch.compiler.cudagraph_mark_step_begin()
+
+
 def slow_precision_warning(device: torch.device, precision: str) -> str | None:
     """A warning when autocast on this CPU would be emulated (no AVX512-BF16/AMX or FP16 units): often 10x slower."""
     if device.type != "cpu" or precision not in AUTOCAST_DTYPES or native_cpu_support(precision) is not False:
@@ -131,9 +157,26 @@ def forward_backward(model: nn.Module, images: torch.Tensor, targets: torch.Tens
     return loss.detach()
 
 
-def optimizer_step(optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler) -> None:
-    """Apply the accumulated gradients (unscaled by the gradient scaler) and clear them."""
-    scaler.step(optimizer)
+def optimizer_step(optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler,
+                   loss: torch.Tensor | None = None) -> None:
+    """Apply the accumulated gradients (unscaled by the gradient scaler) and clear them.
+
+    With a fused optimizer and ``loss`` given, the update is skipped on the device when ``loss`` is not
+    finite (weights, moments and step count stay as they were), so a loop may read the loss on the host
+    only now and then and still never let a non-finite loss reach the weights. The gradient scaler, when
+    enabled, does the same through the non-finite gradients such a loss leaves.
+    """
+    guard = loss is not None and not scaler.is_enabled() and bool(optimizer.defaults.get("fused"))
+    if guard:
+        # Fused optimizers read these two attributes (set by GradScaler for fp16): a nonzero found_inf
+        # turns the step into a no-op inside the kernel.
+        optimizer.found_inf = (~torch.isfinite(loss)).float()
+        optimizer.grad_scale = None
+    try:
+        scaler.step(optimizer)
+    finally:
+        if guard:
+            del optimizer.found_inf, optimizer.grad_scale
     scaler.update()
     optimizer.zero_grad(set_to_none=True)
 

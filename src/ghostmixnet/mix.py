@@ -9,6 +9,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .batch_augment import to_device
+
 
 @dataclass
 class MixedBatch:
@@ -72,7 +74,7 @@ class BatchMixer:
     def __call__(self, images: torch.Tensor, targets: torch.Tensor) -> MixedBatch:
         if self.prob <= 0 or self.rng.random() >= self.prob:
             return MixedBatch(images, targets, targets, 1.0, "none")
-        perm = torch.from_numpy(self.rng.permutation(images.shape[0])).to(images.device)
+        perm = to_device(torch.from_numpy(self.rng.permutation(images.shape[0])), images.device)
         if self.rng.random() < self.mixup_share:
             lam = float(self.rng.beta(self.mixup_alpha, self.mixup_alpha))
             mixed = images.mul(lam).add_(images[perm], alpha=1.0 - lam)

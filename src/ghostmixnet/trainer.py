@@ -32,14 +32,18 @@ from .augment import train_transform
 from .batch_augment import BatchPipeline, normalize
 from .checkpoint import FORMAT_VERSION, CheckpointError, load_checkpoint, load_weights, save_atomic, unwrap
 from .config import TrainConfig
-from .data import CLASSES, MEAN, STD, ImageDataset, ResumableSampler, Splits, load_splits, mix_seed
+from .data import CLASSES, MEAN, STD, DeviceBatches, ImageDataset, ResumableSampler, Splits, load_splits, mix_seed
 from .distributed import DistEnv, init_distributed
 from .engine import (
     EvalResult,
     Progress,
+    build_optimizer,
+    compile_model,
     evaluate,
     forward_backward,
+    mark_step,
     optimizer_step,
+    prepare_device,
     resolve_precision,
     slow_precision_warning,
 )
@@ -152,7 +156,8 @@ def _all_finite(module: torch.nn.Module) -> bool:
 
 def train(cfg: TrainConfig, data_dir: Path, out_dir: Path, *, device: str = "auto", resume: bool = False,
           download: bool = False, stop_after: int | None = None, log_every: int = 50, checkpoint_every: int = 0,
-          echo: Callable[[str], None] | None = None, time_limit: float | None = None) -> dict[str, Any]:
+          echo: Callable[[str], None] | None = None, time_limit: float | None = None,
+          epoch_end: Callable[[dict[str, Any], torch.nn.Module], bool | None] | None = None) -> dict[str, Any]:
     """Train (or, with ``resume``, continue) the run in ``out_dir``; returns the run's summary.
 
     ``stop_after`` ends this invocation after that many epochs, leaving a resumable run;
@@ -160,6 +165,9 @@ def train(cfg: TrainConfig, data_dir: Path, out_dir: Path, *, device: str = "aut
     SIGINT saves after the current step and stops; the summary's ``signal`` then names it. ``time_limit``
     (seconds) stops the same way once the run's training time (validation excluded) reaches it, then
     reports the test accuracy of the best checkpoint so far (the summary's ``time_limit_hit`` is True).
+    ``epoch_end`` is called on rank 0 after each epoch's validation with the epoch's metrics row and the
+    trained weights (the module, unwrapped), e.g. to score extra data; its time is not training time. If it
+    returns True the run ends there as at a time limit (one process only: ranks must stop together).
     Launched by torchrun, the processes of one run each call this with the same arguments.
     """
     if checkpoint_every < 0:
@@ -168,14 +176,15 @@ def train(cfg: TrainConfig, data_dir: Path, out_dir: Path, *, device: str = "aut
     try:
         with stop_requests() as stop:
             return _train(cfg, Path(data_dir), Path(out_dir), env, resume, download, stop_after, log_every,
-                          checkpoint_every, echo, stop, time_limit)
+                          checkpoint_every, echo, stop, time_limit, epoch_end)
     finally:
         env.close()
 
 
 def _train(cfg: TrainConfig, data_dir: Path, out_dir: Path, env: DistEnv, resume: bool, download: bool,
            stop_after: int | None, log_every: int, checkpoint_every: int, echo: Callable[[str], None] | None,
-           stop: dict[str, int], time_limit: float | None) -> dict[str, Any]:
+           stop: dict[str, int], time_limit: float | None,
+           epoch_end: Callable[[dict[str, Any], torch.nn.Module], bool | None] | None = None) -> dict[str, Any]:
     if resume:
         if not (out_dir / LAST).is_file() and not (out_dir / PREVIOUS).is_file():
             raise RunError(f"cannot resume: {out_dir / LAST} does not exist")
@@ -194,6 +203,7 @@ def _train(cfg: TrainConfig, data_dir: Path, out_dir: Path, env: DistEnv, resume
     env.barrier()
     log = RunLog(out_dir / "train.log" if env.is_main else None, echo)
     dev = env.device
+    prepare_device(dev)
     precision = resolve_precision(cfg.precision, dev)
     per_rank = cfg.batch_size // env.world_size
     sampler = ResumableSampler(len(splits.train), env.world_size, env.rank, cfg.seed)
@@ -204,8 +214,7 @@ def _train(cfg: TrainConfig, data_dir: Path, out_dir: Path, env: DistEnv, resume
     set_fused_bn(model, cfg.fused_bn)
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2),
-                                  weight_decay=cfg.weight_decay)
+    optimizer = build_optimizer(model, cfg.lr, (cfg.beta1, cfg.beta2), cfg.weight_decay, dev)
     scheduler, per_step_schedule = build_scheduler(cfg, optimizer, steps_per_epoch)
     scaler = torch.amp.GradScaler(dev.type, enabled=precision == "fp16")
     # The average includes BatchNorm statistics (use_buffers), so it can be evaluated as it is.
@@ -253,9 +262,16 @@ def _train(cfg: TrainConfig, data_dir: Path, out_dir: Path, env: DistEnv, resume
         log(warning)
 
     batched = BatchPipeline(cfg.augment, compile=cfg.compile) if cfg.augment_backend == "batched" else None
-    dataset = ImageDataset(splits.train, None if batched else train_transform(cfg.augment))
-    loader = DataLoader(dataset, batch_size=per_rank,
-                        sampler=sampler, drop_last=False, num_workers=cfg.num_workers, pin_memory=dev.type == "cuda")
+    if batched is not None:  # raw uint8 batches, gathered on the device from the training set held there
+        loader: Any = DeviceBatches(splits.train, sampler, per_rank, dev)
+    else:
+        loader = DataLoader(ImageDataset(splits.train, train_transform(cfg.augment)), batch_size=per_rank,
+                            sampler=sampler, drop_last=False, num_workers=cfg.num_workers,
+                            pin_memory=dev.type == "cuda")
+    # The loss is read on the host (summed across processes, with the requests to stop) every `sync_every`
+    # steps: on a GPU each read makes the host wait for the step to finish before it can queue the next.
+    # Between reads a non-finite loss is kept from the weights on the device (optimizer_step).
+    sync_every = 1 if dev.type == "cpu" else max(1, log_every)
     train_model: torch.nn.Module = model
     if env.distributed:
         if cfg.sync_bn:
@@ -263,7 +279,7 @@ def _train(cfg: TrainConfig, data_dir: Path, out_dir: Path, env: DistEnv, resume
         train_model = torch.nn.parallel.DistributedDataParallel(
             train_model, device_ids=[dev.index] if dev.type == "cuda" else None)
     if cfg.compile:
-        train_model = torch.compile(train_model)
+        train_model = compile_model(train_model, cfg.compile_mode)
 
     def training_state() -> dict[str, Any]:
         return {"format": FORMAT_VERSION, "model": unwrap(model).state_dict(), "config": cfg.to_dict(),
@@ -334,6 +350,8 @@ def _train(cfg: TrainConfig, data_dir: Path, out_dir: Path, env: DistEnv, resume
                             enabled=env.is_main)
         train_model.train()
         started, stopping, out_of_time = time.perf_counter() - partial["seconds"], 0, False
+        # The loss summed on the device since the last read, its images, and the first step it covers.
+        unread_loss, unread_images, unread_from = torch.zeros((), dtype=torch.float64, device=dev), 0, step + 1
         for images, targets in loader:
             step += 1
             seed = mix_seed(cfg.seed, epoch, step, env.rank)
@@ -342,7 +360,9 @@ def _train(cfg: TrainConfig, data_dir: Path, out_dir: Path, env: DistEnv, resume
             try:
                 if batched is not None:  # augment the uint8 batch where the model runs (compiled ops too)
                     draws = torch.Generator().manual_seed(mix_seed(cfg.seed, epoch, step, env.rank, 1))
-                    images = normalize(batched(images.to(dev, non_blocking=True), draws), MEAN, STD)
+                    images = normalize(batched(images, draws), MEAN, STD)
+                if cfg.compile:
+                    mark_step()
                 loss = forward_backward(train_model, images, targets, mixer, scaler, dev, precision,
                                         cfg.label_smoothing, cfg.channels_last)
             except Exception as e:
@@ -352,30 +372,41 @@ def _train(cfg: TrainConfig, data_dir: Path, out_dir: Path, env: DistEnv, resume
                     raise RunError(f"torch.compile failed ({type(e).__name__}: {first_line[:300]}); train "
                                    "without it: add --no-compile (same results, slower)") from e
                 raise
-            n = images.shape[0]
+            unread_images += images.shape[0]
+            unread_loss += loss.double() * images.shape[0]
             late = time_limit is not None and trained_seconds + time.perf_counter() - started >= time_limit
-            # One reduction per step: the loss for the log, and any process's request to stop or lack of
-            # time (clocks differ between processes; all must stop at the same step).
-            loss_sum, count, signalled, late_anywhere = env.all_reduce_sum(torch.tensor(
-                [float(loss) * n, n, float(stop["signal"]), float(late)], dtype=torch.float64)).tolist()
-            out_of_time = late_anywhere > 0
-            if not np.isfinite(loss_sum):
-                progress.close()
-                raise NonFiniteLossError(
-                    f"the training loss became {loss_sum / count} at epoch {epoch + 1} step {step}; the weights "
-                    f"were not updated with it and {out_dir / LAST} keeps the last good state. Lower --lr, use "
-                    "--precision fp32, or resume to retry")
-            optimizer_step(optimizer, scaler)
+            # Every process reads at the same steps; a lone process also reads at once when asked to stop.
+            read = (step % sync_every == 0 or step == steps_per_epoch
+                    or (checkpoint_every and step % checkpoint_every == 0)
+                    or (not env.distributed and (late or bool(stop["signal"]))))
+            if read:
+                # One reduction: the loss for the log, and any process's request to stop or lack of time
+                # (clocks differ between processes; all must stop at the same step).
+                loss_sum, count, signalled, late_anywhere = env.all_reduce_sum(torch.tensor(
+                    [float(unread_loss), unread_images, float(stop["signal"]), float(late)],
+                    dtype=torch.float64)).tolist()
+                unread_loss.zero_()
+                unread_images, steps_read = 0, f"step {step}" if unread_from == step else f"steps {unread_from}..{step}"
+                unread_from = step + 1
+                out_of_time = late_anywhere > 0
+                if not np.isfinite(loss_sum):
+                    progress.close()
+                    raise NonFiniteLossError(
+                        f"the training loss became {loss_sum / count} at epoch {epoch + 1} {steps_read}; the weights "
+                        f"were not updated with it and {out_dir / LAST} keeps the last good state. Lower --lr, use "
+                        "--precision fp32, or resume to retry")
+                partial["loss_sum"] += loss_sum
+                partial["images"] += int(count)
+                # Every process acts on the reduced flag, so all stop at the same step even if only one was
+                # signalled.
+                stopping = int(stop["signal"]) or (int(signal.SIGTERM) if signalled else 0)
+            optimizer_step(optimizer, scaler, loss)
             if per_step_schedule:
                 scheduler.step()
             if ema is not None:
                 ema.update_parameters(model)
-            partial["loss_sum"] += loss_sum
-            partial["images"] += int(count)
             partial["seconds"] = time.perf_counter() - started
-            progress.update(step, loss=partial["loss_sum"] / partial["images"])
-            # Every process acts on the reduced flag, so all stop at the same step even if only one was signalled.
-            stopping = int(stop["signal"]) or (int(signal.SIGTERM) if signalled else 0)
+            progress.update(step, loss=partial["loss_sum"] / max(partial["images"], 1))
             if out_of_time and step < steps_per_epoch:
                 progress.close()
                 save_last()
@@ -413,6 +444,7 @@ def _train(cfg: TrainConfig, data_dir: Path, out_dir: Path, env: DistEnv, resume
                     save_atomic({"format": FORMAT_VERSION, "model": candidates()[name].state_dict(),
                                  "config": cfg.to_dict(), "epoch": epoch, "weights": name, "val_acc": val.accuracy,
                                  "val_is_test": splits.val_is_test}, out_dir / BEST)
+        caller_stops = env.is_main and epoch_end is not None and bool(epoch_end(row, unwrap(model)))
         if env.is_main:
             save_last()
             write_metrics(out_dir / "metrics.csv", history)
@@ -429,6 +461,9 @@ def _train(cfg: TrainConfig, data_dir: Path, out_dir: Path, env: DistEnv, resume
                     "signal": stopping, "best_val_acc": best_acc}
         if out_of_time and epoch < cfg.epochs:
             log(f"time limit of {time_limit:.0f} s of training reached after epoch {epoch}")
+            return finish(time_limit_hit=True)
+        if caller_stops and epoch < cfg.epochs:
+            log(f"stopped after epoch {epoch} as the caller asked")
             return finish(time_limit_hit=True)
 
     if epoch < cfg.epochs:
