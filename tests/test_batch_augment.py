@@ -128,3 +128,25 @@ def test_compiled_colour_operations_agree_with_eager(images):
         a = eager(images, torch.Generator().manual_seed(seed))
         b = compiled(images, torch.Generator().manual_seed(seed))
         assert_close_uint8(b, a, max_diff=1, share=0.99)
+
+
+@pytest.mark.parametrize("augment", ["paper", "basic", "none"])
+def test_batches_augmented_in_chunks_come_out_as_alone(images, augment):
+    pipeline = B.BatchPipeline(augment)
+    batches = [(images[i:i + 4], torch.arange(i, i + 4)) for i in range(0, 12, 4)] + [(images[:2], torch.arange(2))]
+
+    def draws(i):
+        return torch.Generator().manual_seed(100 + i)
+
+    alone = [(B.normalize(pipeline(x, draws(i)), (0.5,) * 3, (0.25,) * 3), y) for i, (x, y) in enumerate(batches)]
+    for chunk in (1, 3, 8):
+        chunked = list(B.augment_in_chunks(batches, pipeline, chunk, draws, (0.5,) * 3, (0.25,) * 3))
+        assert len(chunked) == len(alone)
+        for (x, y), (want_x, want_y) in zip(chunked, alone):
+            assert torch.equal(x, want_x) and torch.equal(y, want_y)
+
+
+def test_augment_chunk_is_chosen_by_device():
+    assert B.resolve_augment_chunk(None, torch.device("cpu")) == 1
+    assert B.resolve_augment_chunk(None, torch.device("cuda")) == B.CUDA_AUGMENT_CHUNK
+    assert B.resolve_augment_chunk(5, torch.device("cuda")) == 5

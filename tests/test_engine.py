@@ -136,3 +136,12 @@ def test_fused_step_with_a_non_finite_loss_changes_nothing(loss_value):
     model(torch.randn(2, 4)).sum().backward()
     optimizer_step(optimizer, scaler, torch.tensor(2.0))  # and the next finite step goes through
     assert not torch.equal(before["weight"], model.weight)
+
+
+def test_compile_mode_auto_uses_cuda_graphs_for_one_process_on_a_gpu():
+    from ghostmixnet.engine import resolve_compile_mode
+
+    assert resolve_compile_mode("auto", torch.device("cuda")) == "reduce-overhead"
+    assert resolve_compile_mode("auto", torch.device("cuda"), distributed=True) == "default"
+    assert resolve_compile_mode("auto", torch.device("cpu")) == "default"
+    assert resolve_compile_mode("max-autotune", torch.device("cpu")) == "max-autotune"

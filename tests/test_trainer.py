@@ -1,3 +1,4 @@
+import dataclasses
 import json
 import time
 
@@ -264,3 +265,13 @@ def test_a_failing_compile_says_how_to_train_without_it(cifar_dir, tmp_path, tin
     monkeypatch.setattr(torch, "compile", fake_compile)
     with pytest.raises(RunError, match="--no-compile"):
         train(tiny_config(compile=True, epochs=1, augment=augment), cifar_dir, tmp_path / "run", echo=quiet)
+
+
+def test_augmenting_in_chunks_changes_nothing_a_run_learns(cifar_dir, tmp_path, tiny_config):
+    alone = tiny_config(augment_backend="batched", augment="paper", augment_chunk=1, epochs=1)
+    train(alone, cifar_dir, tmp_path / "alone", echo=quiet)
+    chunked = dataclasses.replace(alone, augment_chunk=3)
+    train(chunked, cifar_dir, tmp_path / "chunked", stop_after=None, checkpoint_every=2, echo=quiet)
+    a = load_checkpoint(tmp_path / "alone" / "last.pt")["model"]
+    b = load_checkpoint(tmp_path / "chunked" / "last.pt")["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)

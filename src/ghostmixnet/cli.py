@@ -30,12 +30,13 @@ from .models import ARCHITECTURES
 from .quantize import CALIBRATION_METHODS
 
 # Flags a resumed run may change: they alter how it runs, not what it learns (epochs extends it).
-RESUMABLE_CHANGES = {"epochs", "num_workers", "compile_mode"}
+RESUMABLE_CHANGES = {"epochs", "num_workers", "compile_mode", "augment_chunk"}
 # Fields with a dedicated flag elsewhere, or none.
 NO_FLAG = {"recipe"}
 # What an ablation may set: the budget, the same for every row, never the rows' models or recipes.
 ABLATION_BUDGET = {"epochs", "batch_size", "train_subset", "val_size", "split_seed", "seed", "precision", "width",
-                   "num_workers", "channels_last", "compile", "compile_mode"}
+                   "num_workers", "channels_last", "compile", "compile_mode",
+                   "augment_chunk"}
 CHOICES = {"model": list(ARCHITECTURES), "augment": list(AUGMENTATIONS), "precision": list(PRECISIONS),
            "augment_backend": list(AUGMENT_BACKENDS), "schedule": list(SCHEDULES),
            "compile_mode": list(COMPILE_MODES)}

@@ -73,9 +73,18 @@ def build_optimizer(model: nn.Module, lr: float, betas: tuple[float, float], wei
                              fused=True if device.type == "cuda" else None)
 
 
-def compile_model(model: nn.Module, mode: str = "default") -> nn.Module:
-    """``torch.compile`` in ``mode`` (:attr:`TrainConfig.compile_mode`). Call :func:`mark_step` before each
-    training step: with CUDA graphs, it tells the replayed graphs that the last step's outputs are done with."""
+def resolve_compile_mode(mode: str, device: torch.device, distributed: bool = False) -> str:
+    """``auto`` becomes ``reduce-overhead`` (CUDA graphs) for a single process on a CUDA GPU, else ``default``."""
+    if mode != "auto":
+        return mode
+    return "reduce-overhead" if device.type == "cuda" and not distributed else "default"
+
+
+def compile_model(model: nn.Module, mode: str, device: torch.device, distributed: bool = False) -> nn.Module:
+    """``torch.compile`` in ``mode`` (:attr:`TrainConfig.compile_mode`, ``auto`` resolved for ``device``). Call
+    :func:`mark_step` before each training step: with CUDA graphs, it tells the replayed graphs that the
+    last step's outputs are done with."""
+    mode = resolve_compile_mode(mode, device, distributed)
     return torch.compile(model, mode=None if mode == "default" else mode)
 
 

@@ -18,7 +18,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from .augment import train_transform
-from .batch_augment import BatchPipeline, normalize
+from .batch_augment import BatchPipeline, augment_in_chunks, resolve_augment_chunk
 from .config import TrainConfig
 from .data import MEAN, STD, ArraySet, DeviceBatches, ImageDataset, ResumableSampler, mix_seed
 from .engine import (
@@ -106,12 +106,17 @@ def training_throughput(cfg: TrainConfig, data: ArraySet, steps: int, warmup: in
     """Train ``cfg``'s model on ``data`` for ``warmup`` untimed then ``steps`` timed steps of ``cfg.batch_size``;
     then, with ``phase_steps``, that many more steps timed phase by phase (:class:`StepPhases`).
 
-    ``data`` needs at least ``(warmup + steps + phase_steps) * batch_size`` images; the partial batch is dropped.
+    With batched augmentation in chunks of several batches (:attr:`TrainConfig.augment_chunk`), each of the
+    three counts is rounded up to whole chunks, so that every timed stretch carries its share of augmentation.
+    ``data`` needs at least ``(warmup + steps + phase_steps) * batch_size`` images (after rounding); the partial
+    batch is dropped.
     """
+    device = device or torch.device("cpu")
+    chunk = resolve_augment_chunk(cfg.augment_chunk, device) if cfg.augment_backend == "batched" else 1
+    warmup, steps, phase_steps = (-(-count // chunk) * chunk for count in (warmup, steps, phase_steps))
     total = warmup + steps + phase_steps
     if len(data) < total * cfg.batch_size:
         raise ValueError(f"{total * cfg.batch_size} images are needed, {len(data)} given")
-    device = device or torch.device("cpu")
     prepare_device(device)
     precision = resolve_precision(cfg.precision, device)
     torch.manual_seed(cfg.seed)
@@ -120,7 +125,7 @@ def training_throughput(cfg: TrainConfig, data: ArraySet, steps: int, warmup: in
         model = model.to(memory_format=torch.channels_last)
     optimizer = build_optimizer(model, cfg.lr, (cfg.beta1, cfg.beta2), cfg.weight_decay, device)
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
-    runner = compile_model(model, cfg.compile_mode) if cfg.compile else model
+    runner = compile_model(model, cfg.compile_mode, device) if cfg.compile else model
     batched = BatchPipeline(cfg.augment, compile=cfg.compile) if cfg.augment_backend == "batched" else None
     sampler = ResumableSampler(len(data), seed=cfg.seed)
     sampler.set_epoch(0)
@@ -131,9 +136,14 @@ def training_throughput(cfg: TrainConfig, data: ArraySet, steps: int, warmup: in
                             sampler=sampler, num_workers=cfg.num_workers, drop_last=True,
                             pin_memory=device.type == "cuda")
     runner.train()
+    phases = StepPhases(device)  # marks count only after its first begin(), in the last phase_steps steps
+    if batched is not None:
+        draws = lambda i: torch.Generator().manual_seed(mix_seed(cfg.seed, 0, i, 0, 1))  # noqa: E731
+        mark = lambda phase: phases.mark(phase) if phases.steps else None  # noqa: E731
+        loader = augment_in_chunks(loader, batched, chunk, draws, MEAN, STD, mark)
     batches = iter(loader)
     began = time.perf_counter()
-    start, warmup_seconds, seconds, phases = began, 0.0, 0.0, None
+    start, warmup_seconds, seconds, timing = began, 0.0, 0.0, False
     for step in range(total):
         if step == warmup:
             synchronize(device)
@@ -142,29 +152,24 @@ def training_throughput(cfg: TrainConfig, data: ArraySet, steps: int, warmup: in
         if step == warmup + steps:
             synchronize(device)
             seconds = time.perf_counter() - start
-            phases = StepPhases(device)
-        if phases is not None:
+            timing = True
+        if timing:
             phases.begin()
-        images, targets = next(batches)
-        if phases is not None:
+        images, targets = next(batches)  # with batched augmentation, its chunk's marks come from in here
+        if timing and batched is None:
             phases.mark("data")
-        if batched is not None:
-            draws = torch.Generator().manual_seed(mix_seed(cfg.seed, 0, step, 0, 1))
-            images = normalize(batched(images, draws), MEAN, STD)
-        if phases is not None:
-            phases.mark("augment")
         if cfg.compile:
             mark_step()
         mixer = BatchMixer(cfg.mix_prob, cfg.mixup_share, cfg.mixup_alpha, cfg.cutmix_alpha, seed=step)
         loss = forward_backward(runner, images, targets, mixer, scaler, device, precision, cfg.label_smoothing,
                                 cfg.channels_last)
-        if phases is not None:
+        if timing:
             phases.mark("forward_backward")
         optimizer_step(optimizer, scaler, loss)
-        if phases is not None:
+        if timing:
             phases.mark("optimizer")
-    if phases is None:
+    if not timing:
         synchronize(device)
         seconds = time.perf_counter() - start
     return Throughput(steps * cfg.batch_size / seconds, warmup_seconds, precision,
-                      phases.summary() if phases is not None else {})
+                      phases.summary() if timing else {})

@@ -18,7 +18,7 @@ import platform
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -29,7 +29,7 @@ from torch.utils.data import DataLoader
 
 from . import __version__
 from .augment import train_transform
-from .batch_augment import BatchPipeline, normalize
+from .batch_augment import BatchPipeline, augment_in_chunks, resolve_augment_chunk
 from .checkpoint import FORMAT_VERSION, CheckpointError, load_checkpoint, load_weights, save_atomic, unwrap
 from .config import TrainConfig
 from .data import CLASSES, MEAN, STD, DeviceBatches, ImageDataset, ResumableSampler, Splits, load_splits, mix_seed
@@ -44,6 +44,7 @@ from .engine import (
     mark_step,
     optimizer_step,
     prepare_device,
+    resolve_compile_mode,
     resolve_precision,
     slow_precision_warning,
 )
@@ -148,6 +149,23 @@ def _compile_failure(error: Exception) -> bool:
     from torch._inductor.exc import InductorError
 
     return isinstance(error, (TorchDynamoException, InductorError))
+
+
+def _compile_error(error: Exception) -> RunError:
+    first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
+    return RunError(f"torch.compile failed ({type(error).__name__}: {first_line[:300]}); train without it: add "
+                    "--no-compile (same results, slower)")
+
+
+def _explain_compile_failures(batches: Iterable[Any], compiled: bool) -> Iterator[Any]:
+    """``batches`` as they come; a torch.compile failure while making one (the compiled colour operations)
+    becomes the same clear error as one in the model."""
+    try:
+        yield from batches
+    except Exception as e:
+        if compiled and _compile_failure(e):
+            raise _compile_error(e) from e
+        raise
 
 
 def _all_finite(module: torch.nn.Module) -> bool:
@@ -255,13 +273,16 @@ def _train(cfg: TrainConfig, data_dir: Path, out_dir: Path, env: DistEnv, resume
     val_name = "test-as-val" if splits.val_is_test else "val"
     procs = f" x {env.world_size} processes ({cfg.batch_size // env.world_size} each)" if env.distributed else ""
     log(f"{cfg.model} (width {cfg.width}, {count_parameters(model):,} parameters), recipe {cfg.recipe}, "
-        f"{cfg.epochs} epochs, batch {cfg.batch_size}{procs}, {precision}, on {dev}; "
+        f"{cfg.epochs} epochs, batch {cfg.batch_size}{procs}, {precision}"
+        f"{f', compiled ({resolve_compile_mode(cfg.compile_mode, dev, env.distributed)})' if cfg.compile else ''}"
+        f", on {dev}; "
         f"{len(splits.train):,} training images; {selection_note(splits)}")
     warning = slow_precision_warning(dev, precision)
     if warning:
         log(warning)
 
     batched = BatchPipeline(cfg.augment, compile=cfg.compile) if cfg.augment_backend == "batched" else None
+    chunk = resolve_augment_chunk(cfg.augment_chunk, dev)
     if batched is not None:  # raw uint8 batches, gathered on the device from the training set held there
         loader: Any = DeviceBatches(splits.train, sampler, per_rank, dev)
     else:
@@ -279,7 +300,7 @@ def _train(cfg: TrainConfig, data_dir: Path, out_dir: Path, env: DistEnv, resume
         train_model = torch.nn.parallel.DistributedDataParallel(
             train_model, device_ids=[dev.index] if dev.type == "cuda" else None)
     if cfg.compile:
-        train_model = compile_model(train_model, cfg.compile_mode)
+        train_model = compile_model(train_model, cfg.compile_mode, dev, env.distributed)
 
     def training_state() -> dict[str, Any]:
         return {"format": FORMAT_VERSION, "model": unwrap(model).state_dict(), "config": cfg.to_dict(),
@@ -295,6 +316,11 @@ def _train(cfg: TrainConfig, data_dir: Path, out_dir: Path, env: DistEnv, resume
             raise NonFiniteLossError(f"the weights hold NaN or infinite values at epoch {epoch + 1} step {step}; "
                                      f"nothing was saved, {out_dir / LAST} is the last good checkpoint")
         save_atomic(training_state(), out_dir / LAST, keep_previous=out_dir / PREVIOUS)
+
+    def augment_draws(epoch: int, first: int) -> Callable[[int], torch.Generator]:
+        """The generator of each batch's augmentation draws, by its position after step ``first`` of ``epoch``:
+        a function of the run's seed, the epoch, the step and the rank alone."""
+        return lambda i: torch.Generator().manual_seed(mix_seed(cfg.seed, epoch, first + i, env.rank, 1))
 
     def candidates() -> dict[str, torch.nn.Module]:
         """The weights validation chooses among: the trained ones and, if kept, their moving average."""
@@ -352,15 +378,16 @@ def _train(cfg: TrainConfig, data_dir: Path, out_dir: Path, env: DistEnv, resume
         started, stopping, out_of_time = time.perf_counter() - partial["seconds"], 0, False
         # The loss summed on the device since the last read, its images, and the first step it covers.
         unread_loss, unread_images, unread_from = torch.zeros((), dtype=torch.float64, device=dev), 0, step + 1
-        for images, targets in loader:
+        batches: Any = loader
+        if batched is not None:  # augment uint8 batches where the model runs, a chunk of them at a time
+            batches = _explain_compile_failures(augment_in_chunks(
+                loader, batched, chunk, augment_draws(epoch, step + 1), MEAN, STD), cfg.compile)
+        for images, targets in batches:
             step += 1
             seed = mix_seed(cfg.seed, epoch, step, env.rank)
             torch.manual_seed(seed)  # dropout
             mixer = BatchMixer(cfg.mix_prob, cfg.mixup_share, cfg.mixup_alpha, cfg.cutmix_alpha, seed=seed)
             try:
-                if batched is not None:  # augment the uint8 batch where the model runs (compiled ops too)
-                    draws = torch.Generator().manual_seed(mix_seed(cfg.seed, epoch, step, env.rank, 1))
-                    images = normalize(batched(images, draws), MEAN, STD)
                 if cfg.compile:
                     mark_step()
                 loss = forward_backward(train_model, images, targets, mixer, scaler, dev, precision,
@@ -368,9 +395,7 @@ def _train(cfg: TrainConfig, data_dir: Path, out_dir: Path, env: DistEnv, resume
             except Exception as e:
                 if cfg.compile and _compile_failure(e):
                     progress.close()
-                    first_line = (str(e).strip().splitlines() or [type(e).__name__])[0]
-                    raise RunError(f"torch.compile failed ({type(e).__name__}: {first_line[:300]}); train "
-                                   "without it: add --no-compile (same results, slower)") from e
+                    raise _compile_error(e) from e
                 raise
             unread_images += images.shape[0]
             unread_loss += loss.double() * images.shape[0]
