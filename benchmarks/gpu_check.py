@@ -291,14 +291,19 @@ def write_report(out: Path, report: dict[str, Any]) -> None:
 
 
 def markdown(report: dict[str, Any]) -> str:
-    """The report as Markdown tables."""
+    """The report as Markdown tables; skipped sections are named, failed ones listed with their error."""
+
+    def done(name: str) -> dict[str, Any]:
+        value = report.get(name)
+        return value if isinstance(value, dict) and not {"skipped", "error"} & set(value) else {}
+
     env = report.get("environment", {})
     lines = ["# GhostMixNet GPU check", "",
              f"{env.get('gpu', env.get('device'))}, {env.get('gpu_memory_gib', '?')} GiB; driver "
              f"{env.get('driver')}, CUDA {env.get('cuda')}, cuDNN {env.get('cudnn')}, torch {env.get('torch')}, "
              f"Triton {env.get('triton')}; {env.get('date')}; commit {env.get('commit')}; "
              f"budget {report.get('budget_minutes')} min", ""]
-    tp = report.get("throughput", {})
+    tp = done("throughput")
     if tp:
         lines += ["## Training throughput, paper recipe", "", "| path | images/s | first steps (s) | precision |",
                   "|---|---|---|---|"]
@@ -314,18 +319,18 @@ def markdown(report: dict[str, Any]) -> str:
             lines += ["", "## Where a default-path step's time goes (ms per step)", "",
                       "| phase | host | device |", "|---|---|---|"]
             lines += [f"| {p} | {v['host_ms']:.2f} | {v['device_ms']:.2f} |" for p, v in phases.items()]
-    inf = report.get("inference", {})
+    inf = done("inference")
     if inf:
         lines += ["", f"## Inference (large batch {inf.get('batch_size')}, compiled mode {inf.get('compile_mode')})",
                   "", "| path | batch-1 latency (ms, median) | large-batch images/s |", "|---|---|---|"]
         lines += [f"| {k} | {v['latency_ms_p50']:.3f} | {v['batch_images_per_s']:.0f} |" if "error" not in v
                   else f"| {k} | failed: {v['error'][:80]} | |" for k, v in inf.items() if isinstance(v, dict)]
-    run = report.get("torchrun")
+    run = done("torchrun")
     if run:
         lines += ["", f"## torchrun --nproc-per-node 1 ({run.get('backend')})", "",
                   f"{'passed' if run.get('ok') else 'FAILED'}: {run.get('steps')} steps, one epoch, "
                   f"{run.get('seconds', 0):.0f} s"]
-    ep = report.get("epochs", {})
+    ep = done("epochs")
     if ep.get("epochs"):
         lines += ["", "## Paper recipe, epoch by epoch", "",
                   "| epoch | val acc | test acc | published test acc | train s | images/s |",
@@ -340,6 +345,9 @@ def markdown(report: dict[str, Any]) -> str:
     errors = {k: v["error"] for k, v in report.items() if isinstance(v, dict) and "error" in v}
     if errors:
         lines += ["", "## Sections that failed", ""] + [f"- {k}: {v}" for k, v in errors.items()]
+    skipped = [k for k, v in report.items() if isinstance(v, dict) and "skipped" in v]
+    if skipped:
+        lines += ["", f"Skipped: {', '.join(skipped)}."]
     return "\n".join(lines) + "\n"
 
 

@@ -57,3 +57,12 @@ def test_a_variant_may_change_only_compute_switches(gpu_check):
         gpu_check.parse_variant("x:lr=0.1")
     with pytest.raises(SystemExit, match="expected NAME"):
         gpu_check.parse_variant("nothing")
+
+
+def test_the_report_names_skipped_and_failed_sections(gpu_check):
+    report = {"environment": {"device": "cpu"}, "throughput": {"skipped": "--skip"}, "inference": {"skipped": "--skip"},
+              "torchrun": {"error": "RuntimeError: NCCL failed"}, "epochs": {"skipped": "--skip"}}
+    text = gpu_check.markdown(report)
+    assert "## Inference" not in text and "## torchrun" not in text and "Training throughput" not in text
+    assert "- torchrun: RuntimeError: NCCL failed" in text
+    assert "Skipped: throughput, inference, epochs." in text
