@@ -149,3 +149,21 @@ def test_device_batches_serve_what_the_data_loader_serves(cifar_dir):
     for (images, labels), (want_images, want_labels) in zip(served, expected):
         assert images.dtype == torch.uint8 and images.shape == want_images.shape
         assert torch.equal(images, want_images) and torch.equal(labels, want_labels)
+
+
+def test_protocol_5_pickles_load_and_hostile_ones_do_not(tmp_path):
+    images, labels = synthetic_images(6, 3)
+    flat = images.transpose(0, 3, 1, 2).reshape(6, -1)
+    (tmp_path / "data_batch_1").write_bytes(pickle.dumps({b"data": flat, b"labels": labels}, protocol=5))
+    read_images, read_labels = read_batch(tmp_path / "data_batch_1")
+    assert np.array_equal(read_images, images) and read_labels.tolist() == labels
+    (tmp_path / "course.pkl").write_bytes(pickle.dumps({b"data": images}, protocol=5))
+    assert np.array_equal(read_course_pickle(tmp_path / "course.pkl"), images)
+    from conftest import Exploit
+
+    target = tmp_path / "pwned.txt"
+    (tmp_path / "evil.pkl").write_bytes(pickle.dumps({b"data": flat, b"labels": Exploit(target)}, protocol=5))
+    for reader in (read_batch, read_course_pickle):
+        with pytest.raises(DataError, match="not a safe data pickle"):
+            reader(tmp_path / "evil.pkl")
+    assert not target.exists()

@@ -39,6 +39,9 @@ _SAFE_GLOBALS = {
     ("numpy", "dtype"),
     ("numpy.core.multiarray", "scalar"),
     ("numpy._core.multiarray", "scalar"),
+    # Protocol 5 (Python 3.8+'s highest, newer Pythons' default) rebuilds arrays from their raw bytes.
+    ("numpy.core.numeric", "_frombuffer"),
+    ("numpy._core.numeric", "_frombuffer"),
     # Protocol-2 pickles written by Python 3 encode bytes through this pure function.
     ("_codecs", "encode"),
 }
