@@ -167,3 +167,12 @@ def test_protocol_5_pickles_load_and_hostile_ones_do_not(tmp_path):
         with pytest.raises(DataError, match="not a safe data pickle"):
             reader(tmp_path / "evil.pkl")
     assert not target.exists()
+
+
+def test_each_use_of_randomness_has_its_own_seed_stream():
+    from ghostmixnet.data import SEED_BATCH_AUGMENT, SEED_IMAGE_AUGMENT, SEED_STEP, mix_seed
+
+    for i in range(50):
+        image, step = mix_seed(SEED_IMAGE_AUGMENT, 0, 1, i), mix_seed(SEED_STEP, 0, 1, i, 0)
+        assert len({image, step, mix_seed(SEED_BATCH_AUGMENT, 0, 1, i, 0)}) == 3
+    assert mix_seed(SEED_STEP, 0, 1, 2, 0) == mix_seed(SEED_STEP, 0, 1, 2, 0)  # and each stream is reproducible

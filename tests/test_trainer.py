@@ -275,3 +275,17 @@ def test_augmenting_in_chunks_changes_nothing_a_run_learns(cifar_dir, tmp_path, 
     a = load_checkpoint(tmp_path / "alone" / "last.pt")["model"]
     b = load_checkpoint(tmp_path / "chunked" / "last.pt")["model"]
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_test_json_scores_in_fp32_as_eval_does(cifar_dir, tmp_path, tiny_config):
+    from ghostmixnet.checkpoint import model_from_checkpoint
+    from ghostmixnet.data import load_cifar10
+    from ghostmixnet.engine import evaluate
+
+    train(tiny_config(precision="bf16", epochs=1), cifar_dir, tmp_path / "run", echo=quiet)
+    test = json.loads((tmp_path / "run" / "test.json").read_text())
+    assert test["precision"] == "fp32"
+    data = load_cifar10(cifar_dir, train=False)
+    model, _, _ = model_from_checkpoint(tmp_path / "run" / "best.pt")
+    result = evaluate(model, data.images, data.labels, torch.device("cpu"), "fp32")
+    assert test["accuracy"] == result.accuracy and test["loss"] == pytest.approx(result.loss, rel=1e-6)

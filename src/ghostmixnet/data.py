@@ -205,9 +205,22 @@ def load_splits(data_dir: Path, val_size: int, split_seed: int, train_subset: in
     return Splits(train, val, test, val_is_test=val_size == 0)
 
 
-def mix_seed(*values: int) -> int:
-    """A well-mixed 63-bit seed from integers (run seed, epoch, step, index, ...)."""
-    return int(np.random.SeedSequence([v & 0xFFFFFFFFFFFFFFFF for v in values]).generate_state(2, np.uint64)[0]
+# What a seed is for, given first to mix_seed, so that uses never share a stream. Without it the seed of
+# image i's augmentation, (run seed, epoch, i), equalled that of step i's dropout and mixing on rank 0,
+# (run seed, epoch, i, 0): NumPy's SeedSequence pads its entropy with zeros, so trailing zeros vanish.
+SEED_IMAGE_AUGMENT = 1
+"""Per-image augmentation of the ``torchvision`` backend: (run seed, epoch, image index)."""
+SEED_STEP = 2
+"""Dropout and batch mixing of a step: (run seed, epoch, step, rank)."""
+SEED_BATCH_AUGMENT = 3
+"""The ``batched`` backend's augmentation draws for a step's batch: (run seed, epoch, step, rank)."""
+
+
+def mix_seed(domain: int, *values: int) -> int:
+    """A well-mixed 63-bit seed for the use ``domain`` (one of the ``SEED_*`` tags) from integers (run seed,
+    epoch, step, index, ...)."""
+    words = [domain, *values]
+    return int(np.random.SeedSequence([v & 0xFFFFFFFFFFFFFFFF for v in words]).generate_state(2, np.uint64)[0]
                >> np.uint64(1))
 
 
@@ -252,7 +265,7 @@ class ResumableSampler(torch.utils.data.DistributedSampler):
 
     def __iter__(self):
         indices = list(super().__iter__())[self.start:]
-        return iter([(i, mix_seed(self.seed, self.epoch, i)) for i in indices])
+        return iter([(i, mix_seed(SEED_IMAGE_AUGMENT, self.seed, self.epoch, i)) for i in indices])
 
     def __len__(self) -> int:
         return self.num_samples - self.start

@@ -20,7 +20,7 @@ from torch.utils.data import DataLoader
 from .augment import train_transform
 from .batch_augment import BatchPipeline, augment_in_chunks, resolve_augment_chunk
 from .config import TrainConfig
-from .data import MEAN, STD, ArraySet, DeviceBatches, ImageDataset, ResumableSampler, mix_seed
+from .data import MEAN, SEED_BATCH_AUGMENT, STD, ArraySet, DeviceBatches, ImageDataset, ResumableSampler, mix_seed
 from .engine import (
     build_optimizer,
     compile_model,
@@ -138,7 +138,7 @@ def training_throughput(cfg: TrainConfig, data: ArraySet, steps: int, warmup: in
     runner.train()
     phases = StepPhases(device)  # marks count only after its first begin(), in the last phase_steps steps
     if batched is not None:
-        draws = lambda i: torch.Generator().manual_seed(mix_seed(cfg.seed, 0, i, 0, 1))  # noqa: E731
+        draws = lambda i: torch.Generator().manual_seed(mix_seed(SEED_BATCH_AUGMENT, cfg.seed, 0, i, 0))  # noqa: E731
         mark = lambda phase: phases.mark(phase) if phases.steps else None  # noqa: E731
         loader = augment_in_chunks(loader, batched, chunk, draws, MEAN, STD, mark)
     batches = iter(loader)

@@ -32,7 +32,19 @@ from .augment import train_transform
 from .batch_augment import BatchPipeline, augment_in_chunks, resolve_augment_chunk
 from .checkpoint import FORMAT_VERSION, CheckpointError, load_checkpoint, load_weights, save_atomic, unwrap
 from .config import TrainConfig
-from .data import CLASSES, MEAN, STD, DeviceBatches, ImageDataset, ResumableSampler, Splits, load_splits, mix_seed
+from .data import (
+    CLASSES,
+    MEAN,
+    SEED_BATCH_AUGMENT,
+    SEED_STEP,
+    STD,
+    DeviceBatches,
+    ImageDataset,
+    ResumableSampler,
+    Splits,
+    load_splits,
+    mix_seed,
+)
 from .distributed import DistEnv, init_distributed
 from .engine import (
     EvalResult,
@@ -320,15 +332,17 @@ def _train(cfg: TrainConfig, data_dir: Path, out_dir: Path, env: DistEnv, resume
     def augment_draws(epoch: int, first: int) -> Callable[[int], torch.Generator]:
         """The generator of each batch's augmentation draws, by its position after step ``first`` of ``epoch``:
         a function of the run's seed, the epoch, the step and the rank alone."""
-        return lambda i: torch.Generator().manual_seed(mix_seed(cfg.seed, epoch, first + i, env.rank, 1))
+        return lambda i: torch.Generator().manual_seed(mix_seed(SEED_BATCH_AUGMENT, cfg.seed, epoch, first + i,
+                                                                    env.rank))
 
     def candidates() -> dict[str, torch.nn.Module]:
         """The weights validation chooses among: the trained ones and, if kept, their moving average."""
         return {"trained": unwrap(model), **({"average": ema.module} if ema is not None else {})}
 
-    def run_eval(module: torch.nn.Module, images: np.ndarray, labels: np.ndarray) -> EvalResult:
+    def run_eval(module: torch.nn.Module, images: np.ndarray, labels: np.ndarray,
+                 scoring: str = precision) -> EvalResult:
         env.broadcast_state(module)  # every process evaluates with rank 0's BatchNorm statistics
-        return evaluate(module, images, labels, dev, precision, channels_last=cfg.channels_last, rank=env.rank,
+        return evaluate(module, images, labels, dev, scoring, channels_last=cfg.channels_last, rank=env.rank,
                         world_size=env.world_size, reduce=env.all_reduce_sum, tta=cfg.tta)
 
     def validate() -> tuple[str, EvalResult, str]:
@@ -355,11 +369,12 @@ def _train(cfg: TrainConfig, data_dir: Path, out_dir: Path, env: DistEnv, resume
             best = load_checkpoint(out_dir / BEST)
             load_weights(scored, best["model"], out_dir / BEST)
         t0 = time.perf_counter()
-        test = run_eval(scored, splits.test.images, splits.test.labels)  # other nodes get rank 0's weights
+        # In fp32 whatever the training precision, as `ghostmixnet eval` scores: one checkpoint, one figure.
+        test = run_eval(scored, splits.test.images, splits.test.labels, "fp32")  # other ranks get rank 0's weights
         if env.is_main:
             result = {"split": "test", "images": len(splits.test), "checkpoint": BEST, "best_epoch": best_epoch,
                       "selected_on": "test set (optimistic: --val-size 0)" if splits.val_is_test
-                      else f"validation split ({len(splits.val)} training images)", "tta": cfg.tta,
+                      else f"validation split ({len(splits.val)} training images)", "tta": cfg.tta, "precision": "fp32",
                       "best_val_acc": best_acc, **eval_summary(test), "seconds": time.perf_counter() - t0}
             write_text_atomic(out_dir / "test.json", json.dumps(result, indent=2) + "\n")
         log(f"test accuracy of best.pt (epoch {best_epoch}, {val_name}_acc {100 * best_acc:.2f}%): "
@@ -384,7 +399,7 @@ def _train(cfg: TrainConfig, data_dir: Path, out_dir: Path, env: DistEnv, resume
                 loader, batched, chunk, augment_draws(epoch, step + 1), MEAN, STD), cfg.compile)
         for images, targets in batches:
             step += 1
-            seed = mix_seed(cfg.seed, epoch, step, env.rank)
+            seed = mix_seed(SEED_STEP, cfg.seed, epoch, step, env.rank)
             torch.manual_seed(seed)  # dropout
             mixer = BatchMixer(cfg.mix_prob, cfg.mixup_share, cfg.mixup_alpha, cfg.cutmix_alpha, seed=seed)
             try:
