@@ -63,3 +63,13 @@ def test_unusable_onnx_file(tmp_path):
         OnnxClassifier(tmp_path / "bad.onnx")
     with pytest.raises(ExportError, match="does not exist"):
         OnnxClassifier(tmp_path / "missing.onnx")
+
+
+def test_export_needs_no_dataset_and_says_what_it_verified_on(tmp_path, capsys, trained_like):
+    cfg = make_config("paper", width=0.125, val_size=50)
+    save_atomic({"model": trained_like().state_dict(), "config": cfg.to_dict(), "epoch": 1}, tmp_path / "best.pt")
+    assert main(["export", str(tmp_path / "best.pt"), "--data-dir", str(tmp_path / "nothing-here"), "--out",
+                 str(tmp_path / "m.onnx"), "--verify-images", "16"]) == 0
+    out = capsys.readouterr().out
+    assert (tmp_path / "m.onnx").is_file()
+    assert "top-1 agreement 100.00% on 16 generated images (random pixels: no CIFAR-10 in" in out

@@ -128,13 +128,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("export", parents=[common], help="export a checkpoint to ONNX (BatchNorm folded), verified",
                        description="Export to ONNX with BatchNorm folded and a dynamic batch, then check ONNX "
-                                   "Runtime's logits against PyTorch's on real test images.")
+                                   "Runtime's logits against PyTorch's on CIFAR-10 test images, or on generated "
+                                   "ones when --data-dir holds no CIFAR-10 (an export needs no dataset).")
     p.add_argument("checkpoint", type=Path)
     p.add_argument("--format", choices=["onnx"], default="onnx")
     p.add_argument("--out", type=Path, default=None, help="file to write [the checkpoint's name with .onnx]")
-    p.add_argument("--data-dir", type=Path, default=Path("data"), help="CIFAR-10, for the verification images")
+    p.add_argument("--data-dir", type=Path, default=Path("data"),
+                   help="CIFAR-10, for the verification images (generated ones without it)")
     p.add_argument("--verify-images", type=int, default=512, metavar="N",
-                   help="test images to verify on; 0 skips verification")
+                   help="images to verify on; 0 skips verification")
 
     p = sub.add_parser("quantize", parents=[common], help="int8 ONNX model by static quantization, with accuracy",
                        description="Export to ONNX, quantize to int8 (per-channel weights, activations calibrated "
@@ -348,26 +350,40 @@ def cmd_export(args: argparse.Namespace) -> int:
     import torch
 
     from .checkpoint import model_from_checkpoint
-    from .data import load_cifar10
     from .engine import normalize_uint8
     from .export import OnnxClassifier, compare, export_onnx, fold_batchnorm
 
     model, cfg, _ = model_from_checkpoint(args.checkpoint)
     out = args.out or args.checkpoint.with_suffix(".onnx")
-    images = None
-    if args.verify_images > 0:  # read the data before writing anything, so a bad --data-dir fails early
-        test = load_cifar10(args.data_dir, train=False)
-        images = normalize_uint8(test.images[: args.verify_images], torch.device("cpu"))
+    images, kind = None, ""
+    if args.verify_images > 0:  # read the data before writing anything, so a bad data file fails early
+        raw, kind = _verification_images(args.data_dir, args.verify_images)
+        images = normalize_uint8(raw, torch.device("cpu"))
     export_onnx(model, cfg, out)
     print(f"wrote {out} ({out.stat().st_size / 1e6:.2f} MB, opset 17, dynamic batch, BatchNorm folded)")
     if images is not None:
         folded = compare(model, fold_batchnorm(model), images)
         onnx = compare(model, OnnxClassifier(out), images)
         print(f"BatchNorm folding vs PyTorch: max |logit diff| {folded['max_abs_diff']:.2e}, "
-              f"top-1 agreement {100 * folded['top1_agreement']:.2f}% on {folded['images']} test images")
+              f"top-1 agreement {100 * folded['top1_agreement']:.2f}% on {folded['images']} {kind}")
         print(f"ONNX Runtime vs PyTorch:      max |logit diff| {onnx['max_abs_diff']:.2e}, "
-              f"top-1 agreement {100 * onnx['top1_agreement']:.2f}% on {onnx['images']} test images")
+              f"top-1 agreement {100 * onnx['top1_agreement']:.2f}% on {onnx['images']} {kind}")
     return 0
+
+
+def _verification_images(data_dir: Path, count: int) -> tuple[Any, str]:
+    """Up to ``count`` CIFAR-10 test images when ``data_dir`` holds them, else as many generated ones (an
+    export needs no dataset); with a few words saying which."""
+    import numpy as np
+
+    from .data import DataError, find_cifar_folder, load_cifar10
+
+    try:
+        find_cifar_folder(data_dir)
+    except DataError:
+        generated = np.random.default_rng(0).integers(0, 256, (count, 32, 32, 3), dtype=np.uint8)
+        return generated, f"generated images (random pixels: no CIFAR-10 in {data_dir}; pass --data-dir to use it)"
+    return load_cifar10(data_dir, train=False).images[:count], "test images"
 
 
 def cmd_quantize(args: argparse.Namespace) -> int:
