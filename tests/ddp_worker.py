@@ -7,10 +7,11 @@ from pathlib import Path
 import torch
 
 import ghostmixnet.trainer as trainer
+import ghostmixnet.training as training
 from ghostmixnet.config import REFERENCE_COMPUTE, make_config
 
 built = []
-real_build = trainer.build_model
+real_build = training.build_model
 
 
 def capture(*args, **kwargs):
@@ -18,7 +19,7 @@ def capture(*args, **kwargs):
     return built[-1]
 
 
-trainer.build_model = capture
+training.build_model = capture
 if "frozen-bn" in sys.argv[4:]:
     # BatchNorm normalizes over the batch a process sees, the one thing that depends on how a global
     # batch is split. Normalizing with the (fixed) running statistics instead makes a 2-process run

@@ -4,6 +4,7 @@ import torch
 from torch import nn
 
 from ghostmixnet.engine import (
+    Compute,
     Progress,
     evaluate,
     forward_backward,
@@ -54,7 +55,8 @@ def test_train_step_updates_weights(precision):
     # fp16 runs with an active gradient scaler, as on GPUs without bf16: the CPU stands in for them.
     scaler = torch.amp.GradScaler("cpu", enabled=precision == "fp16", init_scale=2.0**8)
     for images, targets in batches():
-        loss = forward_backward(model, images, targets, BatchMixer(seed=0), scaler, torch.device("cpu"), precision, 0.1)
+        compute = Compute.resolve(torch.device("cpu"), precision)
+        loss = forward_backward(model, images, targets, BatchMixer(seed=0), scaler, compute, 0.1)
         assert torch.isfinite(loss) and loss.requires_grad is False
         optimizer_step(opt, scaler)
         assert all(p.grad is None for p in model.parameters())

@@ -108,8 +108,8 @@ real = engine.forward_backward
 def slow(*args, **kwargs):  # slow steps, so that the parent can signal in the middle of an epoch
     time.sleep(0.15)
     return real(*args, **kwargs)
-import ghostmixnet.trainer
-ghostmixnet.trainer.forward_backward = slow
+import ghostmixnet.training
+ghostmixnet.training.forward_backward = slow
 cfg = make_config("paper", width=0.125, epochs=2, batch_size=16, val_size=50, num_workers=0, compile=False)
 summary = train(cfg, Path(sys.argv[1]), Path(sys.argv[2]), checkpoint_every=2, resume=sys.argv[3] == "resume",
                 echo=lambda line: print(line, flush=True))
@@ -186,21 +186,21 @@ def test_corrupt_bytes_are_detected(tmp_path, tiny_config):
 
 
 def test_non_finite_loss_stops_without_saving(cifar_dir, tmp_path, tiny_config, monkeypatch):
-    import ghostmixnet.trainer as trainer
+    import ghostmixnet.training as training
     from ghostmixnet.trainer import NonFiniteLossError
 
     cfg = tiny_config(batch_size=16, num_workers=0)
     run = tmp_path / "run"
     train(cfg, cifar_dir, run, stop_after=1, echo=quiet)
     good = (run / "last.pt").read_bytes()
-    real, calls = trainer.forward_backward, []
+    real, calls = training.forward_backward, []
 
     def poisoned(*args, **kwargs):
         calls.append(1)
         loss = real(*args, **kwargs)
         return loss * float("nan") if len(calls) == 4 else loss
 
-    monkeypatch.setattr(trainer, "forward_backward", poisoned)
+    monkeypatch.setattr(training, "forward_backward", poisoned)
     with pytest.raises(NonFiniteLossError, match="epoch 2 step 4"):
         train(cfg, cifar_dir, run, resume=True, checkpoint_every=2, echo=quiet)
     saved = load_checkpoint(run / "last.pt")

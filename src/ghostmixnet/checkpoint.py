@@ -11,14 +11,20 @@ import os
 import pickle
 import tempfile
 import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
 from .config import TrainConfig
 from .models import build_model
+from .training import RunError
+
+if TYPE_CHECKING:
+    from .training import Training
 
 FORMAT_VERSION = 1
 
@@ -140,3 +146,78 @@ def model_from_checkpoint(path: Path) -> tuple[nn.Module, TrainConfig, dict[str,
     model = build_model(cfg.model, num_classes=cfg.num_classes, width=cfg.width, dropout=cfg.dropout)
     load_weights(model, ckpt["model"], path)
     return model.eval(), cfg, ckpt
+
+
+# ---- a training run's own checkpoints: what last.pt holds, saving it, loading it to resume ----
+
+LAST, PREVIOUS, BEST = "last.pt", "last.prev.pt", "best.pt"
+
+
+@dataclass
+class RunState:
+    """Where a run stands between two steps, besides the states of its model, optimizer, scheduler, scaler
+    and weight average: together they are what ``last.pt`` holds, all a resumed run needs."""
+
+    epoch: int = 0
+    """Epochs finished."""
+    step: int = 0
+    """Steps done of the epoch in progress (0 at an epoch's end)."""
+    best_acc: float = -1.0
+    best_epoch: int = 0
+    history: list[dict[str, Any]] = field(default_factory=list)
+    """One metrics row per finished epoch."""
+    partial: dict[str, Any] = field(default_factory=lambda: {"loss_sum": 0.0, "images": 0, "seconds": 0.0})
+    """The epoch in progress's running totals."""
+
+
+def training_checkpoint(t: Training, state: RunState, processes: int) -> dict[str, Any]:
+    """The contents of ``last.pt`` for the parts ``t`` at ``state``, saved by a run of ``processes``."""
+    return {"format": FORMAT_VERSION, "model": unwrap(t.model).state_dict(), "config": t.cfg.to_dict(),
+            "epoch": state.epoch, "step": state.step, "partial": dict(state.partial),
+            "optimizer": t.optimizer.state_dict(), "scheduler": t.scheduler.state_dict(),
+            "scaler": t.scaler.state_dict(), "best_acc": state.best_acc, "best_epoch": state.best_epoch,
+            "history": state.history, "processes": processes,
+            **({"ema": t.ema.state_dict()} if t.ema is not None else {})}
+
+
+def load_resume_checkpoint(out_dir: Path, log: Callable[[str], None] = print) -> tuple[dict[str, Any], Path]:
+    """The newest usable training checkpoint of a run: ``last.pt``, or the one before it if ``last.pt``
+    is missing, truncated or corrupt (saying so)."""
+    out_dir = Path(out_dir)
+    errors = []
+    for name in (LAST, PREVIOUS):
+        path = out_dir / name
+        if not path.exists():
+            errors.append(f"{path} does not exist")
+            continue
+        try:
+            ckpt = load_checkpoint(path)
+        except CheckpointError as e:
+            errors.append(str(e))
+            continue
+        if "optimizer" not in ckpt or "epoch" not in ckpt:
+            errors.append(f"{path} holds weights only, not the training state a resume needs")
+            continue
+        if name != LAST:
+            log(f"warning: {errors[0]}; resuming from the previous checkpoint {path} instead")
+        return ckpt, path
+    raise RunError("cannot resume: " + "; ".join(errors))
+
+
+def restore_training(t: Training, ckpt: dict[str, Any], path: Path, processes: int) -> RunState:
+    """Load a training checkpoint into the parts ``t``; the run's state. A checkpoint saved within an epoch
+    must be resumed by as many processes as saved it (their shards of the epoch differ otherwise)."""
+    load_weights(t.model, ckpt["model"], path)
+    t.optimizer.load_state_dict(ckpt["optimizer"])
+    t.scheduler.load_state_dict(ckpt["scheduler"])
+    t.scaler.load_state_dict(ckpt["scaler"])
+    if t.ema is not None:
+        if "ema" not in ckpt:
+            raise RunError(f"{path} holds no weight average although the config asks for one (ema_decay)")
+        t.ema.load_state_dict(ckpt["ema"])
+    state = RunState(ckpt["epoch"], ckpt.get("step", 0), ckpt["best_acc"], ckpt["best_epoch"], list(ckpt["history"]),
+                     dict(ckpt.get("partial", RunState().partial)))
+    if state.step and ckpt.get("processes", 1) != processes:
+        raise RunError(f"{path} was saved in the middle of an epoch by {ckpt.get('processes', 1)} process(es); "
+                       f"resume it with that many (this run has {processes}), or from an epoch end")
+    return state

@@ -103,11 +103,33 @@ def slow_precision_warning(device: torch.device, precision: str) -> str | None:
 
 
 def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
-    """Autocast to bf16/fp16 on ``device``, or nothing for fp32."""
-    precision = resolve_precision(precision, device)
+    """Autocast to ``precision`` (bf16/fp16, resolved: not ``auto``) on ``device``, or nothing for fp32."""
     if precision == "fp32":
         return contextlib.nullcontext()
     return torch.autocast(device.type, dtype=AUTOCAST_DTYPES[precision])
+
+
+@dataclass(frozen=True)
+class Compute:
+    """Where and in what arithmetic a model runs, resolved once and passed along: the device, the
+    precision (never ``auto``) and the memory format."""
+
+    device: torch.device
+    precision: str = "fp32"
+    channels_last: bool = False
+
+    @classmethod
+    def resolve(cls, device: torch.device, precision: str = "auto", channels_last: bool = False) -> Compute:
+        """``precision`` ``auto`` becomes what ``device`` computes natively (:func:`resolve_precision`)."""
+        return cls(device, resolve_precision(precision, device), channels_last)
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        """The autocast context of this precision on this device."""
+        return autocast(self.device, self.precision)
+
+    @property
+    def memory_format(self) -> torch.memory_format:
+        return torch.channels_last if self.channels_last else torch.contiguous_format
 
 
 def normalize_uint8(images: np.ndarray | torch.Tensor, device: torch.device,
@@ -148,18 +170,16 @@ class Progress:
 
 
 def forward_backward(model: nn.Module, images: torch.Tensor, targets: torch.Tensor, mixer: BatchMixer,
-                     scaler: torch.amp.GradScaler, device: torch.device, precision: str, label_smoothing: float,
-                     channels_last: bool = False) -> torch.Tensor:
+                     scaler: torch.amp.GradScaler, compute: Compute, label_smoothing: float) -> torch.Tensor:
     """Mix the batch, forward under autocast, backward; returns the detached loss.
 
-    The optimizer step is left to the caller, which first checks (across processes) that the loss is
-    finite: a non-finite loss must never reach the weights.
+    The optimizer step is left to the caller (:func:`optimizer_step`), which keeps a non-finite loss
+    from the weights.
     """
-    memory_format = torch.channels_last if channels_last else torch.contiguous_format
-    images = images.to(device, non_blocking=True).contiguous(memory_format=memory_format)
-    targets = targets.to(device, non_blocking=True)
+    images = images.to(compute.device, non_blocking=True).contiguous(memory_format=compute.memory_format)
+    targets = targets.to(compute.device, non_blocking=True)
     batch = mixer(images, targets)
-    with autocast(device, precision):
+    with compute.autocast():
         logits = model(batch.images)
     loss = batch.loss(logits.float(), label_smoothing)
     scaler.scale(loss).backward()
@@ -201,6 +221,7 @@ def predict_logits(model: nn.Module, images: np.ndarray, device: torch.device, p
     """Logits (float32, on the CPU) for (N, 32, 32, 3) uint8 images, in batches; with ``tta`` the mean of
     the logits of each image and its mirror image."""
     model.eval()
+    precision = resolve_precision(precision, device)  # once, not per batch
     outputs = []
     for chunk in iterate_arrays(images, batch_size):
         with autocast(device, precision):

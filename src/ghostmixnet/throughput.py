@@ -2,9 +2,8 @@
 
 Used by the benchmarks (``benchmarks/train_throughput.py`` compares the reference configuration with
 the fast path, ``benchmarks/time_to_accuracy.py`` sizes a run to a time budget, ``benchmarks/gpu_check.py``
-also asks where a step's time goes). It runs the trainer's per-step code on the trainer's parts (resident
-batches for batched augmentation, the same optimizer, compile mode and device switches), without
-checkpoints, validation or reading the loss.
+also asks where a step's time goes). It runs the trainer's epoch function on the parts the trainer builds,
+for a given number of steps, without checkpoints or validation.
 """
 
 from __future__ import annotations
@@ -15,23 +14,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-from torch.utils.data import DataLoader
 
-from .augment import train_transform
-from .batch_augment import BatchPipeline, augment_in_chunks, resolve_augment_chunk
+from .batch_augment import resolve_augment_chunk
 from .config import TrainConfig
-from .data import MEAN, SEED_BATCH_AUGMENT, STD, ArraySet, DeviceBatches, ImageDataset, ResumableSampler, mix_seed
-from .engine import (
-    build_optimizer,
-    compile_model,
-    forward_backward,
-    mark_step,
-    optimizer_step,
-    prepare_device,
-    resolve_precision,
-)
-from .mix import BatchMixer
-from .models import build_model, set_fused_bn
+from .data import ArraySet, ResumableSampler
+from .distributed import DistEnv
+from .training import EpochControl, build_loader, build_training, epoch_batches, new_totals, train_one_epoch
 
 PHASES = ("data", "augment", "forward_backward", "optimizer")
 """The parts of a training step :class:`StepPhases` times: getting the batch, per-image augmentation, mixing
@@ -104,7 +92,9 @@ class Throughput:
 def training_throughput(cfg: TrainConfig, data: ArraySet, steps: int, warmup: int = 3,
                         device: torch.device | None = None, phase_steps: int = 0) -> Throughput:
     """Train ``cfg``'s model on ``data`` for ``warmup`` untimed then ``steps`` timed steps of ``cfg.batch_size``;
-    then, with ``phase_steps``, that many more steps timed phase by phase (:class:`StepPhases`).
+    then, with ``phase_steps``, that many more steps timed phase by phase (:class:`StepPhases`). The steps
+    are the trainer's own (:func:`~ghostmixnet.training.train_one_epoch` on the parts it builds), stopped
+    after each count, with the loss read only at the end.
 
     With batched augmentation in chunks of several batches (:attr:`TrainConfig.augment_chunk`), each of the
     three counts is rounded up to whole chunks, so that every timed stretch carries its share of augmentation.
@@ -117,59 +107,27 @@ def training_throughput(cfg: TrainConfig, data: ArraySet, steps: int, warmup: in
     total = warmup + steps + phase_steps
     if len(data) < total * cfg.batch_size:
         raise ValueError(f"{total * cfg.batch_size} images are needed, {len(data)} given")
-    prepare_device(device)
-    precision = resolve_precision(cfg.precision, device)
-    torch.manual_seed(cfg.seed)
-    model = set_fused_bn(build_model(cfg.model, cfg.num_classes, cfg.width, cfg.dropout), cfg.fused_bn).to(device)
-    if cfg.channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    optimizer = build_optimizer(model, cfg.lr, (cfg.beta1, cfg.beta2), cfg.weight_decay, device)
-    scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
-    runner = compile_model(model, cfg.compile_mode, device) if cfg.compile else model
-    batched = BatchPipeline(cfg.augment, compile=cfg.compile) if cfg.augment_backend == "batched" else None
+    t = build_training(cfg, device, steps_per_epoch=total)
     sampler = ResumableSampler(len(data), seed=cfg.seed)
     sampler.set_epoch(0)
-    if batched is not None:
-        loader: Any = DeviceBatches(data, sampler, cfg.batch_size, device)
-    else:
-        loader = DataLoader(ImageDataset(data, train_transform(cfg.augment)), batch_size=cfg.batch_size,
-                            sampler=sampler, num_workers=cfg.num_workers, drop_last=True,
-                            pin_memory=device.type == "cuda")
-    runner.train()
     phases = StepPhases(device)  # marks count only after its first begin(), in the last phase_steps steps
-    if batched is not None:
-        draws = lambda i: torch.Generator().manual_seed(mix_seed(SEED_BATCH_AUGMENT, cfg.seed, 0, i, 0))  # noqa: E731
-        mark = lambda phase: phases.mark(phase) if phases.steps else None  # noqa: E731
-        loader = augment_in_chunks(loader, batched, chunk, draws, MEAN, STD, mark)
-    batches = iter(loader)
-    began = time.perf_counter()
-    start, warmup_seconds, seconds, timing = began, 0.0, 0.0, False
-    for step in range(total):
-        if step == warmup:
-            synchronize(device)
-            start = time.perf_counter()
-            warmup_seconds = start - began
-        if step == warmup + steps:
-            synchronize(device)
-            seconds = time.perf_counter() - start
-            timing = True
-        if timing:
-            phases.begin()
-        images, targets = next(batches)  # with batched augmentation, its chunk's marks come from in here
-        if timing and batched is None:
-            phases.mark("data")
-        if cfg.compile:
-            mark_step()
-        mixer = BatchMixer(cfg.mix_prob, cfg.mixup_share, cfg.mixup_alpha, cfg.cutmix_alpha, seed=step)
-        loss = forward_backward(runner, images, targets, mixer, scaler, device, precision, cfg.label_smoothing,
-                                cfg.channels_last)
-        if timing:
-            phases.mark("forward_backward")
-        optimizer_step(optimizer, scaler, loss)
-        if timing:
-            phases.mark("optimizer")
-    if not timing:
+    batches = epoch_batches(t, build_loader(t, data, sampler, cfg.batch_size, drop_last=True), 0, 1,
+                            mark=lambda phase: phases.mark(phase) if phases.steps else None)
+    env, totals = DistEnv(0, 1, 0, device), new_totals()
+    control = EpochControl(steps_per_epoch=len(data) // cfg.batch_size + 1, sync_every=10**9)
+
+    def run(count: int, first: int) -> None:
+        control.max_steps = count
+        train_one_epoch(t, batches, 0, first, totals, control, env)
         synchronize(device)
-        seconds = time.perf_counter() - start
-    return Throughput(steps * cfg.batch_size / seconds, warmup_seconds, precision,
-                      phases.summary() if timing else {})
+
+    began = time.perf_counter()
+    run(warmup, 0)
+    start = time.perf_counter()
+    run(steps, warmup)
+    seconds = time.perf_counter() - start
+    if phase_steps:
+        control.phases = phases
+        run(phase_steps, warmup + steps)
+    return Throughput(steps * cfg.batch_size / seconds, start - began, t.compute.precision,
+                      phases.summary() if phase_steps else {})
