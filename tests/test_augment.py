@@ -1,11 +1,15 @@
 """The training pipeline's order and parameters, asserted against the reference recipe."""
 
 import numpy as np
+import pytest
 import torch
 from PIL import Image
+from test_batch_augment import assert_close_uint8
 from torchvision import transforms as T
 
+from ghostmixnet import augment as A
 from ghostmixnet.augment import eval_transform, train_transform
+from ghostmixnet.batch_augment import normalize
 from ghostmixnet.data import MEAN, STD
 from ghostmixnet.engine import normalize_uint8
 
@@ -43,3 +47,70 @@ def test_batched_eval_normalization_equals_the_transform():
     images = np.random.default_rng(1).integers(0, 256, (5, 32, 32, 3), dtype=np.uint8)
     per_image = torch.stack([eval_transform()(Image.fromarray(im)) for im in images])
     assert torch.equal(normalize_uint8(images, torch.device("cpu")), per_image)
+
+
+@pytest.fixture(scope="module")
+def images():
+    g = torch.Generator().manual_seed(0)
+    smooth = torch.nn.functional.interpolate(torch.rand(12, 3, 8, 8, generator=g), size=32, mode="bilinear")
+    return (smooth * 200 + torch.rand(12, 3, 32, 32, generator=g) * 55).to(torch.uint8)
+
+
+def test_both_backends_read_one_recipe_table():
+    flip, crop, warp, posterize, jitter, _ = train_transform("paper").transforms[:6]
+    r = A.PAPER
+    assert (flip.p, crop.padding, warp.distortion_scale, warp.p) == (r.flip, r.pad, r.perspective_distortion,
+                                                                    r.perspective_p)
+    assert (posterize.bits, posterize.p) == (r.posterize_bits, r.posterize_p)
+    assert (jitter.brightness[1] - 1, jitter.hue[1]) == pytest.approx((r.jitter[0], r.jitter[3]))
+    params = A.BatchPipeline("paper").sample(20000, torch.Generator().manual_seed(0))
+    assert params["flip"].float().mean() == pytest.approx(r.flip, abs=0.02)
+    assert params["top"].max() == 2 * r.pad
+    assert params["warp"].float().mean() == pytest.approx(r.perspective_p, abs=0.02)
+    assert (params["bits"] == r.posterize_bits).float().mean() == pytest.approx(r.posterize_p, abs=0.02)
+
+
+@pytest.mark.parametrize("augment", ["paper", "basic", "none"])
+def test_pipeline_is_seeded_and_keeps_shape(images, augment):
+    pipeline = A.BatchPipeline(augment)
+    a = pipeline(images, torch.Generator().manual_seed(7))
+    b = pipeline(images, torch.Generator().manual_seed(7))
+    c = pipeline(images, torch.Generator().manual_seed(8))
+    assert a.shape == images.shape and a.dtype == torch.uint8 and torch.equal(a, b)
+    assert torch.equal(a, images) if augment == "none" else not torch.equal(a, c)
+    x = normalize(a, (0.5, 0.5, 0.5), (0.25, 0.25, 0.25))
+    assert x.dtype == torch.float32 and x.min() >= -2.0 and x.max() <= 2.0
+    with pytest.raises(ValueError, match="unknown augmentation"):
+        A.BatchPipeline("heavy")
+
+
+def test_compiled_colour_operations_agree_with_eager(images):
+    # Compiled kernels may round differently in the last float bit; after uint8 truncation that is at
+    # most one level, in a small share of values.
+    eager, compiled = A.BatchPipeline("paper"), A.BatchPipeline("paper", compile=True)
+    for seed in (0, 1):  # a second call, with other subset sizes, reuses the dynamic-shape kernels
+        a = eager(images, torch.Generator().manual_seed(seed))
+        b = compiled(images, torch.Generator().manual_seed(seed))
+        assert_close_uint8(b, a, max_diff=1, share=0.99)
+
+
+@pytest.mark.parametrize("augment", ["paper", "basic", "none"])
+def test_batches_augmented_in_chunks_come_out_as_alone(images, augment):
+    pipeline = A.BatchPipeline(augment)
+    batches = [(images[i:i + 4], torch.arange(i, i + 4)) for i in range(0, 12, 4)] + [(images[:2], torch.arange(2))]
+
+    def draws(i):
+        return torch.Generator().manual_seed(100 + i)
+
+    alone = [(normalize(pipeline(x, draws(i)), (0.5,) * 3, (0.25,) * 3), y) for i, (x, y) in enumerate(batches)]
+    for chunk in (1, 3, 8):
+        chunked = list(A.augment_in_chunks(batches, pipeline, chunk, draws, (0.5,) * 3, (0.25,) * 3))
+        assert len(chunked) == len(alone)
+        for (x, y), (want_x, want_y) in zip(chunked, alone):
+            assert torch.equal(x, want_x) and torch.equal(y, want_y)
+
+
+def test_augment_chunk_is_chosen_by_device():
+    assert A.resolve_augment_chunk(None, torch.device("cpu")) == 1
+    assert A.resolve_augment_chunk(None, torch.device("cuda")) == A.CUDA_AUGMENT_CHUNK
+    assert A.resolve_augment_chunk(5, torch.device("cuda")) == 5

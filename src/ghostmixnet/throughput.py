@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from .batch_augment import resolve_augment_chunk
+from .augment import resolve_augment_chunk
 from .config import TrainConfig
 from .data import ArraySet, ResumableSampler
 from .distributed import DistEnv

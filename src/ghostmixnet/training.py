@@ -18,8 +18,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from .augment import train_transform
-from .batch_augment import BatchPipeline, augment_in_chunks, resolve_augment_chunk
+from .augment import BatchPipeline, augment_in_chunks, resolve_augment_chunk, train_transform
 from .config import TrainConfig
 from .data import (
     MEAN,
