@@ -92,12 +92,9 @@ def test_loss_equals_cross_entropy_with_mixed_soft_targets():
     torch.testing.assert_close(batch.loss(logits, label_smoothing=eps), expected)
 
 
-def test_state_round_trip_replays_mixing():
-    a = BatchMixer(seed=6)
-    a(distinct_images(), torch.arange(8))
-    state = a.state_dict()
-    first = a(distinct_images(), torch.arange(8))
-    b = BatchMixer(seed=123)
-    b.load_state_dict(state)
-    second = b(distinct_images(), torch.arange(8))
+def test_the_seed_alone_replays_mixing():
+    first = BatchMixer(seed=6)(distinct_images(), torch.arange(8))
+    second = BatchMixer(seed=6)(distinct_images(), torch.arange(8))
+    other = BatchMixer(seed=7)(distinct_images(), torch.arange(8))
     assert first.lam == second.lam and torch.equal(first.images, second.images)
+    assert (first.lam, first.kind) != (other.lam, other.kind) or not torch.equal(first.images, other.images)

@@ -289,3 +289,12 @@ def test_test_json_scores_in_fp32_as_eval_does(cifar_dir, tmp_path, tiny_config)
     model, _, _ = model_from_checkpoint(tmp_path / "run" / "best.pt")
     result = evaluate(model, data.images, data.labels, torch.device("cpu"), "fp32")
     assert test["accuracy"] == result.accuracy and test["loss"] == pytest.approx(result.loss, rel=1e-6)
+
+
+def test_the_trainer_refuses_to_resume_under_another_recipe_whoever_calls(cifar_dir, tmp_path, tiny_config):
+    cfg = tiny_config()
+    train(cfg, cifar_dir, tmp_path / "run", stop_after=1, echo=quiet)
+    with pytest.raises(RunError, match=r"keeps the recipe it started with.*lr \(was 0.001\)"):
+        train(dataclasses.replace(cfg, lr=0.5), cifar_dir, tmp_path / "run", resume=True, echo=quiet)
+    summary = train(dataclasses.replace(cfg, epochs=3), cifar_dir, tmp_path / "run", resume=True, echo=quiet)
+    assert summary["epochs_done"] == 3  # what a resumed run may change, it may

@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from .config import make_config
+from .files import write_text_atomic
 from .models import build_model, count_parameters
-from .report import write_text_atomic
 from .trainer import LAST, train
 
 

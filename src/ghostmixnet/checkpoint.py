@@ -7,9 +7,7 @@ epoch and random states. It loads with ``weights_only=True``, so a hostile file 
 
 from __future__ import annotations
 
-import os
 import pickle
-import tempfile
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -20,6 +18,7 @@ import torch
 from torch import nn
 
 from .config import TrainConfig
+from .files import atomic_open
 from .models import build_model
 from .training import RunError
 
@@ -34,40 +33,10 @@ class CheckpointError(Exception):
 
 
 def save_atomic(obj: Any, path: Path, keep_previous: Path | None = None) -> None:
-    """``torch.save`` to a temporary file beside ``path``, fsync, then rename over it.
-
-    A crash or kill during the save leaves the previous file at ``path`` untouched. With
-    ``keep_previous``, the file being replaced is first renamed there, so one older good copy
-    survives even a checkpoint that is later found damaged.
-    """
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        if keep_previous is not None and path.exists():
-            os.replace(path, keep_previous)
-        os.replace(tmp, path)
-        _fsync_dir(path.parent)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _fsync_dir(folder: Path) -> None:
-    """Make the renames durable (POSIX); a no-op where directories cannot be opened (Windows)."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+    """``torch.save`` through :func:`~ghostmixnet.files.atomic_open`: a crash or kill during the save leaves
+    the previous file at ``path`` untouched; with ``keep_previous`` the replaced file is kept there."""
+    with atomic_open(path, "wb", keep_previous=keep_previous) as f:
+        torch.save(obj, f)
 
 
 def verify_archive(path: Path) -> None:

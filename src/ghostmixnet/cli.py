@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import os
 import sys
 import time
@@ -29,8 +28,6 @@ from .config import (
 from .models import ARCHITECTURES
 from .quantize import CALIBRATION_METHODS
 
-# Flags a resumed run may change: they alter how it runs, not what it learns (epochs extends it).
-RESUMABLE_CHANGES = {"epochs", "num_workers", "compile_mode", "augment_chunk"}
 # Fields with a dedicated flag elsewhere, or none.
 NO_FLAG = {"recipe"}
 # What an ablation may set: the budget, the same for every row, never the rows' models or recipes.
@@ -82,7 +79,19 @@ def build_parser() -> argparse.ArgumentParser:
         parents=[common])
     parser.add_argument("--version", action="version", version=f"ghostmixnet {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _train_parser(sub, common)
+    _eval_parser(sub, common)
+    _predict_parser(sub, common)
+    _export_parser(sub, common)
+    _quantize_parser(sub, common)
+    _bench_parser(sub, common)
+    _info_parser(sub, common)
+    _seeds_parser(sub, common)
+    _ablation_parser(sub, common)
+    return parser
 
+
+def _train_parser(sub: Any, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser("train", parents=[common], help="train a model with a recipe (or resume a run)",
                        description="Train a model on CIFAR-10. Every recipe field can be overridden by its flag.")
     p.add_argument("--recipe", choices=list(RECIPES), default=None, help="preset recipe [paper]")
@@ -103,6 +112,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "the test accuracy of the best checkpoint so far")
     add_config_flags(p)
 
+
+def _eval_parser(sub: Any, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser("eval", parents=[common], help="accuracy, per-class accuracy and confusion matrix",
                        description="Evaluate a checkpoint on the CIFAR-10 test set or the run's validation split.")
     p.add_argument("checkpoint", type=Path)
@@ -114,6 +125,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto")
     p.add_argument("--batch-size", type=int, default=256)
 
+
+def _predict_parser(sub: Any, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser("predict", parents=[common], help="classify images or a course test pickle",
                        description="Classify image files/folders (any size: RGB, centre-cropped to a square, "
                                    "resized to 32x32) or one course test pickle (writes ID,Labels CSV).")
@@ -126,6 +139,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None,
                    help="average each image's logits with its mirror image's [the run's tta setting]")
 
+
+def _export_parser(sub: Any, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser("export", parents=[common], help="export a checkpoint to ONNX (BatchNorm folded), verified",
                        description="Export to ONNX with BatchNorm folded and a dynamic batch, then check ONNX "
                                    "Runtime's logits against PyTorch's on CIFAR-10 test images, or on generated "
@@ -138,6 +153,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--verify-images", type=int, default=512, metavar="N",
                    help="images to verify on; 0 skips verification")
 
+
+def _quantize_parser(sub: Any, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser("quantize", parents=[common], help="int8 ONNX model by static quantization, with accuracy",
                        description="Export to ONNX, quantize to int8 (per-channel weights, activations calibrated "
                                    "on training images) and report int8 accuracy beside the float model's.")
@@ -157,6 +174,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--eval-images", type=int, default=10000, metavar="N",
                    help="test images to compare float and int8 accuracy on; 0 skips")
 
+
+def _bench_parser(sub: Any, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser("bench", parents=[common], help="latency and throughput: PyTorch, fast path, ONNX fp32/int8",
                        description="Time a model at batch 1 (median and p90 latency) and at a large batch "
                                    "(images/s) on each backend, with its size, MACs and share of the measured "
@@ -173,11 +192,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", type=Path, default=None,
                    help="CIFAR-10, to calibrate the int8 model on training images [random images: same speed]")
 
+
+def _info_parser(sub: Any, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser("info", parents=[common], help="parameters and MACs of a model, per stage")
     p.add_argument("model", choices=list(ARCHITECTURES))
     p.add_argument("--width", type=float, default=1.0)
     p.add_argument("--num-classes", type=int, default=10)
 
+
+def _seeds_parser(sub: Any, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser("seeds", parents=[common], help="train a recipe with several seeds: mean and std",
                        description="Train one recipe once per seed (folders seed-N under --out; finished seeds are "
                                    "read back, unfinished ones resumed) and print each run's validation and test "
@@ -191,6 +214,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="stop each run after this much training and score its best checkpoint")
     add_config_flags(p, only={f.name for f in dataclasses.fields(TrainConfig)} - {"seed"})
 
+
+def _ablation_parser(sub: Any, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser("ablation", parents=[common], help="train the paper's four table rows on one budget",
                        description="Train the four rows of the paper's table with the same budget and write "
                                    "ablation.md. Finished rows are skipped and unfinished ones resumed.")
@@ -198,32 +223,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=Path("runs/ablation"))
     p.add_argument("--device", default="auto")
     add_config_flags(p, only=ABLATION_BUDGET)
-    return parser
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from .trainer import RunError, load_resume_checkpoint, train
+    from .trainer import resume_config, train
 
     overrides = config_overrides(args)
     if args.resume is not None:
-        from .checkpoint import config_of
-
-        ckpt, last = load_resume_checkpoint(args.resume, log=lambda _: None)  # train() says which file it used
-        cfg = config_of(ckpt, last)
-        del ckpt
-        changed = {k: v for k, v in overrides.items() if getattr(cfg, k) != v and k not in RESUMABLE_CHANGES}
-        if args.recipe is not None and args.recipe != cfg.recipe:
-            changed["recipe"] = args.recipe
-        if changed:
-            raise RunError(f"a resumed run keeps the recipe it started with; {args.resume} differs in "
-                           f"{', '.join(f'{k} (was {getattr(cfg, k)!r})' for k in changed)}; "
-                           "drop those flags or start a new run with --out")
-        cfg = dataclasses.replace(cfg, **{k: v for k, v in overrides.items() if k in RESUMABLE_CHANGES})
-        data_dir = args.data_dir
-        if data_dir is None:
-            run = json.loads((args.resume / "run.json").read_text()) if (args.resume / "run.json").is_file() else {}
-            data_dir = Path(run.get("data_dir", "data"))
-        out = args.resume
+        cfg, data_dir = resume_config(args.resume, overrides, args.recipe)
+        data_dir, out = args.data_dir or data_dir, args.resume
     else:
         cfg = make_config(args.recipe or "paper", **overrides)
         data_dir = args.data_dir or Path("data")
@@ -240,13 +248,10 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    import numpy as np
-
-    from .data import CLASSES, DataError, load_splits
+    from .data import DataError, load_splits
     from .engine import evaluate, resolve_device
     from .export import load_classifier
-    from .report import confusion_text, plot_confusion, write_text_atomic
-    from .trainer import eval_summary
+    from .report import write_evaluation
 
     model, cfg, ckpt = load_classifier(args.checkpoint)
     if cfg is None:
@@ -259,90 +264,20 @@ def cmd_eval(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     tta = cfg.tta if args.tta is None else args.tta
     result = evaluate(model.to(device), data.images, data.labels, device, batch_size=args.batch_size, tta=tta)
-    name = "test" if args.split == "test" else f"validation split ({len(data)} training images, seed {cfg.split_seed})"
-    print(f"{args.checkpoint}: {cfg.model} (epoch {ckpt.get('epoch', '?')}) on the {name}"
-          + (", with mirror test-time augmentation" if tta else ""))
-    if args.split == "test" and cfg.val_size == 0:
-        print("note: this checkpoint was selected on the test set itself (--val-size 0), so this figure is optimistic")
-    print(f"accuracy {100 * result.accuracy:.2f}% ({int(np.trace(result.confusion))}/{len(data)}), "
-          f"loss {result.loss:.4f}")
-    print("per-class accuracy:")
-    for c, a in zip(CLASSES, result.per_class_accuracy):
-        print(f"  {c:<11} {100 * a:6.2f}%")
-    print("confusion matrix (rows: true, columns: predicted):")
-    print(confusion_text(result.confusion, CLASSES))
-    out = args.out or args.checkpoint.parent
-    out.mkdir(parents=True, exist_ok=True)
-    stem = f"eval-{args.checkpoint.stem}-{args.split}"
-    write_text_atomic(out / f"{stem}.json", json.dumps(
-        {"checkpoint": str(args.checkpoint), "split": args.split, "images": len(data), "tta": tta,
-         **eval_summary(result)},
-        indent=2) + "\n")
-    plot_confusion(result.confusion, CLASSES, out / f"{stem}-confusion.png",
-                   f"{cfg.model}, {args.split}: {100 * result.accuracy:.2f}%")
-    print(f"wrote {out / (stem + '.json')} and {out / (stem + '-confusion.png')}")
+    write_evaluation(result, args.checkpoint, cfg, ckpt.get("epoch", "?"), args.split, len(data), tta,
+                     args.out or args.checkpoint.parent)
     return 0
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    import csv
-    import itertools
-    import os
-    import tempfile
-
-    import torch
-
-    from .data import CLASSES
-    from .engine import predict_logits, resolve_device
+    from .engine import resolve_device
     from .export import load_classifier
-    from .predict import iter_inputs
+    from .predict import predict_inputs
 
     model, cfg, _ = load_classifier(args.checkpoint)
     tta = (cfg is not None and cfg.tta) if args.tta is None else args.tta
     device = resolve_device(args.device)
-    model = model.to(device)
-    chunks = iter_inputs(args.inputs, chunk=args.batch_size)
-    first = next(chunks)
-    submission = first[1] is None
-    out = args.out or (Path("submission.csv") if submission else None)
-    handle = tmp = None
-    if out is not None:  # rows are written as they come, to a temporary file renamed at the end
-        fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-        handle = os.fdopen(fd, "w", newline="")
-    try:
-        writer = csv.writer(handle, lineterminator="\n") if handle else None
-        if writer:
-            writer.writerow(["ID", "Labels"] if submission else ["file", "label", "probability"])
-        counts, done = torch.zeros(len(CLASSES), dtype=torch.long), 0
-        if not submission:
-            print(f"{'file':<40}  {'label':<10} {'prob':>6}  input")
-        for images, infos in itertools.chain([first], chunks):
-            probs = predict_logits(model, images, device, batch_size=args.batch_size, tta=tta).softmax(1)
-            conf, labels = probs.max(1)
-            counts += torch.bincount(labels, minlength=len(CLASSES))[: len(CLASSES)]
-            if submission:
-                writer.writerows((done + i, int(label)) for i, label in enumerate(labels))
-            else:
-                for info, lab, p in zip(infos, labels, conf):
-                    name = CLASSES[int(lab)] if int(lab) < len(CLASSES) else str(int(lab))
-                    print(f"{str(info.path):<40}  {name:<10} {float(p):6.3f}  "
-                          f"{info.original_size[0]}x{info.original_size[1]} {info.mode}")
-                    if writer:
-                        writer.writerow([str(info.path), name, f"{float(p):.6f}"])
-            done += len(labels)
-        if handle:
-            handle.close()
-            os.replace(tmp, out)
-    except BaseException:
-        if handle:
-            handle.close()
-            Path(tmp).unlink(missing_ok=True)
-        raise
-    if submission:
-        summary = {CLASSES[i]: int(c) for i, c in enumerate(counts)}
-        print(f"wrote {out}: {done} rows (ID,Labels); predicted counts: {summary}")
-    elif out:
-        print(f"wrote {out}")
+    predict_inputs(model.to(device), args.inputs, device, args.out, batch_size=args.batch_size, tta=tta)
     return 0
 
 
@@ -393,24 +328,24 @@ def cmd_quantize(args: argparse.Namespace) -> int:
     import torch
 
     from .checkpoint import model_from_checkpoint
-    from .data import load_splits, stratified_split
+    from .data import load_splits
     from .engine import evaluate
     from .export import OnnxClassifier, export_onnx
-    from .quantize import quantize_onnx
+    from .quantize import calibration_images, quantize_onnx
 
     model, cfg, _ = model_from_checkpoint(args.checkpoint)
     keep = [k.strip() for k in args.keep_float.split(",") if k.strip()]
     splits = load_splits(args.data_dir, cfg.val_size, cfg.split_seed)
-    n = min(args.calibration_images, len(splits.train))
-    _, pick = stratified_split(splits.train.labels, n, seed=cfg.split_seed + 2)
+    calibration = calibration_images(splits.train, args.calibration_images, seed=cfg.split_seed + 2)
     out = args.out or args.checkpoint.with_name(args.checkpoint.stem + "-int8.onnx")
     with tempfile.TemporaryDirectory() as tmp:
         float_path = export_onnx(model, cfg, Path(tmp) / "float.onnx")
-        quantize_onnx(float_path, out, splits.train.images[pick], keep_float=keep, reduce_range=args.reduce_range,
+        quantize_onnx(float_path, out, calibration, keep_float=keep, reduce_range=args.reduce_range,
                       calibration=args.calibration, percentile=args.percentile)
         method = f"percentile {args.percentile}" if args.calibration == "percentile" else args.calibration
         print(f"wrote {out} ({out.stat().st_size / 1e6:.2f} MB; float {float_path.stat().st_size / 1e6:.2f} MB); "
-              f"calibrated ({method}) on {n} training images; kept in float: {', '.join(keep) or 'nothing'}"
+              f"calibrated ({method}) on {len(calibration)} training images; "
+              f"kept in float: {', '.join(keep) or 'nothing'}"
               f"{'; 7-bit weights' if args.reduce_range else ''}")
         if args.eval_images > 0:
             test = splits.test.subset(np.arange(min(args.eval_images, len(splits.test))))

@@ -102,8 +102,8 @@ class TrainConfig:
     where the device computes it natively, fp16 on CUDA GPUs without bf16, fp32 otherwise)."""
     fused_bn: bool = False
     """Train Ghost blocks with the fused double BatchNorm: the same function with one set of batch statistics
-    per pair of BatchNorms. Measured slower than PyTorch's native BatchNorm kernels on the CPU (README,
-    Performance), so off in every recipe; kept as the measured alternative."""
+    per pair of BatchNorms. Measured slower than PyTorch's native BatchNorm kernels on the CPU
+    (docs/performance.md), so off in every recipe; kept as the measured alternative (``fused_bn.py``)."""
     channels_last: bool = False
     """Use the channels-last memory format (faster convolutions on recent hardware)."""
     compile: bool = True
@@ -113,7 +113,7 @@ class TrainConfig:
     """``torch.compile`` mode of the model: ``default``, ``reduce-overhead`` (CUDA graphs: each step's kernels
     replayed by one launch, for GPUs where launching the kernels of a small model costs more than running
     them), ``max-autotune``, ``max-autotune-no-cudagraphs``, or ``auto``: ``reduce-overhead`` for one process on
-    a CUDA GPU (2.2x the training throughput of ``default`` on an H100, README), ``default`` otherwise (CUDA
+    a CUDA GPU (2.2x the training throughput of ``default`` on an H100, docs/gpu.md), ``default`` otherwise (CUDA
     graphs do not run on CPUs, and beside DistributedDataParallel they have not been tried here). Changes
     speed, not what a run learns."""
     sync_bn: bool = False
@@ -174,11 +174,6 @@ class TrainConfig:
         if problems:
             raise ValueError("invalid configuration: " + "; ".join(problems))
 
-    @property
-    def selects_on_test(self) -> bool:
-        """True when there is no validation split and the test set selects checkpoints (the paper's habit)."""
-        return self.val_size == 0
-
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able dict (also what checkpoints store)."""
         return dataclasses.asdict(self)
@@ -218,7 +213,7 @@ RECIPES: dict[str, dict[str, Any]] = {
 
 # The switches that turn the default (fast) compute path back into the reference one: per-image PIL
 # transforms in worker processes, fp32, NCHW, the plain Ghost block, eager. What a run learns is meant to be
-# the same on both (README, Performance); the reference is kept to measure that and the speed-up.
+# the same on both (docs/performance.md); the reference is kept to measure that and the speed-up.
 REFERENCE_COMPUTE: dict[str, Any] = {"precision": "fp32", "augment_backend": "torchvision", "num_workers": 2,
                                      "compile": False, "channels_last": False, "fused_bn": False}
 

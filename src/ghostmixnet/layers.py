@@ -12,6 +12,8 @@ import torch
 from torch import nn
 from torchvision.ops import SqueezeExcitation
 
+from .fused_bn import fusable, ghost2_fused
+
 
 def conv_bn(in_ch: int, out_ch: int, kernel: int, stride: int = 1, groups: int = 1, relu: bool = True) -> nn.Sequential:
     """A bias-free convolution with 'same' padding, BatchNorm and an optional ReLU."""
@@ -65,53 +67,14 @@ def shortcut(in_ch: int, out_ch: int, stride: int) -> nn.Module:
     return conv_bn(in_ch, out_ch, 1, stride, relu=False)
 
 
-def _update_running_stats(bn: nn.BatchNorm2d, mean: torch.Tensor, var: torch.Tensor, count: int) -> None:
-    """What a training-mode BatchNorm does to its buffers, given the batch's mean and biased variance."""
-    with torch.no_grad():
-        bn.running_mean.lerp_(mean.to(bn.running_mean.dtype), bn.momentum)
-        bn.running_var.lerp_((var * count / max(count - 1, 1)).to(bn.running_var.dtype), bn.momentum)
-        bn.num_batches_tracked.add_(1)
-
-
-def double_batch_norm(x: torch.Tensor, first: nn.BatchNorm2d, weight: torch.Tensor, bias: torch.Tensor,
-                      eps: float, keep_first: bool = False
-                      ) -> tuple[torch.Tensor, torch.Tensor | None, tuple[torch.Tensor, torch.Tensor]]:
-    """``second(first(x))`` in training mode with one pass of batch statistics instead of two.
-
-    ``weight``, ``bias`` and ``eps`` are the second BatchNorm's, for the channels ``x`` has. The batch
-    mean of ``first(x)`` is exactly ``first.bias`` and its biased variance
-    ``first.weight**2 * var / (var + eps)``, so the second BatchNorm needs no statistics of its own:
-    the output and its gradients equal the two-layer computation's. ``first``'s running statistics are
-    updated here; the second layer's batch mean and variance are returned for the caller to apply.
-    Returns ``second(first(x))``, ``first(x)`` if ``keep_first`` (else None), and those statistics.
-    """
-    count = x.numel() // x.shape[1]
-    # Statistics in at least fp32, as BatchNorm keeps them, even when autocast made x bf16 or fp16.
-    stats_input = x if x.dtype in (torch.float32, torch.float64) else x.float()
-    var, mean = torch.var_mean(stats_input, dim=(0, 2, 3), correction=0)
-    scale1 = first.weight * torch.rsqrt(var + first.eps)
-    var1 = first.weight.square() * var / (var + first.eps)
-    scale = scale1 * weight * torch.rsqrt(var1 + eps)
-    # first.bias cancels out of second(first(x)); its gradient is exactly zero, and it stays in the graph
-    # so that DistributedDataParallel still sees every parameter receive a gradient.
-    shift = bias - mean * scale + 0.0 * first.bias
-    out = x * scale.view(1, -1, 1, 1) + shift.view(1, -1, 1, 1)
-    kept = None
-    if keep_first:
-        kept = x * scale1.view(1, -1, 1, 1) + (first.bias - mean * scale1).view(1, -1, 1, 1)
-    _update_running_stats(first, mean.detach(), var.detach(), count)
-    return out, kept, (first.bias.detach(), var1.detach())
-
-
 class GhostBlock(nn.Module):
     """Residual block of two Ghost modules and Squeeze-and-Excitation.
 
     The reference applies a BatchNorm after each Ghost module on top of the module's own
     BatchNorms; it is kept so that parameter counts and the learned function match the paper.
     With ``fused_bn`` set, training computes the second Ghost module and the BatchNorm after it
-    with one set of batch statistics per layer pair (:func:`double_batch_norm`) and no
-    normalization of the concatenated map: the same function with fewer reductions, though on
-    the CPUs measured so far PyTorch's native BatchNorm kernels made the plain path faster.
+    with one set of batch statistics per layer pair (``fused_bn.py``): the same function, measured
+    slower, kept as the measured alternative.
     """
 
     fused_bn: bool = False
@@ -128,26 +91,11 @@ class GhostBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.relu(self.bn1(self.ghost1(x)))
-        if self.fused_bn and self.training and self._fusable():
-            out = self._ghost2_fused(out)
+        if self.fused_bn and self.training and fusable(self):
+            out = ghost2_fused(self, out)
         else:
             out = self.bn2(self.ghost2(out))
         return self.relu(self.se(out) + self.shortcut(x))
-
-    def _fusable(self) -> bool:
-        bns = (self.ghost2.primary[1], self.ghost2.cheap[1], self.bn2)
-        return (not self.ghost2.trim and all(bn.momentum is not None and bn.track_running_stats for bn in bns))
-
-    def _ghost2_fused(self, x: torch.Tensor) -> torch.Tensor:
-        conv_p, bn_p = self.ghost2.primary[0], self.ghost2.primary[1]
-        conv_c, bn_c = self.ghost2.cheap[0], self.ghost2.cheap[1]
-        m, bn2 = conv_p.out_channels, self.bn2
-        u = conv_p(x)
-        primary_out, primary, (mean_p, var_p) = double_batch_norm(
-            u, bn_p, bn2.weight[:m], bn2.bias[:m], bn2.eps, keep_first=True)
-        cheap_out, _, (mean_c, var_c) = double_batch_norm(conv_c(primary), bn_c, bn2.weight[m:], bn2.bias[m:], bn2.eps)
-        _update_running_stats(bn2, torch.cat([mean_p, mean_c]), torch.cat([var_p, var_c]), u.numel() // m)
-        return torch.cat([primary_out, cheap_out], dim=1)
 
 
 class BasicBlock(nn.Module):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import torch
@@ -54,7 +53,8 @@ class BatchMixer:
     Mixup: lambda ~ Beta(mixup_alpha, mixup_alpha), images blended. CutMix: lambda ~
     Beta(cutmix_alpha, cutmix_alpha), a box pasted from the partner, lambda recomputed from the box's
     clipped area. Partners are a random permutation of the batch. All randomness comes from the
-    mixer's own generator, whose state checkpoints save so a resumed run mixes exactly as before.
+    mixer's own generator, seeded by ``seed``: the trainer makes a mixer per step, seeded by the step, so
+    a resumed run mixes exactly as before with no state to save.
     """
 
     def __init__(self, prob: float = 1.0, mixup_share: float = 0.5, mixup_alpha: float = 0.2,
@@ -64,12 +64,6 @@ class BatchMixer:
         self.mixup_alpha = mixup_alpha
         self.cutmix_alpha = cutmix_alpha
         self.rng = np.random.default_rng(seed)
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"rng": self.rng.bit_generator.state}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.rng.bit_generator.state = state["rng"]
 
     def __call__(self, images: torch.Tensor, targets: torch.Tensor) -> MixedBatch:
         if self.prob <= 0 or self.rng.random() >= self.prob:

@@ -129,15 +129,6 @@ def resnet_se(num_classes: int = 10, width: float = 1.0, dropout: float = 0.2) -
     return build_model("resnet-se", num_classes, width, dropout)
 
 
-def set_fused_bn(model: nn.Module, enabled: bool = True) -> nn.Module:
-    """Switch every Ghost block of ``model`` to (or from) the fused double BatchNorm in training; the
-    function computed, the parameters and the state dict are unchanged."""
-    for module in model.modules():
-        if isinstance(module, GhostBlock):
-            module.fused_bn = enabled
-    return model
-
-
 def count_parameters(model: nn.Module) -> int:
     """Trainable parameters."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad)

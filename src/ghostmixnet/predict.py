@@ -1,4 +1,4 @@
-"""Prediction inputs: image files and folders, or the course's unlabeled test pickle.
+"""Prediction: image files and folders, or the course's unlabeled test pickle, into labels and a CSV.
 
 Images of any size or mode are accepted: converted to RGB, centre-cropped to a square and resized
 to 32x32 (bicubic), which is how a photo is brought to CIFAR-10's framing. Anything PIL cannot
@@ -7,14 +7,21 @@ decode is an error naming the file.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import csv
+import itertools
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import torch
 from PIL import Image, UnidentifiedImageError
 
-from .data import DataError, read_course_pickle
+from .data import CLASSES, DataError, read_course_pickle
+from .engine import predict_logits
+from .files import atomic_open
 
 IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm"}
 PICKLE_EXTENSIONS = {".pkl", ".pickle", ".p"}
@@ -97,3 +104,55 @@ def iter_inputs(inputs: Sequence[Path], chunk: int = 256) -> Iterator[tuple[np.n
             arrays.append(array)
             infos.append(info)
         yield np.stack(arrays), infos
+
+
+def predict_inputs(model: Any, inputs: Sequence[Path], device: torch.device, out: Path | None = None,
+                   batch_size: int = 256, tta: bool = False, echo: Callable[[str], None] = print) -> int:
+    """Classify ``inputs`` with ``model`` (a module on ``device``, or an ONNX classifier), a chunk at a time.
+
+    Images: a line each (file, label, probability, original size and mode), and ``out`` as a CSV
+    (file,label,probability) if given. The course pickle: a submission CSV (ID,Labels; ``out`` or
+    ``submission.csv``) and the predicted class counts. CSV rows are written as they come, to a
+    temporary file renamed over ``out`` at the end. Returns the number of inputs classified.
+    """
+    chunks = iter_inputs(inputs, chunk=batch_size)
+    first = next(chunks)
+    submission = first[1] is None
+    out = out or (Path("submission.csv") if submission else None)
+    counts, done = torch.zeros(len(CLASSES), dtype=torch.long), 0
+    with atomic_open(out, newline="") if out is not None else _no_file() as handle:
+        writer = csv.writer(handle, lineterminator="\n") if handle else None
+        if writer:
+            writer.writerow(["ID", "Labels"] if submission else ["file", "label", "probability"])
+        if not submission:
+            echo(f"{'file':<40}  {'label':<10} {'prob':>6}  input")
+        for images, infos in itertools.chain([first], chunks):
+            probs = predict_logits(model, images, device, batch_size=batch_size, tta=tta).softmax(1)
+            conf, labels = probs.max(1)
+            counts += torch.bincount(labels, minlength=len(CLASSES))[: len(CLASSES)]
+            if submission:
+                writer.writerows((done + i, int(label)) for i, label in enumerate(labels))
+            else:
+                _report_images(infos, labels, conf, writer, echo)
+            done += len(labels)
+    if submission:
+        summary = {CLASSES[i]: int(c) for i, c in enumerate(counts)}
+        echo(f"wrote {out}: {done} rows (ID,Labels); predicted counts: {summary}")
+    elif out:
+        echo(f"wrote {out}")
+    return done
+
+
+def _report_images(infos: list[ImageInput], labels: torch.Tensor, conf: torch.Tensor, writer: Any,
+                   echo: Callable[[str], None]) -> None:
+    for info, lab, p in zip(infos, labels, conf):
+        name = CLASSES[int(lab)] if int(lab) < len(CLASSES) else str(int(lab))
+        echo(f"{str(info.path):<40}  {name:<10} {float(p):6.3f}  "
+             f"{info.original_size[0]}x{info.original_size[1]} {info.mode}")
+        if writer:
+            writer.writerow([str(info.path), name, f"{float(p):.6f}"])
+
+
+@contextmanager
+def _no_file() -> Iterator[None]:
+    yield None

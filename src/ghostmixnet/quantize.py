@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .data import ArraySet, stratified_split
 from .engine import normalize_uint8
 
 KEEP_FLOAT_CHOICES = ("depthwise", "se", "stem", "head")
@@ -114,3 +115,10 @@ def _copy_metadata(src: Path, dst: Path) -> None:
         if prop.key not in have:
             target.metadata_props.add(key=prop.key, value=prop.value)
     onnx.save(target, str(dst))
+
+
+def calibration_images(train: ArraySet, count: int, seed: int) -> np.ndarray:
+    """Up to ``count`` training images, the same number from each class (drawn with ``seed``), to calibrate
+    the int8 model's activation ranges on: never validation or test images, which score it."""
+    _, pick = stratified_split(train.labels, min(count, len(train)), seed=seed)
+    return train.images[pick]

@@ -4,24 +4,23 @@ from __future__ import annotations
 
 import csv
 import io
-import os
-from collections.abc import Sequence
+import json
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+
+from .config import TrainConfig
+from .data import CLASSES
+from .engine import EvalResult
+from .files import atomic_open, write_text_atomic
 
 # val_split is "val" (held-out training images) or "test" (--val-size 0: the test set selects checkpoints);
 # weights is which weights val_acc scored ("trained", or "average" when the moving average did better);
 # the val fields are empty in epochs without validation (--val-every).
 METRIC_FIELDS = ("epoch", "val_split", "lr", "train_loss", "val_loss", "val_acc", "weights", "images_per_s",
                  "seconds")
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write via a temporary file and rename, so readers never see half a file."""
-    tmp = Path(path).with_name(f".{Path(path).name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def write_metrics(path: Path, rows: Sequence[dict]) -> None:
@@ -63,7 +62,8 @@ def plot_curves(rows: Sequence[dict], out_dir: Path, val_name: str = "validation
         ax.grid(alpha=0.3)
         ax.legend()
         fig.tight_layout()
-        fig.savefig(out_dir / name)
+        with atomic_open(out_dir / name, "wb") as f:
+            fig.savefig(f, format="png")
         plt.close(fig)
         paths.append(out_dir / name)
     return paths
@@ -94,5 +94,42 @@ def plot_confusion(confusion: np.ndarray, classes: Sequence[str], path: Path, ti
         for j, v in enumerate(row):
             ax.text(j, i, int(v), ha="center", va="center", fontsize=7, color="white" if v > high else "black")
     fig.tight_layout()
-    fig.savefig(path)
+    with atomic_open(path, "wb") as f:
+        fig.savefig(f, format="png")
     plt.close(fig)
+
+
+def eval_summary(result: EvalResult) -> dict[str, Any]:
+    """An evaluation as JSON-able values: accuracy, loss, per-class accuracy and the confusion matrix."""
+    return {
+        "accuracy": result.accuracy,
+        "loss": result.loss,
+        "per_class_accuracy": {c: float(a) for c, a in zip(CLASSES, result.per_class_accuracy)},
+        "confusion": result.confusion.tolist(),
+    }
+
+
+def write_evaluation(result: EvalResult, checkpoint: Path, cfg: TrainConfig, epoch: Any, split: str, images: int,
+                     tta: bool, out: Path, echo: Callable[[str], None] = print) -> tuple[Path, Path]:
+    """Print an evaluation (accuracy, per-class accuracy, confusion matrix) and write it as
+    ``eval-CHECKPOINT-SPLIT.json`` and a confusion-matrix plot in ``out``; the two paths."""
+    name = "test" if split == "test" else f"validation split ({images} training images, seed {cfg.split_seed})"
+    echo(f"{checkpoint}: {cfg.model} (epoch {epoch}) on the {name}"
+         + (", with mirror test-time augmentation" if tta else ""))
+    if split == "test" and cfg.val_size == 0:
+        echo("note: this checkpoint was selected on the test set itself (--val-size 0), so this figure is optimistic")
+    echo(f"accuracy {100 * result.accuracy:.2f}% ({int(np.trace(result.confusion))}/{images}), "
+         f"loss {result.loss:.4f}")
+    echo("per-class accuracy:")
+    for c, a in zip(CLASSES, result.per_class_accuracy):
+        echo(f"  {c:<11} {100 * a:6.2f}%")
+    echo("confusion matrix (rows: true, columns: predicted):")
+    echo(confusion_text(result.confusion, CLASSES))
+    out.mkdir(parents=True, exist_ok=True)
+    stem = f"eval-{Path(checkpoint).stem}-{split}"
+    paths = out / f"{stem}.json", out / f"{stem}-confusion.png"
+    write_text_atomic(paths[0], json.dumps({"checkpoint": str(checkpoint), "split": split, "images": images,
+                                            "tta": tta, **eval_summary(result)}, indent=2) + "\n")
+    plot_confusion(result.confusion, CLASSES, paths[1], f"{cfg.model}, {split}: {100 * result.accuracy:.2f}%")
+    echo(f"wrote {paths[0]} and {paths[1]}")
+    return paths

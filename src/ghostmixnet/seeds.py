@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import make_config
-from .report import write_text_atomic
+from .files import write_text_atomic
 from .trainer import LAST, RunError, train
 
 

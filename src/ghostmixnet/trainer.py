@@ -13,6 +13,7 @@ rank 0 alone logs and writes.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import platform
 import signal
@@ -34,6 +35,7 @@ from .checkpoint import (
     LAST,
     PREVIOUS,
     RunState,
+    config_of,
     load_checkpoint,
     load_resume_checkpoint,
     load_weights,
@@ -43,11 +45,12 @@ from .checkpoint import (
     unwrap,
 )
 from .config import TrainConfig
-from .data import CLASSES, ResumableSampler, Splits, load_splits
+from .data import ResumableSampler, Splits, load_splits
 from .distributed import DistEnv, init_distributed
 from .engine import EvalResult, Progress, evaluate, resolve_compile_mode, slow_precision_warning
+from .files import write_text_atomic
 from .models import build_model, count_parameters
-from .report import plot_curves, write_metrics, write_text_atomic
+from .report import eval_summary, plot_curves, write_metrics
 from .training import (
     EpochControl,
     EpochEnd,
@@ -88,15 +91,6 @@ def selection_note(splits: Splits) -> str:
         return ("selecting checkpoints on the TEST set (--val-size 0, the paper's habit): "
                 "the test accuracy reported is optimistic, not an unbiased estimate")
     return f"selecting checkpoints on a {len(splits.val)}-image validation split of the training set"
-
-
-def eval_summary(result: EvalResult) -> dict[str, Any]:
-    return {
-        "accuracy": result.accuracy,
-        "loss": result.loss,
-        "per_class_accuracy": {c: float(a) for c, a in zip(CLASSES, result.per_class_accuracy)},
-        "confusion": result.confusion.tolist(),
-    }
 
 
 @contextmanager
@@ -171,6 +165,7 @@ def _train(cfg: TrainConfig, data_dir: Path, out_dir: Path, env: DistEnv, resume
     state = RunState()
     if resume:
         ckpt, path = load_resume_checkpoint(out_dir, log)
+        check_resumable(cfg, config_of(ckpt, path), out_dir)  # whoever the caller: the CLI, seeds, ablation
         state = restore_training(t, ckpt, path, env.world_size)
         where = f"step {state.step} of epoch {state.epoch + 1}" if state.step else f"epoch {state.epoch}"
         log(f"resuming {out_dir} after {where} (of {cfg.epochs} epochs) from {path.name}")
@@ -213,6 +208,34 @@ def _train(cfg: TrainConfig, data_dir: Path, out_dir: Path, env: DistEnv, resume
         return {"run_dir": str(out_dir), "epochs_done": state.epoch, "epochs": cfg.epochs,
                 "best_val_acc": state.best_acc, "best_epoch": state.best_epoch, "val_is_test": splits.val_is_test}
     return run.finish(time_limit_hit=False)
+
+
+# Fields a resumed run may change: they alter how it runs, not what it learns (epochs extends it).
+RESUMABLE_CHANGES = {"epochs", "num_workers", "compile_mode", "augment_chunk"}
+
+
+def resume_config(out_dir: Path, overrides: dict[str, Any], recipe: str | None = None) -> tuple[TrainConfig, Path]:
+    """The config to continue the run in ``out_dir`` with, and the data folder it used: its own config,
+    with the given ``overrides`` of :data:`RESUMABLE_CHANGES` applied; any other change is refused."""
+    ckpt, path = load_resume_checkpoint(out_dir, log=lambda _: None)  # train() says which file it uses
+    saved = config_of(ckpt, path)
+    del ckpt
+    if recipe is not None and recipe != saved.recipe:
+        overrides = {**overrides, "recipe": recipe}
+    cfg = dataclasses.replace(saved, **{k: v for k, v in overrides.items() if k in RESUMABLE_CHANGES})
+    check_resumable(cfg, saved, out_dir, overrides)
+    run = json.loads((out_dir / "run.json").read_text()) if (out_dir / "run.json").is_file() else {}
+    return cfg, Path(run.get("data_dir", "data"))
+
+
+def check_resumable(cfg: TrainConfig, saved: TrainConfig, out_dir: Path, asked: dict[str, Any] | None = None) -> None:
+    """Refuse to continue a run saved with config ``saved`` under ``cfg`` when they differ in what the run learns."""
+    asked = asked if asked is not None else cfg.to_dict()
+    changed = [k for k, v in asked.items() if k not in RESUMABLE_CHANGES and getattr(saved, k) != v]
+    if changed:
+        raise RunError(f"a resumed run keeps the recipe it started with; {out_dir} differs in "
+                       f"{', '.join(f'{k} (was {getattr(saved, k)!r})' for k in changed)}; "
+                       "drop those flags or start a new run with --out")
 
 
 def check_can_start(cfg: TrainConfig, out_dir: Path, env: DistEnv, resume: bool) -> None:

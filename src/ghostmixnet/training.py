@@ -42,8 +42,9 @@ from .engine import (
     optimizer_step,
     prepare_device,
 )
+from .fused_bn import set_fused_bn
 from .mix import BatchMixer
-from .models import build_model, set_fused_bn
+from .models import build_model
 from .schedule import build_scheduler
 
 
