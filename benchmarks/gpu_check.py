@@ -247,7 +247,7 @@ def _epochs(args: argparse.Namespace, device: torch.device, budget: Budget, run_
 
     def after_epoch(row: dict[str, Any], model: torch.nn.Module) -> bool:
         t0 = time.perf_counter()
-        scored = evaluate(model, test.images, test.labels, device, "fp32")
+        scored = evaluate(model, test.images, test.labels, device)  # fp32
         rows.append({"epoch": row["epoch"], "train_loss": row["train_loss"], "val_acc": row["val_acc"],
                      "test_acc": scored.accuracy, "train_seconds": row["seconds"],
                      "images_per_s": row["images_per_s"], "test_seconds": time.perf_counter() - t0,

@@ -1,3 +1,5 @@
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 import torch
@@ -70,12 +72,14 @@ def test_sharded_evaluation_adds_up_to_the_whole():
     labels = np.arange(21) % 10
     cpu = torch.device("cpu")
     whole = evaluate(model, images, labels, cpu)
-    parts = [evaluate(model, images, labels, cpu, rank=r, world_size=3) for r in range(3)]
+    alone = [SimpleNamespace(rank=r, world_size=3, all_reduce_sum=lambda t: t) for r in range(3)]  # no reduction
+    parts = [evaluate(model, images, labels, cpu, shard=shard) for shard in alone]
     # What an all-reduce across three processes would compute: sums of each shard's totals.
     shards = [torch.cat([torch.as_tensor(p.confusion.ravel(), dtype=torch.float64),
                          torch.tensor([p.loss * p.confusion.sum()], dtype=torch.float64)]) for p in parts]
     total = sum(shards)
-    combined = evaluate(model, images, labels, cpu, rank=0, world_size=3, reduce=lambda _: total)
+    combined = evaluate(model, images, labels, cpu,
+                        shard=SimpleNamespace(rank=0, world_size=3, all_reduce_sum=lambda _: total))
     assert (combined.confusion == whole.confusion).all() and combined.accuracy == whole.accuracy
     assert combined.loss == pytest.approx(whole.loss, rel=1e-5)
 

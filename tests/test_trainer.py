@@ -287,7 +287,7 @@ def test_test_json_scores_in_fp32_as_eval_does(cifar_dir, tmp_path, tiny_config)
     assert test["precision"] == "fp32"
     data = load_cifar10(cifar_dir, train=False)
     model, _, _ = model_from_checkpoint(tmp_path / "run" / "best.pt")
-    result = evaluate(model, data.images, data.labels, torch.device("cpu"), "fp32")
+    result = evaluate(model, data.images, data.labels, torch.device("cpu"))  # fp32
     assert test["accuracy"] == result.accuracy and test["loss"] == pytest.approx(result.loss, rel=1e-6)
 
 

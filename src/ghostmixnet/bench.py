@@ -108,12 +108,12 @@ def torch_threads(threads: int) -> Iterator[None]:
 def fast_model(model: nn.Module, compile: bool = False) -> tuple[Callable[[torch.Tensor], torch.Tensor], str]:
     """The PyTorch inference fast path: BatchNorm folded, channels-last, bf16 autocast where the CPU
     has native bf16 (fp32 otherwise), and optionally ``torch.compile``; returns it and a description."""
-    from .engine import slow_precision_warning
+    from .engine import native_cpu_support
     from .export import fold_batchnorm
 
     folded = fold_batchnorm(model).to(memory_format=torch.channels_last)
     runner: Callable[[torch.Tensor], torch.Tensor] = torch.compile(folded) if compile else folded
-    bf16 = slow_precision_warning(torch.device("cpu"), "bf16") is None
+    bf16 = native_cpu_support("bf16") is not False  # unknown: try it
 
     def run(x: torch.Tensor) -> torch.Tensor:
         x = x.contiguous(memory_format=torch.channels_last)

@@ -6,6 +6,7 @@ import contextlib
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -215,17 +216,22 @@ def iterate_arrays(images: np.ndarray, batch_size: int) -> Iterator[np.ndarray]:
         yield images[i:i + batch_size]
 
 
+def as_compute(compute: Compute | torch.device) -> Compute:
+    """A :class:`Compute`; a bare device means fp32 on it."""
+    return compute if isinstance(compute, Compute) else Compute(torch.device(compute))
+
+
 @torch.no_grad()
-def predict_logits(model: nn.Module, images: np.ndarray, device: torch.device, precision: str = "fp32",
-                   batch_size: int = 256, channels_last: bool = False, tta: bool = False) -> torch.Tensor:
-    """Logits (float32, on the CPU) for (N, 32, 32, 3) uint8 images, in batches; with ``tta`` the mean of
-    the logits of each image and its mirror image."""
+def predict_logits(model: nn.Module, images: np.ndarray, compute: Compute | torch.device, batch_size: int = 256,
+                   tta: bool = False) -> torch.Tensor:
+    """Logits (float32, on the CPU) for (N, 32, 32, 3) uint8 images, in batches, where and in what precision
+    ``compute`` says (a bare device: fp32); with ``tta`` the mean of the logits of each image and its mirror."""
+    compute = as_compute(compute)
     model.eval()
-    precision = resolve_precision(precision, device)  # once, not per batch
     outputs = []
     for chunk in iterate_arrays(images, batch_size):
-        with autocast(device, precision):
-            x = normalize_uint8(chunk, device, channels_last)
+        with compute.autocast():
+            x = normalize_uint8(chunk, compute.device, compute.channels_last)
             logits = model(x).float()
             if tta:
                 logits = (logits + model(x.flip(3)).float()) / 2
@@ -246,25 +252,33 @@ class EvalResult:
         return np.diag(self.confusion) / np.maximum(self.confusion.sum(1), 1)
 
 
-def evaluate(model: nn.Module, images: np.ndarray, labels: np.ndarray, device: torch.device,
-             precision: str = "fp32", batch_size: int = 256, channels_last: bool = False, rank: int = 0,
-             world_size: int = 1, reduce: Callable[[torch.Tensor], torch.Tensor] | None = None,
-             tta: bool = False) -> EvalResult:
+class Shard(Protocol):
+    """This process's share of an evaluation among several (a :class:`~ghostmixnet.distributed.DistEnv`)."""
+
+    rank: int
+    world_size: int
+
+    def all_reduce_sum(self, values: torch.Tensor) -> torch.Tensor: ...
+
+
+def evaluate(model: nn.Module, images: np.ndarray, labels: np.ndarray, compute: Compute | torch.device,
+             batch_size: int = 256, tta: bool = False, shard: Shard | None = None) -> EvalResult:
     """Plain cross-entropy loss, top-1 accuracy and confusion matrix over a labelled uint8 set.
 
-    ``tta`` averages each image's logits with its mirror image's. With several processes each evaluates
-    every ``world_size``-th image from ``rank`` and ``reduce`` (a sum across processes) combines the
-    loss sums and confusion matrices, weighted by count.
+    ``tta`` averages each image's logits with its mirror image's. With a ``shard`` of several processes each
+    evaluates every ``world_size``-th image from its ``rank`` and the loss sums and confusion matrices are
+    summed across processes, weighted by count.
     """
-    logits = predict_logits(model, images[rank::world_size], device, precision, batch_size, channels_last, tta)
+    rank, world_size = (shard.rank, shard.world_size) if shard is not None else (0, 1)
+    logits = predict_logits(model, images[rank::world_size], compute, batch_size, tta)
     targets = torch.as_tensor(labels[rank::world_size]).long()
     num_classes = logits.shape[1] if logits.numel() else int(np.max(labels)) + 1
     loss_sum = F.cross_entropy(logits, targets, reduction="sum").item() if logits.numel() else 0.0
     preds = logits.argmax(1) if logits.numel() else targets
     confusion = torch.bincount(targets * num_classes + preds, minlength=num_classes ** 2).double()
     totals = torch.cat([confusion, torch.tensor([loss_sum], dtype=torch.float64)])
-    if reduce is not None:
-        totals = reduce(totals)
+    if shard is not None:
+        totals = shard.all_reduce_sum(totals)
     confusion = totals[:-1].round().long().view(num_classes, num_classes).numpy()
     count = max(int(confusion.sum()), 1)
     return EvalResult(float(totals[-1]) / count, float(np.trace(confusion)) / count, confusion)

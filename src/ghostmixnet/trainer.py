@@ -367,9 +367,8 @@ class Run:
               precision: str | None = None) -> EvalResult:
         """``module`` on a labelled set, shared among the processes (in the training precision by default)."""
         self.env.broadcast_state(module)  # every process evaluates with rank 0's BatchNorm statistics
-        return evaluate(module, images, labels, self.t.compute.device, precision or self.t.compute.precision,
-                        channels_last=self.cfg.channels_last, rank=self.env.rank, world_size=self.env.world_size,
-                        reduce=self.env.all_reduce_sum, tta=self.cfg.tta)
+        compute = dataclasses.replace(self.t.compute, precision=precision or self.t.compute.precision)
+        return evaluate(module, images, labels, compute, tta=self.cfg.tta, shard=self.env)
 
     def validate(self, row: dict[str, Any]) -> tuple[bool, str]:
         """Score every candidate on the validation split into ``row``; save the best one as ``best.pt`` if it
