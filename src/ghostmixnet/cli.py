@@ -282,78 +282,21 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    import torch
+    from .export import export_checkpoint
 
-    from .checkpoint import model_from_checkpoint
-    from .engine import normalize_uint8
-    from .export import OnnxClassifier, compare, export_onnx, fold_batchnorm
-
-    model, cfg, _ = model_from_checkpoint(args.checkpoint)
-    out = args.out or args.checkpoint.with_suffix(".onnx")
-    images, kind = None, ""
-    if args.verify_images > 0:  # read the data before writing anything, so a bad data file fails early
-        raw, kind = _verification_images(args.data_dir, args.verify_images)
-        images = normalize_uint8(raw, torch.device("cpu"))
-    export_onnx(model, cfg, out)
-    print(f"wrote {out} ({out.stat().st_size / 1e6:.2f} MB, opset 17, dynamic batch, BatchNorm folded)")
-    if images is not None:
-        folded = compare(model, fold_batchnorm(model), images)
-        onnx = compare(model, OnnxClassifier(out), images)
-        print(f"BatchNorm folding vs PyTorch: max |logit diff| {folded['max_abs_diff']:.2e}, "
-              f"top-1 agreement {100 * folded['top1_agreement']:.2f}% on {folded['images']} {kind}")
-        print(f"ONNX Runtime vs PyTorch:      max |logit diff| {onnx['max_abs_diff']:.2e}, "
-              f"top-1 agreement {100 * onnx['top1_agreement']:.2f}% on {onnx['images']} {kind}")
+    export_checkpoint(args.checkpoint, args.out or args.checkpoint.with_suffix(".onnx"), args.data_dir,
+                      args.verify_images)
     return 0
 
 
-def _verification_images(data_dir: Path, count: int) -> tuple[Any, str]:
-    """Up to ``count`` CIFAR-10 test images when ``data_dir`` holds them, else as many generated ones (an
-    export needs no dataset); with a few words saying which."""
-    import numpy as np
-
-    from .data import DataError, find_cifar_folder, load_cifar10
-
-    try:
-        find_cifar_folder(data_dir)
-    except DataError:
-        generated = np.random.default_rng(0).integers(0, 256, (count, 32, 32, 3), dtype=np.uint8)
-        return generated, f"generated images (random pixels: no CIFAR-10 in {data_dir}; pass --data-dir to use it)"
-    return load_cifar10(data_dir, train=False).images[:count], "test images"
-
-
 def cmd_quantize(args: argparse.Namespace) -> int:
-    import tempfile
+    from .quantize import quantize_checkpoint
 
-    import numpy as np
-    import torch
-
-    from .checkpoint import model_from_checkpoint
-    from .data import load_splits
-    from .engine import evaluate
-    from .export import OnnxClassifier, export_onnx
-    from .quantize import calibration_images, quantize_onnx
-
-    model, cfg, _ = model_from_checkpoint(args.checkpoint)
     keep = [k.strip() for k in args.keep_float.split(",") if k.strip()]
-    splits = load_splits(args.data_dir, cfg.val_size, cfg.split_seed)
-    calibration = calibration_images(splits.train, args.calibration_images, seed=cfg.split_seed + 2)
-    out = args.out or args.checkpoint.with_name(args.checkpoint.stem + "-int8.onnx")
-    with tempfile.TemporaryDirectory() as tmp:
-        float_path = export_onnx(model, cfg, Path(tmp) / "float.onnx")
-        quantize_onnx(float_path, out, calibration, keep_float=keep, reduce_range=args.reduce_range,
-                      calibration=args.calibration, percentile=args.percentile)
-        method = f"percentile {args.percentile}" if args.calibration == "percentile" else args.calibration
-        print(f"wrote {out} ({out.stat().st_size / 1e6:.2f} MB; float {float_path.stat().st_size / 1e6:.2f} MB); "
-              f"calibrated ({method}) on {len(calibration)} training images; "
-              f"kept in float: {', '.join(keep) or 'nothing'}"
-              f"{'; 7-bit weights' if args.reduce_range else ''}")
-        if args.eval_images > 0:
-            test = splits.test.subset(np.arange(min(args.eval_images, len(splits.test))))
-            cpu = torch.device("cpu")
-            fp = evaluate(OnnxClassifier(float_path), test.images, test.labels, cpu)
-            q = evaluate(OnnxClassifier(out), test.images, test.labels, cpu)
-            print(f"test accuracy on {len(test)} images: float {100 * fp.accuracy:.2f}%, int8 {100 * q.accuracy:.2f}% "
-                  f"({100 * (q.accuracy - fp.accuracy):+.2f} points)")
+    quantize_checkpoint(args.checkpoint, args.out or args.checkpoint.with_name(args.checkpoint.stem + "-int8.onnx"),
+                        args.data_dir, calibration_count=args.calibration_images, keep_float=keep,
+                        reduce_range=args.reduce_range, calibration=args.calibration, percentile=args.percentile,
+                        eval_images=args.eval_images)
     return 0
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import json
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -115,3 +116,39 @@ def load_classifier(path: Path) -> tuple[Any, TrainConfig | None, dict[str, Any]
         clf = OnnxClassifier(path)
         return clf, clf.config(), {"epoch": "exported"}
     return model_from_checkpoint(path)
+
+
+def verification_images(data_dir: Path, count: int) -> tuple[np.ndarray, str]:
+    """Up to ``count`` CIFAR-10 test images when ``data_dir`` holds them, else as many generated ones (an
+    export needs no dataset); with a few words saying which."""
+    from .data import DataError, find_cifar_folder, load_cifar10
+
+    try:
+        find_cifar_folder(data_dir)
+    except DataError:
+        generated = np.random.default_rng(0).integers(0, 256, (count, 32, 32, 3), dtype=np.uint8)
+        return generated, f"generated images (random pixels: no CIFAR-10 in {data_dir}; pass --data-dir to use it)"
+    return load_cifar10(data_dir, train=False).images[:count], "test images"
+
+
+def export_checkpoint(checkpoint: Path, out: Path, data_dir: Path, verify_images: int = 512,
+                      echo: Callable[[str], None] = print) -> Path:
+    """Export a checkpoint to ONNX (:func:`export_onnx`), then check BatchNorm folding and ONNX Runtime's
+    logits against PyTorch's on ``verify_images`` images (:func:`verification_images`; 0 skips)."""
+    from .checkpoint import model_from_checkpoint
+    from .engine import normalize_uint8
+
+    model, cfg, _ = model_from_checkpoint(checkpoint)
+    images, kind = None, ""
+    if verify_images > 0:  # read the data before writing anything, so a bad data file fails early
+        raw, kind = verification_images(data_dir, verify_images)
+        images = normalize_uint8(raw, torch.device("cpu"))
+    export_onnx(model, cfg, out)
+    echo(f"wrote {out} ({out.stat().st_size / 1e6:.2f} MB, opset 17, dynamic batch, BatchNorm folded)")
+    if images is not None:
+        for label, candidate in (("BatchNorm folding vs PyTorch:", fold_batchnorm(model)),
+                                 ("ONNX Runtime vs PyTorch:     ", OnnxClassifier(out))):
+            result = compare(model, candidate, images)
+            echo(f"{label} max |logit diff| {result['max_abs_diff']:.2e}, top-1 agreement "
+                 f"{100 * result['top1_agreement']:.2f}% on {result['images']} {kind}")
+    return out

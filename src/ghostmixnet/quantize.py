@@ -8,7 +8,7 @@ calibrated on training images. Layers that may quantize badly can be kept in flo
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import numpy as np
@@ -122,3 +122,37 @@ def calibration_images(train: ArraySet, count: int, seed: int) -> np.ndarray:
     the int8 model's activation ranges on: never validation or test images, which score it."""
     _, pick = stratified_split(train.labels, min(count, len(train)), seed=seed)
     return train.images[pick]
+
+
+def quantize_checkpoint(checkpoint: Path, out: Path, data_dir: Path, calibration_count: int = 512,
+                        keep_float: Iterable[str] = (), reduce_range: bool = False, calibration: str = "percentile",
+                        percentile: float = 99.99, eval_images: int = 10000,
+                        echo: Callable[[str], None] = print) -> Path:
+    """Export a checkpoint to ONNX, quantize it to int8 (:func:`quantize_onnx`, calibrated on
+    :func:`calibration_images` of its own training split) and, with ``eval_images``, print the test
+    accuracy of both on that many test images."""
+    from .checkpoint import model_from_checkpoint
+    from .data import load_splits
+    from .engine import evaluate
+    from .export import OnnxClassifier, export_onnx
+
+    model, cfg, _ = model_from_checkpoint(checkpoint)
+    keep = list(keep_float)
+    splits = load_splits(data_dir, cfg.val_size, cfg.split_seed)
+    images = calibration_images(splits.train, calibration_count, seed=cfg.split_seed + 2)
+    with tempfile.TemporaryDirectory() as tmp:
+        float_path = export_onnx(model, cfg, Path(tmp) / "float.onnx")
+        quantize_onnx(float_path, out, images, keep_float=keep, reduce_range=reduce_range, calibration=calibration,
+                      percentile=percentile)
+        method = f"percentile {percentile}" if calibration == "percentile" else calibration
+        echo(f"wrote {out} ({out.stat().st_size / 1e6:.2f} MB; float {float_path.stat().st_size / 1e6:.2f} MB); "
+             f"calibrated ({method}) on {len(images)} training images; kept in float: {', '.join(keep) or 'nothing'}"
+             f"{'; 7-bit weights' if reduce_range else ''}")
+        if eval_images > 0:
+            test = splits.test.subset(np.arange(min(eval_images, len(splits.test))))
+            cpu = torch.device("cpu")
+            fp = evaluate(OnnxClassifier(float_path), test.images, test.labels, cpu)
+            q = evaluate(OnnxClassifier(out), test.images, test.labels, cpu)
+            echo(f"test accuracy on {len(test)} images: float {100 * fp.accuracy:.2f}%, int8 {100 * q.accuracy:.2f}% "
+                 f"({100 * (q.accuracy - fp.accuracy):+.2f} points)")
+    return out
