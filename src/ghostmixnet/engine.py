@@ -1,4 +1,6 @@
-"""The loops: one training epoch, evaluation, and batched inference on uint8 images."""
+"""Computing with a model: where and in what precision (:class:`Compute`), one training step's forward,
+backward and optimizer step, evaluation and batched inference on uint8 images, and the progress display.
+The epoch loop that strings the steps together is ``training.train_one_epoch``."""
 
 from __future__ import annotations
 

@@ -1,8 +1,9 @@
-"""The parts of a training run, built once from its config, and the batches they train on.
+"""A training run's parts, built once from its config, the batches they train on, and the epoch loop.
 
-The trainer and the throughput benchmark both build their parts here, so that what the benchmark
-times is what a run trains with: the model (compiled and wrapped for several processes as the config
-and device say), AdamW, the schedule, the gradient scaler, the weight average, the augmentation.
+The trainer and the throughput benchmark both build their parts here and train with
+:func:`train_one_epoch`, so that what the benchmark times is what a run trains with: the model
+(compiled and wrapped for several processes as the config and device say), AdamW, the schedule, the
+gradient scaler, the weight average, the augmentation.
 """
 
 from __future__ import annotations
