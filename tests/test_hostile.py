@@ -162,3 +162,50 @@ class _Payload:
 
     def __reduce__(self):
         return (open, (self.path, "w"))
+
+
+# ---- 2. Never overwrite what the user did not ask to overwrite ----
+
+def test_a_new_run_refuses_a_folder_that_holds_other_files(cifar_dir, tmp_path, capsys, tiny_config):
+    from ghostmixnet.trainer import RunError, train
+
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "config.json").write_text('{"mine": true}')
+    with pytest.raises(RunError, match=r"is not empty: it holds files that are not a ghostmixnet run \(config.json\)"):
+        train(tiny_config(epochs=1), cifar_dir, project, echo=lambda _: None)
+    assert (project / "config.json").read_text() == '{"mine": true}' and len(list(project.iterdir())) == 1
+    assert main(["train", "--data-dir", str(cifar_dir), "--out", str(project), "--epochs", "1", "--width", "0.125",
+                 "--no-compile", "--val-size", "50"]) == 1
+    assert "is not empty" in capsys.readouterr().err
+    empty = tmp_path / "empty"
+    empty.mkdir()  # an empty folder is fine
+    train(tiny_config(epochs=1), cifar_dir, empty, echo=lambda _: None)
+    assert (empty / "last.pt").is_file()
+
+
+@pytest.mark.parametrize("command", ["predict-pickle", "predict-image", "export", "quantize"])
+def test_an_output_that_is_an_input_is_refused(cifar_dir, tmp_path, capsys, trained_like, command):
+    from ghostmixnet.config import make_config
+
+    ckpt = tmp_path / "ck.pt"
+    save_atomic({"model": trained_like().state_dict(), "config": make_config("paper", width=0.125).to_dict(),
+                 "epoch": 1}, ckpt)
+    pkl, png = tmp_path / "x.pkl", tmp_path / "a.png"
+    pkl.write_bytes(_valid_course())
+    from PIL import Image
+
+    Image.new("RGB", (40, 30), "red").save(png)
+    argv, victim = {"predict-pickle": (["predict", str(ckpt), str(pkl), "--out", str(pkl)], pkl),
+                    "predict-image": (["predict", str(ckpt), str(png), "--out", str(png)], png),
+                    "export": (["export", str(ckpt), "--out", str(ckpt), "--verify-images", "0"], ckpt),
+                    "quantize": (["quantize", str(ckpt), "--out", str(ckpt), "--data-dir", str(cifar_dir)], ckpt),
+                    }[command]
+    before = victim.read_bytes()
+    assert main(argv) == 1
+    assert "is also an input" in capsys.readouterr().err and victim.read_bytes() == before
+
+
+def test_resume_with_another_out_is_refused(tmp_path, capsys):
+    assert main(["train", "--resume", str(tmp_path / "run"), "--out", str(tmp_path / "other")]) == 1
+    assert "--out" in capsys.readouterr().err

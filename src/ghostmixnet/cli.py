@@ -229,6 +229,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     from .trainer import resume_config, train
 
     overrides = config_overrides(args)
+    if args.resume is not None and args.out is not None and args.out.resolve() != args.resume.resolve():
+        raise ValueError(f"--resume continues the run in {args.resume} in place; --out {args.out} does not apply: "
+                         "drop --out (copy the run folder first to continue a copy)")
     if args.resume is not None:
         cfg, data_dir = resume_config(args.resume, overrides, args.recipe)
         data_dir, out = args.data_dir or data_dir, args.resume

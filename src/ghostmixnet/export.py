@@ -21,6 +21,7 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from .config import TrainConfig
 from .data import CLASSES, MEAN, STD
+from .files import check_output
 
 OPSET = 17
 
@@ -138,6 +139,7 @@ def export_checkpoint(checkpoint: Path, out: Path, data_dir: Path, verify_images
     from .checkpoint import model_from_checkpoint
     from .engine import normalize_uint8
 
+    check_output(out, [checkpoint])
     model, cfg, _ = model_from_checkpoint(checkpoint)
     images, kind = None, ""
     if verify_images > 0:  # read the data before writing anything, so a bad data file fails early

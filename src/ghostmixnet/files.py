@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
@@ -32,6 +32,15 @@ def atomic_open(path: Path, mode: str = "w", keep_previous: Path | None = None, 
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def check_output(out: Path, inputs: Iterable[Path], flag: str = "--out") -> None:
+    """Refuse an output path that is one of the inputs: writing it would replace what is being read."""
+    target = Path(out).resolve()
+    for given in inputs:
+        if Path(given).resolve() == target:
+            raise ValueError(f"{flag} {out} is also an input: writing it would replace {given}; choose another "
+                             f"{flag} file")
 
 
 def write_text_atomic(path: Path, text: str) -> None:

@@ -21,7 +21,7 @@ from PIL import Image, UnidentifiedImageError
 
 from .data import CLASSES, DataError, read_course_pickle
 from .engine import predict_logits
-from .files import atomic_open
+from .files import atomic_open, check_output
 
 IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm"}
 PICKLE_EXTENSIONS = {".pkl", ".pickle", ".p"}
@@ -115,6 +115,8 @@ def predict_inputs(model: Any, inputs: Sequence[Path], device: torch.device, out
     ``submission.csv``) and the predicted class counts. CSV rows are written as they come, to a
     temporary file renamed over ``out`` at the end. Returns the number of inputs classified.
     """
+    if out is not None:
+        check_output(out, inputs)
     chunks = iter_inputs(inputs, chunk=batch_size)
     first = next(chunks)
     submission = first[1] is None

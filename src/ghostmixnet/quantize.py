@@ -16,6 +16,7 @@ import torch
 
 from .data import ArraySet, stratified_split
 from .engine import normalize_uint8
+from .files import check_output
 
 KEEP_FLOAT_CHOICES = ("depthwise", "se", "stem", "head")
 CALIBRATION_METHODS = ("percentile", "minmax", "entropy")
@@ -136,6 +137,7 @@ def quantize_checkpoint(checkpoint: Path, out: Path, data_dir: Path, calibration
     from .engine import evaluate
     from .export import OnnxClassifier, export_onnx
 
+    check_output(out, [checkpoint])
     model, cfg, _ = model_from_checkpoint(checkpoint)
     keep = list(keep_float)
     splits = load_splits(data_dir, cfg.val_size, cfg.split_seed)

@@ -243,8 +243,18 @@ def check_can_start(cfg: TrainConfig, out_dir: Path, env: DistEnv, resume: bool)
     if resume:
         if not (out_dir / LAST).is_file() and not (out_dir / PREVIOUS).is_file():
             raise RunError(f"cannot resume: {out_dir / LAST} does not exist")
-    elif (out_dir / LAST).exists():
+    elif (out_dir / LAST).exists() or (out_dir / PREVIOUS).exists():
         raise RunError(f"{out_dir} already holds a run; continue it with --resume {out_dir} or choose another --out")
+    elif out_dir.is_dir() and any(out_dir.iterdir()):
+        # A new run never writes into a folder with other files: it would replace or mix with them.
+        found = sorted(p.name for p in out_dir.iterdir())
+        what = ("a run that never saved a checkpoint" if (out_dir / "run.json").exists()
+                else "files that are not a ghostmixnet run")
+        raise RunError(f"{out_dir} is not empty: it holds {what} ({', '.join(found[:5])}"
+                       f"{', ...' if len(found) > 5 else ''}); a new run needs an empty or new folder: choose "
+                       "another --out (or delete what is there)")
+    elif out_dir.exists() and not out_dir.is_dir():
+        raise RunError(f"--out {out_dir} is a file, not a folder; choose a folder for the run")
     if cfg.sync_bn and env.distributed and env.device.type == "cpu":
         raise RunError("--sync-bn needs GPUs: PyTorch's SyncBatchNorm does not run on the CPU; drop the flag "
                        "(each process then normalizes over its own share of the batch)")
