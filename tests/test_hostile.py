@@ -209,3 +209,242 @@ def test_an_output_that_is_an_input_is_refused(cifar_dir, tmp_path, capsys, trai
 def test_resume_with_another_out_is_refused(tmp_path, capsys):
     assert main(["train", "--resume", str(tmp_path / "run"), "--out", str(tmp_path / "other")]) == 1
     assert "--out" in capsys.readouterr().err
+
+
+# ---- 1. A foreign file must not exhaust the machine ----
+
+def test_a_small_checkpoint_claiming_a_huge_model_is_refused_before_allocating(tmp_path, trained_like, monkeypatch):
+    import ghostmixnet.checkpoint as checkpoint
+    from ghostmixnet.config import make_config
+
+    path = tmp_path / "tiny.pt"
+    save_atomic({"model": trained_like().state_dict(), "config": make_config("paper", width=40.0).to_dict()}, path)
+    assert path.stat().st_size < 400_000
+    real, built = checkpoint.build_model, []
+
+    def watched(*args, **kwargs):
+        model = real(*args, **kwargs)
+        built.append(next(model.parameters()).device.type)
+        return model
+
+    monkeypatch.setattr(checkpoint, "build_model", watched)
+    with pytest.raises(CheckpointError, match="tiny.pt holds weights for a different model"):
+        checkpoint.model_from_checkpoint(path)
+    assert built == ["meta"]  # the 19-GB model was only ever described, never allocated
+
+
+def test_models_of_another_output_width_are_refused_at_load(tmp_path, trained_like, capsys):
+    from ghostmixnet.config import make_config
+    from ghostmixnet.export import ExportError, OnnxClassifier
+
+    wide = tmp_path / "wide.pt"
+    model = trained_like()
+    model.fc = torch.nn.Linear(model.fc.in_features, 1000)
+    save_atomic({"model": model.state_dict(), "config": make_config("paper", width=0.125, num_classes=1000).to_dict()},
+                wide)
+    assert main(["predict", str(wide), str(tmp_path / "x.pkl")]) == 1
+    assert "1000 outputs but CIFAR-10 has 10 classes" in capsys.readouterr().err
+    onnx_path = tmp_path / "wide.onnx"
+    torch.onnx.export(model.eval(), torch.zeros(1, 3, 32, 32), str(onnx_path), input_names=["images"],
+                      output_names=["logits"], dynamo=False)
+    with pytest.raises(ExportError, match="width 1000, not one of 10"):
+        OnnxClassifier(onnx_path)
+
+
+# ---- 3. No silent wrong answers on real images ----
+
+def test_phone_orientation_16_bit_and_float_images(tmp_path):
+    from PIL import Image
+
+    from ghostmixnet.predict import load_image
+
+    sideways = Image.new("RGB", (60, 20), "red")
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees when shown
+    sideways.save(tmp_path / "phone.jpg", exif=exif)
+    _, info = load_image(tmp_path / "phone.jpg")
+    assert info.original_size == (20, 60)
+    gradient16 = np.tile(np.linspace(0, 65535, 64).astype(np.uint16), (64, 1))
+    Image.fromarray(gradient16).save(tmp_path / "g16.png")
+    image16, _ = load_image(tmp_path / "g16.png")
+    assert 100 < image16.mean() < 155 and image16.min() < 10 and image16.max() > 245  # scaled, not clipped white
+    unit = np.tile(np.linspace(0, 1, 64, dtype=np.float32), (64, 1))
+    Image.fromarray(unit, mode="F").save(tmp_path / "f.tif")
+    imagef, _ = load_image(tmp_path / "f.tif")
+    assert 100 < imagef.mean() < 155  # [0, 1] floats scaled, not all black
+    Image.fromarray(unit * 1e6, mode="F").save(tmp_path / "huge.tif")
+    with pytest.raises(DataError, match="float pixels outside"):
+        load_image(tmp_path / "huge.tif")
+
+
+def test_a_checkpoint_with_nan_weights_is_refused(tmp_path, trained_like, capsys):
+    from ghostmixnet.config import make_config
+
+    state = trained_like().state_dict()
+    state["fc.weight"][0, 0] = float("nan")
+    save_atomic({"model": state, "config": make_config("paper", width=0.125).to_dict()}, tmp_path / "nan.pt")
+    (tmp_path / "x.pkl").write_bytes(_valid_course())
+    assert main(["predict", str(tmp_path / "nan.pt"), str(tmp_path / "x.pkl"), "--out", str(tmp_path / "s.csv")]) == 1
+    assert "NaN or infinite weights" in capsys.readouterr().err and not (tmp_path / "s.csv").exists()
+
+
+def test_bad_files_and_linked_folders_are_reported_and_skippable(tmp_path, trained_like, capsys):
+    from PIL import Image
+
+    from ghostmixnet.config import make_config
+
+    save_atomic({"model": trained_like().state_dict(), "config": make_config("paper", width=0.125).to_dict()},
+                tmp_path / "ck.pt")
+    folder, elsewhere = tmp_path / "photos", tmp_path / "elsewhere"
+    folder.mkdir()
+    elsewhere.mkdir()
+    Image.new("RGB", (40, 40), "blue").save(folder / "good.png")
+    (folder / "broken.jpg").write_bytes(b"not a jpeg")
+    Image.new("RGB", (40, 40), "green").save(elsewhere / "linked.png")
+    (folder / "more").symlink_to(elsewhere, target_is_directory=True)
+    assert main(["predict", str(tmp_path / "ck.pt"), str(folder)]) == 1
+    assert "broken.jpg" in capsys.readouterr().err  # stops, and says how to go on
+    out = tmp_path / "p.csv"
+    assert main(["predict", str(tmp_path / "ck.pt"), str(folder), "--skip-bad", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "skipped" in printed and "more: a linked folder is not followed" in printed
+    rows = out.read_text().splitlines()
+    assert rows[0] == "file,label,probability,error" and len(rows) == 3
+    assert any(r.startswith(str(folder / "broken.jpg")) and "cannot read image" in r for r in rows)
+
+
+def test_course_ids_are_used_in_the_submission(tmp_path, trained_like, capsys):
+    from ghostmixnet.config import make_config
+
+    save_atomic({"model": trained_like().state_dict(), "config": make_config("paper", width=0.125).to_dict()},
+                tmp_path / "ck.pt")
+    images = np.zeros((3, 32, 32, 3), np.uint8)
+    (tmp_path / "t.pkl").write_bytes(pickle.dumps({b"data": images, b"ids": [17, 4, 99]}))
+    assert main(["predict", str(tmp_path / "ck.pt"), str(tmp_path / "t.pkl"), "--out", str(tmp_path / "s.csv")]) == 0
+    assert "IDs from its 'ids' entry" in capsys.readouterr().out
+    assert [r.split(",")[0] for r in (tmp_path / "s.csv").read_text().splitlines()[1:]] == ["17", "4", "99"]
+    (tmp_path / "empty.pkl").write_bytes(pickle.dumps({b"data": np.zeros((0, 32, 32, 3), np.uint8)}))
+    empty = ["predict", str(tmp_path / "ck.pt"), str(tmp_path / "empty.pkl"), "--out", str(tmp_path / "e.csv")]
+    assert main(empty) == 1
+    assert "holds no images" in capsys.readouterr().err
+
+
+# ---- 4. Every error a line that names the problem and the fix ----
+
+def test_a_full_disk_says_so_and_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
+    path = tmp_path / "last.pt"
+    save_atomic({"model": {}, "config": {}}, path)
+    before = path.read_bytes()
+
+    def full(*args, **kwargs):
+        raise RuntimeError("[enforce fail at inline_container.cc:672] . PytorchStreamWriter failed writing file "
+                           "data/0: file write failed")
+
+    monkeypatch.setattr(torch, "save", full)
+    with pytest.raises(OSError, match=r"no space left on the disk holding .* the previous last.pt is intact"):
+        save_atomic({"model": {}, "config": {}}, path)
+    assert path.read_bytes() == before and [p.name for p in tmp_path.iterdir()] == ["last.pt"]
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["train", "--log-every", "0"], "--log-every must be at least 1"),
+    (["train", "--width", "inf"], "width must be a finite number"),
+    (["train", "--stop-after", "-1"], "--stop-after must be at least 1"),
+    (["train", "--time-limit", "-5"], "--time-limit must be a positive number of minutes"),
+    (["bench", "ghostmixnet", "--warmup", "-1"], "--warmup must not be negative"),
+])
+def test_bad_numbers_get_one_clear_line_and_leave_nothing_behind(cifar_dir, tmp_path, capsys, argv, message):
+    out = tmp_path / "run"
+    extra = ["--data-dir", str(cifar_dir), "--out", str(out), "--no-compile"] if argv[0] == "train" else []
+    assert main(argv + extra) == 1
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err and "unexpected" not in err
+    assert not out.exists()
+
+
+def test_a_run_folder_stands_for_its_best_checkpoint(cifar_dir, tmp_path, capsys, trained_like):
+    from ghostmixnet.config import make_config
+
+    run = tmp_path / "run"
+    run.mkdir()
+    save_atomic({"model": trained_like().state_dict(), "config": make_config("paper", width=0.125,
+                 val_size=50).to_dict(), "epoch": 3}, run / "best.pt")
+    assert main(["eval", str(run), "--data-dir", str(cifar_dir)]) == 0
+    assert "best.pt: ghostmixnet (epoch 3)" in capsys.readouterr().out
+    assert main(["eval", str(tmp_path), "--data-dir", str(cifar_dir)]) == 1
+    assert "is a folder without best.pt" in capsys.readouterr().err
+
+
+def test_messages_give_only_advice_that_applies(tmp_path, capsys, trained_like, exploit_pickle):
+    from ghostmixnet.config import make_config
+
+    save_atomic({"model": trained_like().state_dict(), "config": make_config("paper", width=0.125).to_dict()},
+                tmp_path / "ck.pt")
+    assert main(["eval", str(tmp_path / "ck.pt"), "--data-dir", str(tmp_path / "nowhere")]) == 1
+    err = capsys.readouterr().err
+    assert "CIFAR-10 not found" in err and "--data-dir" in err and "pass --download" not in err
+    evil, _ = exploit_pickle
+    torch.save({"x": 1}, tmp_path / "plain.pt")  # a zip checkpoint around a hostile pickle
+    import zipfile
+
+    with zipfile.ZipFile(tmp_path / "plain.pt") as z:
+        names = z.namelist()
+        data = {n: z.read(n) for n in names}
+    pkl = next(n for n in names if n.endswith("data.pkl"))
+    data[pkl] = evil.read_bytes()
+    with zipfile.ZipFile(tmp_path / "evil.pt", "w") as z:
+        for n, b in data.items():
+            z.writestr(n, b)
+    assert main(["eval", str(tmp_path / "evil.pt")]) == 1
+    err = capsys.readouterr().err
+    assert "was refused" in err and "weights_only" not in err
+
+
+def test_bad_onnx_metadata_names_the_file(tmp_path, trained_like):
+    import onnx
+
+    from ghostmixnet.config import make_config
+    from ghostmixnet.export import ExportError, OnnxClassifier, export_onnx
+
+    path = export_onnx(trained_like(), make_config("paper", width=0.125), tmp_path / "m.onnx")
+    model = onnx.load(str(path))
+    for prop in model.metadata_props:
+        if prop.key == "ghostmixnet_config":
+            prop.value = '{"width": -3}'
+    onnx.save(model, str(path))
+    with pytest.raises(ExportError, match=r"m.onnx: its ghostmixnet_config metadata is invalid"):
+        OnnxClassifier(path).config()
+
+
+def test_help_shows_the_chosen_recipes_values_and_what_each_recipe_is(capsys):
+    with pytest.raises(SystemExit):
+        main(["train", "--recipe", "fast", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "Training epochs. [fast: 10]" in text and "trains 200 epochs" in text
+    assert "fast: short budgets" in text and "paper-nomix: the paper's recipe without Mixup/CutMix" in text
+
+
+def test_foreign_files_are_refused_within_a_memory_limit(tmp_path, trained_like):
+    """The same two files through the command line in a process limited to 2 GB of data: a clear line in
+    seconds, not an allocator error (the width-40 model alone would need about 19 GB)."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    from ghostmixnet.config import make_config
+
+    huge = tmp_path / "huge.pt"
+    save_atomic({"model": trained_like().state_dict(), "config": make_config("paper", width=40.0).to_dict()}, huge)
+    wide = trained_like()
+    wide.fc = torch.nn.Linear(wide.fc.in_features, 1000)
+    torch.onnx.export(wide.eval(), torch.zeros(1, 3, 32, 32), str(tmp_path / "wide.onnx"), dynamo=False)
+    script = ("import resource, sys; resource.setrlimit(resource.RLIMIT_DATA, (2 << 30, 2 << 30)); "
+              "from ghostmixnet.cli import main; sys.exit(main(sys.argv[1:]))")
+    for path, message in ((huge, "holds weights for a different model"), (tmp_path / "wide.onnx", "width 1000")):
+        started = time.perf_counter()
+        done = subprocess.run([sys.executable, "-c", script, "eval", str(path), "--data-dir", str(tmp_path)],
+                              capture_output=True, text=True, timeout=120,
+                              env={**os.environ, "OPENBLAS_NUM_THREADS": "1"})
+        assert done.returncode == 1 and message in done.stderr, done.stderr[-500:]
+        assert "alloc" not in done.stderr and time.perf_counter() - started < 60

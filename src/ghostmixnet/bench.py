@@ -149,8 +149,9 @@ def load_source(source: str) -> tuple[nn.Module | None, Path | None, str]:
         return build_model(source).eval(), None, f"{source} (width 1, random weights)"
     path = Path(source)
     if path.suffix.lower() == ".onnx":
-        if not path.is_file():
-            raise FileNotFoundError(f"ONNX file {path} does not exist")
+        from .export import OnnxClassifier
+
+        OnnxClassifier(path)  # refused here unless it is a readable model of 10 CIFAR-10 logits
         return None, path, str(path)
     if not path.exists():
         raise ValueError(f"{source!r} is neither a model name ({', '.join(ARCHITECTURES)}) nor an existing "

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from .config import TrainConfig
+from .data import CLASSES
 from .files import atomic_open
 from .models import build_model
 from .training import RunError
@@ -59,18 +60,28 @@ def unwrap(model: nn.Module) -> nn.Module:
     return model
 
 
-def load_checkpoint(path: Path) -> dict[str, Any]:
-    """Read a ghostmixnet checkpoint safely (``weights_only=True``) and check its shape."""
+def resolve_checkpoint(path: Path) -> Path:
+    """``path``, or the ``best.pt`` in it when it is a run folder; a clear error when neither exists."""
     path = Path(path)
+    if path.is_dir():
+        if (path / "best.pt").is_file():
+            return path / "best.pt"
+        raise CheckpointError(f"{path} is a folder without best.pt; name a checkpoint file (a run's best.pt)")
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist")
+    return path
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    """Read a ghostmixnet checkpoint safely (``weights_only=True``) and check its shape."""
+    path = resolve_checkpoint(path)
     verify_archive(path)
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as e:
+    except pickle.UnpicklingError:
         raise CheckpointError(
-            f"{path} was refused: it holds objects other than tensors and plain values, which could run code "
-            f"({str(e).splitlines()[0]}); only checkpoints written by ghostmixnet are accepted") from None
+            f"{path} was refused: it holds objects other than tensors and plain values, which could run code; "
+            "only checkpoints written by ghostmixnet are accepted") from None  # (never advise weights_only=False)
     except (RuntimeError, EOFError, OSError, ValueError) as e:
         raise CheckpointError(f"{path} is not a readable checkpoint (truncated or corrupt?): "
                               f"{str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
@@ -89,8 +100,18 @@ def config_of(ckpt: dict[str, Any], path: Path | str = "checkpoint") -> TrainCon
 
 
 def load_weights(model: nn.Module, state: dict[str, torch.Tensor], path: Path | str = "checkpoint") -> None:
-    """Load a state dict strictly; a mismatch is a :class:`CheckpointError` naming the differences."""
-    own = unwrap(model).state_dict()
+    """Load a state dict strictly; a mismatch, or a weight that is NaN or infinite, is a
+    :class:`CheckpointError` naming the file and the differences."""
+    check_fits(unwrap(model).state_dict(), state, path)
+    bad = [k for k, v in state.items() if torch.is_tensor(v) and v.is_floating_point() and not torch.isfinite(v).all()]
+    if bad:
+        raise CheckpointError(f"{path} holds NaN or infinite weights ({len(bad)} tensors, e.g. {bad[0]}): a model "
+                              "with them predicts nothing meaningful; use another checkpoint (a run's last.prev.pt?)")
+    unwrap(model).load_state_dict(state)
+
+
+def check_fits(own: dict[str, torch.Tensor], state: dict[str, Any], path: Path | str = "checkpoint") -> None:
+    """Refuse ``state`` unless it has exactly the tensors of ``own`` (names and shapes)."""
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
     wrong = [f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}" for k, v in own.items()
@@ -105,13 +126,22 @@ def load_weights(model: nn.Module, state: dict[str, torch.Tensor], path: Path | 
             parts.append(f"{len(wrong)} of another shape (e.g. {wrong[0]})")
         raise CheckpointError(f"{path} holds weights for a different model or class count: "
                               f"{'; '.join(parts)}")
-    unwrap(model).load_state_dict(state)
 
 
 def model_from_checkpoint(path: Path) -> tuple[nn.Module, TrainConfig, dict[str, Any]]:
     """Rebuild the model a checkpoint describes, with its weights, in eval mode on the CPU."""
     ckpt = load_checkpoint(path)
     cfg = config_of(ckpt, path)
+    if cfg.num_classes != len(CLASSES):
+        raise CheckpointError(f"{path}: its model has {cfg.num_classes} outputs but CIFAR-10 has {len(CLASSES)} "
+                              "classes; use a checkpoint of a CIFAR-10 model")
+    if not isinstance(ckpt.get("model"), dict):
+        raise CheckpointError(f"{path} holds no model weights")
+    # The config is a stranger's word: check it against the stored tensors on the meta device (no memory)
+    # before building the model for real, so a small file cannot make the tool allocate gigabytes.
+    with torch.device("meta"):
+        probe = build_model(cfg.model, num_classes=cfg.num_classes, width=cfg.width, dropout=cfg.dropout)
+    check_fits(probe.state_dict(), ckpt["model"], path)
     model = build_model(cfg.model, num_classes=cfg.num_classes, width=cfg.width, dropout=cfg.dropout)
     load_weights(model, ckpt["model"], path)
     return model.eval(), cfg, ckpt

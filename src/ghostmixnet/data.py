@@ -112,7 +112,8 @@ def find_cifar_folder(data_dir: Path, download: bool = False) -> Path:
         return download_cifar10(data_dir)
     raise DataError(
         f"CIFAR-10 not found: expected the official '{CIFAR_FOLDER}' folder (data_batch_1..5, test_batch) "
-        f"in {data_dir}; put it there or pass --download to fetch it"
+        f"in {data_dir}; put it there, or name the folder that holds it with --data-dir "
+        "(`ghostmixnet train --download` fetches it)"
     )
 
 
@@ -298,12 +299,30 @@ class DeviceBatches:
 
 def read_course_pickle(path: Path) -> np.ndarray:
     """The course's unlabeled test file: a pickled dict whose ``b'data'`` is uint8 (N, 32, 32, 3)."""
+    return read_course_file(path)[0]
+
+
+def read_course_file(path: Path) -> tuple[np.ndarray, list[Any] | None]:
+    """The course's test file's images (:func:`read_course_pickle`) and its ``ids`` (one per image, ints or
+    strings) when it has them, else None."""
     d = safe_unpickle(path)
-    images = _get(d, "data", path)
+    images = _course_images(_get(d, "data", path), path)
+    ids = next((d[k] for k in (b"ids", "ids") if k in d), None)
+    if ids is None:
+        return images, None
+    ids = list(ids.tolist() if isinstance(ids, np.ndarray) else ids) if isinstance(ids, (list, np.ndarray)) else None
+    if ids is None or len(ids) != len(images) or not all(isinstance(i, (int, str, bytes)) for i in ids):
+        raise DataError(f"{path}: 'ids' must be a list of one int or string per image ({len(images)})")
+    return images, [i.decode() if isinstance(i, bytes) else i for i in ids]
+
+
+def _course_images(images: Any, path: Path) -> np.ndarray:
     if not isinstance(images, np.ndarray) or images.dtype != np.uint8:
         raise DataError(f"{path}: 'data' must be a uint8 array, got {getattr(images, 'dtype', type(images).__name__)}")
     if images.ndim == 2 and images.shape[1] == 3072:  # the official batch layout, accepted too
         images = images.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
     if images.ndim != 4 or images.shape[1:] != (32, 32, 3):
         raise DataError(f"{path}: 'data' must have shape (N, 32, 32, 3), got {images.shape}")
+    if not len(images):
+        raise DataError(f"{path}: 'data' holds no images")
     return np.ascontiguousarray(images)

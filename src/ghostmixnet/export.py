@@ -72,7 +72,7 @@ class OnnxClassifier:
     def __init__(self, path: Path, threads: int | None = None) -> None:
         import onnxruntime as ort
 
-        path = Path(path)
+        path = self.path = Path(path)
         if not path.is_file():
             raise ExportError(f"ONNX file {path} does not exist")
         options = ort.SessionOptions()
@@ -84,11 +84,27 @@ class OnnxClassifier:
             raise ExportError(f"{path} is not a usable ONNX model: {str(e).splitlines()[0]}") from None
         self.input_name = self.session.get_inputs()[0].name
         self.metadata = dict(self.session.get_modelmeta().custom_metadata_map)
+        outputs = self.session.get_outputs()
+        width = outputs[0].shape[-1] if outputs and outputs[0].shape else None
+        if len(outputs) != 1 or (isinstance(width, int) and width != len(CLASSES)):
+            raise ExportError(f"{path}: the model gives {len(outputs)} output(s) of width {width}, not one of "
+                              f"{len(CLASSES)} CIFAR-10 logits; use a model exported by `ghostmixnet export`")
 
     def config(self) -> TrainConfig | None:
         """The training config stored at export, if the file was written by ghostmixnet."""
         raw = self.metadata.get("ghostmixnet_config")
-        return TrainConfig.from_dict(json.loads(raw)) if raw else None
+        try:
+            return TrainConfig.from_dict(json.loads(raw)) if raw else None
+        except (ValueError, TypeError) as e:
+            raise ExportError(f"{self.path}: its ghostmixnet_config metadata is invalid ({e})") from None
+
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        x = np.ascontiguousarray(images.detach().float().cpu().numpy())
+        logits = torch.from_numpy(self.session.run(None, {self.input_name: x})[0])
+        if logits.ndim != 2 or logits.shape[1] != len(CLASSES):  # a dynamic output width, checked when known
+            raise ExportError(f"{self.path}: the model gave logits of shape {tuple(logits.shape)}, not "
+                              f"(N, {len(CLASSES)})")
+        return logits
 
     def eval(self) -> OnnxClassifier:
         return self
@@ -96,9 +112,6 @@ class OnnxClassifier:
     def to(self, *_args: Any, **_kwargs: Any) -> OnnxClassifier:
         return self
 
-    def __call__(self, images: torch.Tensor) -> torch.Tensor:
-        x = np.ascontiguousarray(images.detach().float().cpu().numpy())
-        return torch.from_numpy(self.session.run(None, {self.input_name: x})[0])
 
 
 def compare(reference: nn.Module, candidate: Any, images: torch.Tensor) -> dict[str, float]:
@@ -116,7 +129,7 @@ def load_classifier(path: Path) -> tuple[Any, TrainConfig | None, dict[str, Any]
     if Path(path).suffix.lower() == ".onnx":
         clf = OnnxClassifier(path)
         return clf, clf.config(), {"epoch": "exported"}
-    return model_from_checkpoint(path)
+    return model_from_checkpoint(path)  # a run folder stands for its best.pt
 
 
 def verification_images(data_dir: Path, count: int) -> tuple[np.ndarray, str]:

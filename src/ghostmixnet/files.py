@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import tempfile
 from collections.abc import Iterable, Iterator
@@ -29,9 +30,20 @@ def atomic_open(path: Path, mode: str = "w", keep_previous: Path | None = None, 
             os.replace(path, keep_previous)
         os.replace(tmp, path)
         _fsync_dir(path.parent)
-    except BaseException:
+    except BaseException as e:
         Path(tmp).unlink(missing_ok=True)
+        if _disk_full(e):
+            kept = f"the previous {path.name} is intact" if path.exists() else "nothing was written"
+            raise OSError(errno.ENOSPC, f"no space left on the disk holding {path.parent} to write {path.name}; "
+                                        f"{kept}: free some space and try again") from None
         raise
+
+
+def _disk_full(error: BaseException) -> bool:
+    """Whether a failed write ran out of disk space: ENOSPC, or PyTorch's zip writer's own words for it."""
+    if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    return isinstance(error, RuntimeError) and "write failed" in str(error)
 
 
 def check_output(out: Path, inputs: Iterable[Path], flag: str = "--out") -> None:

@@ -137,6 +137,12 @@ def train(cfg: TrainConfig, data_dir: Path, out_dir: Path, *, device: str = "aut
     """
     if checkpoint_every < 0:
         raise ValueError(f"--checkpoint-every must not be negative, got {checkpoint_every}")
+    if log_every < 1:
+        raise ValueError(f"--log-every must be at least 1, got {log_every}")
+    if stop_after is not None and stop_after < 1:
+        raise ValueError(f"--stop-after must be at least 1 epoch, got {stop_after}")
+    if time_limit is not None and not time_limit > 0:
+        raise ValueError(f"--time-limit must be a positive number of minutes, got {time_limit / 60:g}")
     env = init_distributed(device)
     try:
         with stop_requests() as stop:
