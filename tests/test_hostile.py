@@ -448,3 +448,18 @@ def test_foreign_files_are_refused_within_a_memory_limit(tmp_path, trained_like)
                               env={**os.environ, "OPENBLAS_NUM_THREADS": "1"})
         assert done.returncode == 1 and message in done.stderr, done.stderr[-500:]
         assert "alloc" not in done.stderr and time.perf_counter() - started < 60
+
+
+@FUZZ
+@given(st.integers(1, 8), st.integers(1, 8), st.data())
+def test_16_bit_and_float_pixels_are_scaled_not_clipped(height, width, data):
+    from PIL import Image
+
+    from ghostmixnet.predict import to_8bit
+
+    raw = np.array(data.draw(st.lists(st.integers(0, 65535), min_size=height * width, max_size=height * width)),
+                   dtype=np.uint16).reshape(height, width)
+    scaled = np.asarray(to_8bit(Image.fromarray(raw)))
+    assert scaled.dtype == np.uint8 and np.array_equal(scaled, np.rint(raw / 257.0).astype(np.uint8))
+    unit = (raw / 65535.0).astype(np.float32)
+    assert np.abs(np.asarray(to_8bit(Image.fromarray(unit, mode="F"))).astype(int) - np.rint(unit * 255)).max() <= 1
