@@ -106,7 +106,21 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     _info_parser(sub, common)
     _seeds_parser(sub, common, recipe)
     _ablation_parser(sub, common)
+    _serve_parser(sub, common)
     return parser
+
+
+def _serve_parser(sub: Any, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser("serve", parents=[common], help="a classification service and web page (extra: serve)",
+                       description="Serve a model over HTTP: POST /predict (multipart images), GET /health, "
+                                   "GET /model, a web page at / and the API's documentation at /docs. Needs "
+                                   "pip install 'ghostmixnet[serve]'.")
+    p.add_argument("model", type=Path, metavar="MODEL", help="a checkpoint, a run folder or an ONNX file")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind [127.0.0.1: this machine only]")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--max-upload-mb", type=float, default=20.0, help="request size limit [20]")
+    p.add_argument("--max-files", type=int, default=32, help="images per request [32]")
 
 
 def _train_parser(sub: Any, common: argparse.ArgumentParser, recipe: str = "paper") -> None:
@@ -387,7 +401,15 @@ def cmd_ablation(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"train": cmd_train, "eval": cmd_eval, "predict": cmd_predict, "export": cmd_export,
+def cmd_serve(args: argparse.Namespace) -> int:
+    from .serve import Limits, serve
+
+    serve(args.model, args.host, args.port, args.device,
+          Limits(max_bytes=int(args.max_upload_mb * 2**20), max_files=args.max_files))
+    return 0
+
+
+COMMANDS = {"serve": cmd_serve, "train": cmd_train, "eval": cmd_eval, "predict": cmd_predict, "export": cmd_export,
             "quantize": cmd_quantize, "bench": cmd_bench, "info": cmd_info, "ablation": cmd_ablation,
             "seeds": cmd_seeds}
 
