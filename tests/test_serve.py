@@ -107,3 +107,19 @@ def test_bad_uploads_get_a_json_error_and_the_server_stays_up(served, case, stat
     assert response.status_code == status and message in response.json()["error"], response.text
     assert c.get("/health").status_code == 200
     assert c.post("/predict", files=[good]).status_code == 200
+
+
+def test_an_onnx_model_is_served_too(served, tmp_path):
+    import torch
+
+    from ghostmixnet.export import export_onnx
+    from ghostmixnet.models import build_model
+
+    torch.manual_seed(0)
+    path = export_onnx(build_model("ghostmixnet", width=0.125).eval(), make_config("paper", width=0.125),
+                       tmp_path / "m.onnx")
+    onnx_served = load_served_model(path, torch.device("cpu"))
+    c = client(onnx_served)
+    assert c.get("/model").json()["format"] == "onnx"
+    answer = c.post("/predict", files=[("files", ("a.png", png(), "image/png"))]).json()
+    assert answer["model"] == "ghostmixnet (m.onnx)" and len(answer["results"][0]["top"]) == 5
