@@ -42,7 +42,8 @@ from ghostmixnet import __version__
 from ghostmixnet.bench import time_calls
 from ghostmixnet.config import REFERENCE_COMPUTE, TrainConfig, make_config
 from ghostmixnet.data import load_cifar10
-from ghostmixnet.engine import AUTOCAST_DTYPES, evaluate, resolve_device
+from ghostmixnet.engine import autocast, evaluate, resolve_device
+from ghostmixnet.files import write_text_atomic
 from ghostmixnet.models import build_model
 from ghostmixnet.throughput import synchronize, training_throughput
 from ghostmixnet.trainer import train
@@ -172,8 +173,7 @@ def inference_section(args: argparse.Namespace, device: torch.device) -> dict[st
             name = f"{'compiled' if compiled else 'eager'}-{precision}"
             try:
                 def call(x: torch.Tensor, runner: Any = runner, precision: str = precision) -> None:
-                    with torch.no_grad(), torch.autocast(device.type, AUTOCAST_DTYPES["bf16"],
-                                                         enabled=precision == "bf16"):
+                    with torch.no_grad(), autocast(device, precision):
                         runner(x)
                     synchronize(device)
 
@@ -283,11 +283,8 @@ def _epochs(args: argparse.Namespace, device: torch.device, budget: Budget, run_
 def write_report(out: Path, report: dict[str, Any]) -> None:
     """``report.json`` and ``report.md`` (written whole each time, replacing the previous ones)."""
     out.mkdir(parents=True, exist_ok=True)
-    for name, text in (("report.json", json.dumps(report, indent=2, default=str) + "\n"),
-                       ("report.md", markdown(report))):
-        tmp = out / (name + ".tmp")
-        tmp.write_text(text)
-        os.replace(tmp, out / name)
+    write_text_atomic(out / "report.json", json.dumps(report, indent=2, default=str) + "\n")
+    write_text_atomic(out / "report.md", markdown(report))
 
 
 def markdown(report: dict[str, Any]) -> str:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from .files import write_text_atomic
 from .models import ARCHITECTURES
 
 AUGMENTATIONS = ("paper", "basic", "none")
@@ -192,8 +193,8 @@ class TrainConfig:
         return cls(**data)
 
     def save(self, path: Path) -> None:
-        """Write as indented JSON."""
-        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+        """Write as indented JSON, atomically."""
+        write_text_atomic(Path(path), json.dumps(self.to_dict(), indent=2) + "\n")
 
     @classmethod
     def load(cls, path: Path) -> TrainConfig:

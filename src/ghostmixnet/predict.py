@@ -10,7 +10,7 @@ from __future__ import annotations
 import csv
 import os
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -166,7 +166,7 @@ def predict_inputs(model: Any, inputs: Sequence[Path], device: torch.device, out
     if len(inputs) == 1 and is_pickle(inputs[0]):
         return _predict_course(model, Path(inputs[0]), device, out or Path("submission.csv"), batch_size, tta, echo)
     done = 0
-    with atomic_open(out, newline="") if out is not None else _no_file() as handle:
+    with atomic_open(out, newline="") if out is not None else nullcontext() as handle:
         writer = csv.writer(handle, lineterminator="\n") if handle else None
         if writer:
             writer.writerow(["file", "label", "probability"] + (["error"] if skip_bad else []))
@@ -215,8 +215,3 @@ def _report_images(infos: list[ImageInput], labels: torch.Tensor, conf: torch.Te
              f"{info.original_size[0]}x{info.original_size[1]} {info.mode}")
         if writer:
             writer.writerow([str(info.path), name, f"{float(p):.6f}"] + ([""] if with_errors else []))
-
-
-@contextmanager
-def _no_file() -> Iterator[None]:
-    yield None

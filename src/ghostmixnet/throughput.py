@@ -111,7 +111,7 @@ def training_throughput(cfg: TrainConfig, data: ArraySet, steps: int, warmup: in
     sampler = ResumableSampler(len(data), seed=cfg.seed)
     sampler.set_epoch(0)
     phases = StepPhases(device)  # marks count only after its first begin(), in the last phase_steps steps
-    batches = epoch_batches(t, build_loader(t, data, sampler, cfg.batch_size, drop_last=True), 0, 1,
+    batches = epoch_batches(t, build_loader(t, data, sampler, cfg.batch_size), 0, 1,
                             mark=lambda phase: phases.mark(phase) if phases.steps else None)
     env, totals = DistEnv(0, 1, 0, device), new_totals()
     control = EpochControl(steps_per_epoch=len(data) // cfg.batch_size + 1, sync_every=10**9)

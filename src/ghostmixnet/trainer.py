@@ -296,7 +296,7 @@ class Run:
         cfg, env, t, splits = self.cfg, self.env, self.t, self.splits
         dev, precision = t.compute.device, t.compute.precision
         if env.is_main:
-            write_text_atomic(self.out_dir / "config.json", json.dumps(cfg.to_dict(), indent=2) + "\n")
+            cfg.save(self.out_dir / "config.json")
             write_text_atomic(self.out_dir / "run.json", json.dumps({
                 "ghostmixnet": __version__, "torch": torch.__version__, "python": platform.python_version(),
                 "machine": platform.machine(), "cpu_capability": torch.backends.cpu.get_cpu_capability(),

@@ -105,14 +105,14 @@ def build_training(cfg: TrainConfig, device: torch.device, steps_per_epoch: int,
                     resolve_augment_chunk(cfg.augment_chunk, device))
 
 
-def build_loader(t: Training, data: ArraySet, sampler: ResumableSampler, batch_size: int,
-                 drop_last: bool = False) -> Iterable[tuple[torch.Tensor, torch.Tensor]]:
+def build_loader(t: Training, data: ArraySet, sampler: ResumableSampler,
+                 batch_size: int) -> Iterable[tuple[torch.Tensor, torch.Tensor]]:
     """Raw batches in ``sampler``'s order: uint8 batches gathered on the device from the training set held
     there (batched augmentation), or augmented batches from DataLoader workers (``torchvision``)."""
     if t.pipeline is not None:
         return DeviceBatches(data, sampler, batch_size, t.compute.device)
     return DataLoader(ImageDataset(data, train_transform(t.cfg.augment)), batch_size=batch_size, sampler=sampler,
-                      drop_last=drop_last, num_workers=t.cfg.num_workers, pin_memory=t.compute.device.type == "cuda")
+                      num_workers=t.cfg.num_workers, pin_memory=t.compute.device.type == "cuda")
 
 
 def epoch_batches(t: Training, loader: Iterable[Any], epoch: int, first_step: int, rank: int = 0,
