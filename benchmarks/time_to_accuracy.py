@@ -6,15 +6,19 @@ bf16 where the hardware has it natively, torch.compile) for the same budget of t
 chose, once, on the 10,000 CIFAR-10 test images.
 
 - fast: a one-cycle schedule needs its length up front, so the number of epochs that fits the budget
-  is measured first (a short timed run) and saved in OUT/calibration.json; later invocations reuse it,
-  so seeds added later train exactly as many epochs. The time limit still applies as a guard.
+  is measured first (a short timed run, as `ghostmixnet train --time-budget` does) and saved in
+  OUT/fast-Mmin/calibration.json; later invocations reuse it, so seeds added later train exactly as
+  many epochs. The time limit still applies as a guard.
 - paper: the paper's 200-epoch recipe, stopped when the budget runs out.
 
-Runs are resumable folders (OUT/fast/seed-N, OUT/paper/seed-N); finished ones are read back, so seeds
-can be added or the paper run made in a later invocation. The last line is the headline figure:
-the mean test accuracy of the fast recipe over its seeds (of the paper recipe when the fast one is left out).
+Runs are resumable folders (OUT/fast-Mmin/seed-N, OUT/paper-Mmin/seed-N for a budget of M minutes);
+finished ones are read back, so seeds, budgets or the paper run can be added in later invocations.
+OUT/budgets.md tabulates the fast recipe at every budget run so far. The last line is the headline
+figure: the mean test accuracy of the fast recipe over its seeds at this invocation's budget (of the
+paper recipe when the fast one is left out).
 
-    python benchmarks/time_to_accuracy.py --data-dir ../shared/data --minutes 60 --seeds 0,1
+    python benchmarks/time_to_accuracy.py --data-dir ../shared/data --minutes 60 --seeds 0,1 --paper-seeds ''
+    python benchmarks/time_to_accuracy.py --data-dir ../shared/data --minutes 150 --seeds 0 --paper-seeds ''
     python benchmarks/time_to_accuracy.py --data-dir ../shared/data --minutes 3 --train-subset 5000  # quick
 """
 
@@ -22,24 +26,24 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 from pathlib import Path
 
-import numpy as np
-
+from ghostmixnet.budget import MARGIN, plan_budget
 from ghostmixnet.config import make_config
 from ghostmixnet.data import load_cifar10
+from ghostmixnet.engine import resolve_device
 from ghostmixnet.seeds import run_seeds, seeds_markdown
-from ghostmixnet.throughput import training_throughput
 
 
 def seeds_arg(text: str) -> list[int]:
     return [int(s) for s in text.split(",") if s.strip()]
 
 
-def calibrate(args: argparse.Namespace, common: dict) -> dict:
-    """The epochs of the fast recipe that fit the budget, from a short timed run of its training step."""
-    path = args.out / "calibration.json"
+def calibrate(args: argparse.Namespace, common: dict, out: Path) -> dict:
+    """The epochs of the fast recipe that fit the budget, from a short timed run of its training step
+    (:func:`ghostmixnet.budget.plan_budget`, what `ghostmixnet train --time-budget` does), saved in
+    ``out/calibration.json`` and read back by later invocations, so seeds added later train as many epochs."""
+    path = out / "calibration.json"
     if path.is_file():
         saved = json.loads(path.read_text())
         if saved["minutes"] == args.minutes and saved["train_subset"] == args.train_subset:
@@ -47,21 +51,30 @@ def calibrate(args: argparse.Namespace, common: dict) -> dict:
             return saved
     cfg = make_config("fast", **common)
     data = load_cifar10(args.data_dir, train=True)
-    needed = (args.calibration_steps + 3) * cfg.batch_size
-    measured = training_throughput(cfg, data.subset(np.arange(min(needed, len(data)))), args.calibration_steps)
-    train_images = min(args.train_subset or len(data), len(data) - cfg.val_size)
-    # Compilation happens twice in a run (the full batches, then the epoch's last, partial one); the
-    # rest of the budget goes to steps at the measured rate, with a small margin.
-    seconds_for_steps = 60 * args.minutes - 2 * measured.warmup_seconds
-    epochs = max(1, math.floor(args.margin * seconds_for_steps * measured.images_per_s / train_images))
-    saved = {"minutes": args.minutes, "train_subset": args.train_subset, "images_per_s": measured.images_per_s,
-             "compile_seconds": measured.warmup_seconds, "precision": measured.precision,
-             "train_images": train_images, "epochs": epochs}
-    args.out.mkdir(parents=True, exist_ok=True)
+    plan = plan_budget(cfg, data, args.minutes, resolve_device(args.device), args.calibration_steps, args.margin)
+    saved = {**plan.to_dict(), "train_subset": args.train_subset}
+    out.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(saved, indent=2) + "\n")
-    print(f"calibration: {measured.images_per_s:.1f} images/s ({measured.precision}), first steps "
-          f"{measured.warmup_seconds:.0f} s -> {epochs} epochs of {train_images:,} images fit {args.minutes:g} min")
+    print(f"calibration: {plan.describe()}")
     return saved
+
+
+def budget_table(out: Path) -> str:
+    """One row per budget folder under ``out`` that has finished seeds of the fast recipe."""
+    rows = []
+    for folder in out.glob("fast-*min"):
+        summary = folder / "seeds.json"
+        if summary.is_file():
+            result, plan = json.loads(summary.read_text()), json.loads((folder / "calibration.json").read_text())
+            rows.append((plan["minutes"], plan, result))
+    lines = ["| budget | epochs | images/s (calibration) | seeds | val acc. | test acc. |",
+             "|---:|---:|---:|---:|---:|---:|"]
+    for minutes, plan, r in sorted(rows, key=lambda row: row[0]):
+        n = len(r["runs"])
+        lines.append(f"| {minutes:g} min | {plan['epochs']} | {plan['images_per_s']:.1f} | {n} | "
+                     f"{100 * r['val_mean']:.2f} ± {100 * r['val_std']:.2f}% | "
+                     f"{100 * r['test_mean']:.2f} ± {100 * r['test_std']:.2f}% |")
+    return "\n".join(lines) + "\n"
 
 
 def main() -> None:
@@ -75,7 +88,8 @@ def main() -> None:
     parser.add_argument("--train-subset", type=int, default=None, help="train on this many images (quick runs)")
     parser.add_argument("--epochs", type=int, default=None, help="fast recipe epochs, instead of calibrating")
     parser.add_argument("--calibration-steps", type=int, default=30, help="timed steps of the calibration [30]")
-    parser.add_argument("--margin", type=float, default=0.95, help="share of the budget the steps may fill [0.95]")
+    parser.add_argument("--margin", type=float, default=MARGIN,
+                        help=f"share of the budget the steps may fill [{MARGIN}]")
     parser.add_argument("--out", type=Path, default=Path("runs/time-to-accuracy"), help="parent folder of the runs")
     parser.add_argument("--device", default="auto")
     args = parser.parse_args()
@@ -85,12 +99,16 @@ def main() -> None:
     limit = 60 * args.minutes
     fast = paper = None
     if args.seeds:
-        epochs = args.epochs or calibrate(args, common)["epochs"]
-        fast = run_seeds("fast", args.seeds, args.data_dir, args.out / "fast", {**common, "epochs": epochs},
+        out = args.out / f"fast-{args.minutes:g}min"
+        epochs = args.epochs or calibrate(args, common, out)["epochs"]
+        fast = run_seeds("fast", args.seeds, args.data_dir, out, {**common, "epochs": epochs},
                          args.device, time_limit=limit)
         print(f"\nfast recipe, {epochs} epochs, {args.minutes:g} min budget:\n{seeds_markdown(fast)}")
+        table = budget_table(args.out)
+        (args.out / "budgets.md").write_text(table)
+        print(f"fast recipe at every budget run so far ({args.out / 'budgets.md'}):\n{table}")
     if args.paper_seeds:
-        paper = run_seeds("paper", args.paper_seeds, args.data_dir, args.out / "paper", common,
+        paper = run_seeds("paper", args.paper_seeds, args.data_dir, args.out / f"paper-{args.minutes:g}min", common,
                           args.device, time_limit=limit)
         print(f"paper recipe, stopped at {args.minutes:g} min:\n{seeds_markdown(paper)}")
     if fast is not None:

@@ -151,3 +151,78 @@ def test_compile_mode_auto_uses_cuda_graphs_for_one_process_on_a_gpu():
     assert resolve_compile_mode("auto", torch.device("cuda"), distributed=True) == "default"
     assert resolve_compile_mode("auto", torch.device("cpu")) == "default"
     assert resolve_compile_mode("max-autotune", torch.device("cpu")) == "max-autotune"
+
+
+def test_shifted_tta_averages_six_views():
+    from ghostmixnet.engine import tta_views
+
+    x = torch.arange(2 * 3 * 8 * 8, dtype=torch.float32).view(2, 3, 8, 8)
+    views = tta_views(x, 2)
+    assert len(views) == 6 and all(v.shape == x.shape for v in views)
+    assert torch.equal(views[0], x) and torch.equal(views[3], x.flip(3))
+    assert torch.equal(views[1][..., 2:, 2:], x[..., :-2, :-2])  # moved down-right by 2
+    assert torch.equal(views[2][..., :-2, :-2], x[..., 2:, 2:])  # moved up-left by 2
+    assert len(tta_views(x, 0)) == 2
+    torch.manual_seed(0)
+    model = build_model("ghostmixnet", width=0.125).eval()
+    images = np.random.default_rng(0).integers(0, 256, (4, 32, 32, 3), dtype=np.uint8)
+    cpu = torch.device("cpu")
+    shifted = predict_logits(model, images, cpu, tta=True, tta_shift=1)
+    assert not torch.allclose(shifted, predict_logits(model, images, cpu, tta=True), atol=1e-4)
+    assert torch.equal(predict_logits(model, images, cpu, tta=False, tta_shift=1), predict_logits(model, images, cpu))
+
+
+def test_parameter_groups_keep_weight_decay_off_norms_and_biases():
+    from ghostmixnet.config import make_config
+    from ghostmixnet.engine import build_optimizer, parameter_groups
+
+    model = build_model("ghostmixnet", width=0.125)
+    decayed, free = parameter_groups(model, 0.05, decay_norm_and_bias=False)
+    names = {id(p): n for n, p in model.named_parameters()}
+    free_names = {names[id(p)] for p in free["params"]}
+    assert free["weight_decay"] == 0.0 and decayed["weight_decay"] == 0.05
+    assert "fc.bias" in free_names and "stem.1.weight" in free_names and "stem.1.bias" in free_names
+    assert {names[id(p)] for p in decayed["params"]} == {n for n, p in model.named_parameters() if p.ndim > 1}
+    assert "fc.weight" in {names[id(p)] for p in decayed["params"]}
+    assert len(decayed["params"]) + len(free["params"]) == len(list(model.parameters()))
+    # one group (the paper's AdamW, unchanged) unless asked
+    assert len(parameter_groups(model, 0.05)) == 1
+    paper = build_optimizer(model, make_config("paper"), torch.device("cpu"))
+    assert isinstance(paper, torch.optim.AdamW) and len(paper.param_groups) == 1
+    assert paper.param_groups[0]["weight_decay"] == 1e-3 and paper.param_groups[0]["betas"] == (0.9, 0.999)
+    sgd = build_optimizer(model, make_config("fast", optimizer="sgd", lr=0.1, decay_norm_and_bias=False),
+                          torch.device("cpu"))
+    assert isinstance(sgd, torch.optim.SGD) and sgd.param_groups[0]["nesterov"]
+    assert sgd.param_groups[1]["weight_decay"] == 0
+
+
+def test_weight_decay_does_not_move_an_excluded_parameter():
+    from ghostmixnet.config import make_config
+    from ghostmixnet.engine import build_optimizer
+
+    model = nn.Sequential(nn.Linear(3, 3), nn.BatchNorm1d(3))
+    optimizer = build_optimizer(model, make_config("fast", lr=0.1, weight_decay=0.5, decay_norm_and_bias=False),
+                                torch.device("cpu"))
+    for p in model.parameters():
+        p.grad = torch.zeros_like(p)  # no gradient: only weight decay could move a parameter
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    optimizer.step()
+    after = model.state_dict()
+    assert not torch.equal(before["0.weight"], after["0.weight"])
+    assert all(torch.equal(before[k], after[k]) for k in ("0.bias", "1.weight", "1.bias"))
+
+
+def test_compiled_ghost_module_has_finite_bf16_gradients_on_the_cpu():
+    # torch.compile's 512-bit CPU kernels gave this module non-finite gradients under bf16 autocast (a NaN
+    # loss from the second training step); compile_model holds the generated code to 256-bit vectors.
+    from ghostmixnet.engine import compile_model
+    from ghostmixnet.layers import GhostModule
+
+    torch._dynamo.reset()
+    torch.manual_seed(0)
+    module = GhostModule(64, 64, relu=True)
+    x = torch.randn(16, 64, 8, 8, requires_grad=True)
+    with torch.autocast("cpu", torch.bfloat16):
+        out = compile_model(module, "default", torch.device("cpu"))(x)
+    out.float().square().mean().backward()
+    assert torch.isfinite(x.grad).all() and all(torch.isfinite(p.grad).all() for p in module.parameters())

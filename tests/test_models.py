@@ -53,3 +53,22 @@ def test_width_shrinks_model():
 def test_bad_builder_arguments(kwargs, message):
     with pytest.raises(ValueError, match=message):
         build_model(**kwargs)
+
+
+@pytest.mark.parametrize("name", ["ghostmixnet", "resnet", "resnet-se"])
+def test_zero_init_residual_makes_every_block_its_shortcut(name):
+    from ghostmixnet.models import zero_init_residuals
+
+    torch.manual_seed(0)
+    model = zero_init_residuals(build_model(name, width=0.125)).eval()
+    blocks = [m for m in model.modules() if hasattr(m, "zero_init_last")]
+    assert len(blocks) == sum(len(stage) for stage in model.stages)
+    zeroed = {n for n, p in model.named_parameters() if n.endswith("weight") and not p.abs().sum()}
+    last_bn = "bn2.weight" if name == "ghostmixnet" else "conv2.1.weight"
+    assert zeroed == {f"stages.{i}.{j}.{last_bn}" for i, stage in enumerate(model.stages) for j in range(len(stage))}
+    block = model.stages[0][0]  # stride 1 and as many channels as the stem: an identity shortcut
+    assert isinstance(block.shortcut, nn.Identity)
+    x = torch.randn(2, model.stem[0].out_channels, 32, 32)
+    assert torch.allclose(block(x), torch.relu(x))  # the branch adds nothing: relu(x + 0)
+    torch.manual_seed(0)
+    assert torch.equal(build_model(name, width=0.125).state_dict()["fc.weight"], model.state_dict()["fc.weight"])

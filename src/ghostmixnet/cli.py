@@ -18,6 +18,7 @@ from .config import (
     AUGMENT_BACKENDS,
     AUGMENTATIONS,
     COMPILE_MODES,
+    OPTIMIZERS,
     PRECISIONS,
     RECIPE_NOTES,
     RECIPES,
@@ -37,7 +38,7 @@ ABLATION_BUDGET = {"epochs", "batch_size", "train_subset", "val_size", "split_se
                    "augment_chunk"}
 CHOICES = {"model": list(ARCHITECTURES), "augment": list(AUGMENTATIONS), "precision": list(PRECISIONS),
            "augment_backend": list(AUGMENT_BACKENDS), "schedule": list(SCHEDULES),
-           "compile_mode": list(COMPILE_MODES)}
+           "compile_mode": list(COMPILE_MODES), "optimizer": list(OPTIMIZERS)}
 
 
 def _field_type(field: dataclasses.Field) -> type:
@@ -145,6 +146,9 @@ def _train_parser(sub: Any, common: argparse.ArgumentParser, recipe: str = "pape
     p.add_argument("--time-limit", type=float, default=None, metavar="MINUTES",
                    help="stop once training (validation excluded) has taken this long, saving the run, and report "
                         "the test accuracy of the best checkpoint so far")
+    p.add_argument("--time-budget", type=float, default=None, metavar="MINUTES",
+                   help="size the run to this much training time: time a few steps here, train the epochs that fit "
+                        "(instead of --epochs) and stop at the budget should the machine slow down")
     add_config_flags(p, recipe=recipe)
 
 
@@ -263,6 +267,23 @@ def _ablation_parser(sub: Any, common: argparse.ArgumentParser) -> None:
     add_config_flags(p, only=ABLATION_BUDGET)
 
 
+def _budget(cfg: TrainConfig, args: argparse.Namespace, overrides: dict[str, Any], data_dir: Path) -> TrainConfig:
+    """``cfg`` sized to ``--time-budget`` on this machine."""
+    from .budget import budget_config
+
+    if args.resume is not None:
+        raise ValueError("--time-budget sizes a new run; a resumed run keeps its epochs (drop --time-budget)")
+    if "epochs" in overrides:
+        raise ValueError("--time-budget chooses the number of epochs; give --epochs or --time-budget, not both")
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise ValueError("--time-budget times one process; under torchrun give --epochs")
+    if args.time_budget <= 0:
+        raise ValueError(f"--time-budget must be positive minutes, got {args.time_budget}")
+    cfg, plan = budget_config(cfg, data_dir, args.time_budget, args.device, args.download)
+    print(f"time budget: {plan.describe()}", flush=True)
+    return cfg
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from .trainer import resume_config, train
 
@@ -277,10 +298,13 @@ def cmd_train(args: argparse.Namespace) -> int:
         cfg = make_config(args.recipe or "paper", **overrides)
         data_dir = args.data_dir or Path("data")
         out = args.out or Path("runs") / f"{cfg.model}-{cfg.recipe}-{time.strftime('%Y%m%d-%H%M%S')}"
+    time_limit = args.time_limit
+    if args.time_budget is not None:
+        cfg = _budget(cfg, args, overrides, data_dir)
+        time_limit = time_limit or args.time_budget
     summary = train(cfg, data_dir, out, device=args.device, resume=args.resume is not None,
                     download=args.download, stop_after=args.stop_after, log_every=args.log_every,
-                    checkpoint_every=args.checkpoint_every,
-                    time_limit=None if args.time_limit is None else 60 * args.time_limit)
+                    checkpoint_every=args.checkpoint_every, time_limit=None if time_limit is None else 60 * time_limit)
     if summary.get("signal"):
         return 128 + summary["signal"]  # the shell's convention for "ended by this signal", so schedulers requeue
     if os.environ.get("RANK", "0") == "0":
@@ -304,7 +328,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     data = splits.test if args.split == "test" else splits.val
     device = resolve_device(args.device)
     tta = cfg.tta if args.tta is None else args.tta
-    result = evaluate(model.to(device), data.images, data.labels, device, batch_size=args.batch_size, tta=tta)
+    result = evaluate(model.to(device), data.images, data.labels, device, batch_size=args.batch_size, tta=tta,
+                      tta_shift=cfg.tta_shift)
     write_evaluation(result, args.checkpoint, cfg, ckpt.get("epoch", "?"), args.split, len(data), tta,
                      args.out or args.checkpoint.parent)
     return 0

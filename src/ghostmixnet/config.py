@@ -20,6 +20,7 @@ AUGMENTATIONS = ("paper", "basic", "none")
 PRECISIONS = ("fp32", "bf16", "fp16", "auto")
 AUGMENT_BACKENDS = ("torchvision", "batched")
 SCHEDULES = ("restarts", "onecycle")
+OPTIMIZERS = ("adamw", "sgd")
 COMPILE_MODES = ("auto", "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
 
@@ -43,14 +44,25 @@ class TrainConfig:
     batch_size: int = 128
     """Images per optimizer step across all processes (the global batch); with N processes each takes
     batch_size / N, so the learning rate stays right as N changes. The last, partial batch is kept."""
+    optimizer: str = "adamw"
+    """``adamw`` (decoupled weight decay, the paper's) or ``sgd`` (Nesterov momentum ``momentum``, weight decay
+    added to the gradient)."""
     lr: float = 1e-3
-    """AdamW peak learning rate."""
+    """Peak learning rate."""
     beta1: float = 0.9
     """AdamW beta1."""
     beta2: float = 0.999
     """AdamW beta2."""
+    momentum: float = 0.9
+    """SGD: Nesterov momentum."""
     weight_decay: float = 1e-3
-    """AdamW decoupled weight decay."""
+    """Weight decay (decoupled for AdamW, L2 on the gradient for SGD)."""
+    decay_norm_and_bias: bool = True
+    """Apply weight decay to BatchNorm scales and shifts and to biases too; False decays only the
+    convolution and linear weights (the scales of normalised layers gain nothing from shrinking)."""
+    zero_init_residual: bool = False
+    """Start the last BatchNorm scale of every residual branch at zero, so each block begins as its
+    shortcut and the network trains as a shallower one first."""
     restart_epochs: int = 50
     """Cosine warm restarts: epochs in the first cycle (T_0)."""
     restart_mult: int = 1
@@ -67,6 +79,9 @@ class TrainConfig:
     step; 0 keeps none. With one, validation scores both and keeps the better as ``best.pt``."""
     tta: bool = False
     """Evaluate (validation and test) on each image and its mirror image, averaging the logits."""
+    tta_shift: int = 0
+    """With ``tta``: also average the views shifted by this many pixels diagonally both ways (and
+    their mirrors: six views in all); 0 keeps the two mirror views."""
     val_every: int = 1
     """Validate every this many epochs, and always after the last (validation costs time short runs lack)."""
     label_smoothing: float = 0.1
@@ -140,6 +155,10 @@ class TrainConfig:
                             f"{', '.join(AUGMENT_BACKENDS)}")
         if self.compile_mode not in COMPILE_MODES:
             problems.append(f"compile_mode {self.compile_mode!r} is unknown; choose one of: {', '.join(COMPILE_MODES)}")
+        if self.optimizer not in OPTIMIZERS:
+            problems.append(f"optimizer {self.optimizer!r} is unknown; choose one of: {', '.join(OPTIMIZERS)}")
+        if not 0 <= self.tta_shift <= 8:
+            problems.append(f"tta_shift must be in [0, 8] pixels, got {self.tta_shift}")
         if self.schedule not in SCHEDULES:
             problems.append(f"schedule {self.schedule!r} is unknown; choose one of: {', '.join(SCHEDULES)}")
         if not 0.0 <= self.warmup < 1.0:
@@ -157,7 +176,7 @@ class TrainConfig:
                     "restart_epochs": self.restart_epochs, "restart_mult": self.restart_mult,
                     "num_classes": self.num_classes}
         problems += [f"{k} must be positive, got {v}" for k, v in positive.items() if not v > 0]
-        unit = {"dropout": self.dropout, "beta1": self.beta1, "beta2": self.beta2,
+        unit = {"dropout": self.dropout, "beta1": self.beta1, "beta2": self.beta2, "momentum": self.momentum,
                 "label_smoothing": self.label_smoothing, "mix_prob": self.mix_prob, "mixup_share": self.mixup_share}
         problems += [f"{k} must be in [0, 1], got {v}" for k, v in unit.items() if not 0.0 <= v <= 1.0]
         if self.dropout >= 1.0:
@@ -210,10 +229,11 @@ RECIPES: dict[str, dict[str, Any]] = {
     # The paper's first table row: random crop and flip only, no mixing.
     "basic": {"augment": "basic", "mix_prob": 0.0},
     # Short budgets (about ten epochs): light augmentation, no mixing, one cycle of the learning rate,
-    # a weight average and mirror test-time augmentation (on the default, fast, compute path as every recipe).
+    # a weight average, and test-time augmentation over mirrored and 1-pixel-shifted views (on the
+    # default, fast, compute path as every recipe). docs/recipe-search.md has every variant screened.
     "fast": {"epochs": 10, "batch_size": 128, "lr": 2e-3, "weight_decay": 5e-2, "schedule": "onecycle",
              "warmup": 0.2, "augment": "basic", "mix_prob": 0.0, "ema_decay": 0.99,
-             "tta": True, "val_every": 4},
+             "tta": True, "tta_shift": 1, "val_every": 4},
 }
 
 # One line per recipe, for --help.
@@ -222,7 +242,8 @@ RECIPE_NOTES: dict[str, str] = {
              "CPU, about 13 minutes on one H100)",
     "paper-nomix": "the paper's recipe without Mixup/CutMix (its third table row), 200 epochs",
     "basic": "flip and crop only, no mixing (the paper's first table row), 200 epochs",
-    "fast": "short budgets: flip and crop, one learning-rate cycle, weight average, mirror TTA, 10 epochs",
+    "fast": "short budgets: flip and crop, one learning-rate cycle, weight average, mirror and shift TTA, 10 epochs "
+            "(--time-budget MINUTES sizes it to the time you have)",
 }
 
 

@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .config import TrainConfig
 from .data import MEAN, STD
 from .mix import BatchMixer
 
@@ -68,12 +69,26 @@ def prepare_device(device: torch.device) -> None:
         torch.backends.cudnn.benchmark = True
 
 
-def build_optimizer(model: nn.Module, lr: float, betas: tuple[float, float], weight_decay: float,
-                    device: torch.device) -> torch.optim.Optimizer:
-    """AdamW over ``model``'s parameters; on CUDA its fused kernel, which also lets :func:`optimizer_step`
-    skip a step with a non-finite loss on the device, without the host reading the loss first."""
-    return torch.optim.AdamW(model.parameters(), lr=lr, betas=betas, weight_decay=weight_decay,
-                             fused=True if device.type == "cuda" else None)
+def parameter_groups(model: nn.Module, weight_decay: float, decay_norm_and_bias: bool = True) -> list[dict]:
+    """Optimizer parameter groups: one decayed group, or, without ``decay_norm_and_bias``, the weights of
+    convolutions and linear layers decayed and every one-dimensional parameter (normalisation scales and
+    shifts, biases) not decayed."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    if decay_norm_and_bias:
+        return [{"params": params, "weight_decay": weight_decay}]
+    return [{"params": [p for p in params if p.ndim > 1], "weight_decay": weight_decay},
+            {"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0}]
+
+
+def build_optimizer(model: nn.Module, cfg: TrainConfig, device: torch.device) -> torch.optim.Optimizer:
+    """The config's optimizer (AdamW, or SGD with Nesterov momentum) over ``model``'s parameter groups; on CUDA
+    its fused kernel, which also lets :func:`optimizer_step` skip a step with a non-finite loss on the device,
+    without the host reading the loss first."""
+    groups = parameter_groups(model, cfg.weight_decay, cfg.decay_norm_and_bias)
+    fused = True if device.type == "cuda" else None
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=True, fused=fused)
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), fused=fused)
 
 
 def resolve_compile_mode(mode: str, device: torch.device, distributed: bool = False) -> str:
@@ -83,10 +98,20 @@ def resolve_compile_mode(mode: str, device: torch.device, distributed: bool = Fa
     return "reduce-overhead" if device.type == "cuda" and not distributed else "default"
 
 
+CPU_SIMD_BITS = 256
+"""Vector width of the CPU code torch.compile generates. Its 512-bit (AVX-512) kernels compute non-finite
+gradients for the Ghost module under bf16 autocast (torch 2.14.1: a NaN loss from the second step on;
+``tests/test_engine.py`` pins it); its 256-bit ones are correct. Convolutions run in oneDNN either way."""
+
+
 def compile_model(model: nn.Module, mode: str, device: torch.device, distributed: bool = False) -> nn.Module:
     """``torch.compile`` in ``mode`` (:attr:`TrainConfig.compile_mode`, ``auto`` resolved for ``device``). Call
     :func:`mark_step` before each training step: with CUDA graphs, it tells the replayed graphs that the
-    last step's outputs are done with."""
+    last step's outputs are done with. On the CPU the generated code is held to :data:`CPU_SIMD_BITS`."""
+    if device.type == "cpu":
+        import torch._inductor.config as inductor_config
+
+        inductor_config.cpp.simdlen = CPU_SIMD_BITS
     mode = resolve_compile_mode(mode, device, distributed)
     return torch.compile(model, mode=None if mode == "default" else mode)
 
@@ -223,20 +248,31 @@ def as_compute(compute: Compute | torch.device) -> Compute:
     return compute if isinstance(compute, Compute) else Compute(torch.device(compute))
 
 
+def tta_views(x: torch.Tensor, shift: int = 0) -> list[torch.Tensor]:
+    """Test-time views of a normalized batch: it and its mirror, and with ``shift`` also both shifted by
+    ``shift`` pixels down-right and up-left (the edge reflected in), six views in all."""
+    views = [x]
+    if shift:
+        _, _, h, w = x.shape
+        padded = F.pad(x, (shift, shift, shift, shift), mode="reflect")
+        views += [padded[..., dy:dy + h, dx:dx + w] for dy, dx in ((0, 0), (2 * shift, 2 * shift))]
+    return views + [v.flip(3) for v in views]
+
+
 @torch.no_grad()
 def predict_logits(model: nn.Module, images: np.ndarray, compute: Compute | torch.device, batch_size: int = 256,
-                   tta: bool = False) -> torch.Tensor:
+                   tta: bool = False, tta_shift: int = 0) -> torch.Tensor:
     """Logits (float32, on the CPU) for (N, 32, 32, 3) uint8 images, in batches, where and in what precision
-    ``compute`` says (a bare device: fp32); with ``tta`` the mean of the logits of each image and its mirror."""
+    ``compute`` says (a bare device: fp32); with ``tta`` the mean of the logits of the views of
+    :func:`tta_views` (each image and its mirror; with ``tta_shift``, shifted copies too)."""
     compute = as_compute(compute)
     model.eval()
     outputs = []
     for chunk in iterate_arrays(images, batch_size):
         with compute.autocast():
             x = normalize_uint8(chunk, compute.device, compute.channels_last)
-            logits = model(x).float()
-            if tta:
-                logits = (logits + model(x.flip(3)).float()) / 2
+            views = tta_views(x, tta_shift) if tta else [x]
+            logits = sum(model(v.contiguous(memory_format=compute.memory_format)).float() for v in views) / len(views)
             outputs.append(logits.cpu())
     return torch.cat(outputs) if outputs else torch.empty(0)
 
@@ -264,15 +300,15 @@ class Shard(Protocol):
 
 
 def evaluate(model: nn.Module, images: np.ndarray, labels: np.ndarray, compute: Compute | torch.device,
-             batch_size: int = 256, tta: bool = False, shard: Shard | None = None) -> EvalResult:
+             batch_size: int = 256, tta: bool = False, shard: Shard | None = None, tta_shift: int = 0) -> EvalResult:
     """Plain cross-entropy loss, top-1 accuracy and confusion matrix over a labelled uint8 set.
 
-    ``tta`` averages each image's logits with its mirror image's. With a ``shard`` of several processes each
-    evaluates every ``world_size``-th image from its ``rank`` and the loss sums and confusion matrices are
-    summed across processes, weighted by count.
+    ``tta`` averages each image's logits over its test-time views (:func:`tta_views`, ``tta_shift``). With a
+    ``shard`` of several processes each evaluates every ``world_size``-th image from its ``rank`` and the loss
+    sums and confusion matrices are summed across processes, weighted by count.
     """
     rank, world_size = (shard.rank, shard.world_size) if shard is not None else (0, 1)
-    logits = predict_logits(model, images[rank::world_size], compute, batch_size, tta)
+    logits = predict_logits(model, images[rank::world_size], compute, batch_size, tta, tta_shift)
     targets = torch.as_tensor(labels[rank::world_size]).long()
     num_classes = logits.shape[1] if logits.numel() else int(np.max(labels)) + 1
     loss_sum = F.cross_entropy(logits, targets, reduction="sum").item() if logits.numel() else 0.0

@@ -89,6 +89,10 @@ class GhostBlock(nn.Module):
         self.shortcut = shortcut(in_ch, out_ch, stride)
         self.relu = nn.ReLU(inplace=True)
 
+    def zero_init_last(self) -> None:
+        """Zero the residual branch's last BatchNorm scale: the block starts as its shortcut."""
+        nn.init.zeros_(self.bn2.weight)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.relu(self.bn1(self.ghost1(x)))
         if self.fused_bn and self.training and fusable(self):
@@ -108,6 +112,10 @@ class BasicBlock(nn.Module):
         self.se = SqueezeExcitation(out_ch, max(1, out_ch // se_divisor)) if se_divisor else nn.Identity()
         self.shortcut = shortcut(in_ch, out_ch, stride)
         self.relu = nn.ReLU(inplace=True)
+
+    def zero_init_last(self) -> None:
+        """Zero the residual branch's last BatchNorm scale: the block starts as its shortcut."""
+        nn.init.zeros_(self.conv2[1].weight)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.se(self.conv2(self.conv1(x)))

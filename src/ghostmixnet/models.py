@@ -129,6 +129,15 @@ def resnet_se(num_classes: int = 10, width: float = 1.0, dropout: float = 0.2) -
     return build_model("resnet-se", num_classes, width, dropout)
 
 
+def zero_init_residuals(model: nn.Module) -> nn.Module:
+    """Zero the last BatchNorm scale of every residual block's branch (each block then starts as its
+    shortcut); returns ``model``."""
+    for module in model.modules():
+        if hasattr(module, "zero_init_last"):
+            module.zero_init_last()
+    return model
+
+
 def count_parameters(model: nn.Module) -> int:
     """Trainable parameters."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad)

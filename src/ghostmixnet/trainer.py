@@ -384,7 +384,7 @@ class Run:
         """``module`` on a labelled set, shared among the processes (in the training precision by default)."""
         self.env.broadcast_state(module)  # every process evaluates with rank 0's BatchNorm statistics
         compute = dataclasses.replace(self.t.compute, precision=precision or self.t.compute.precision)
-        return evaluate(module, images, labels, compute, tta=self.cfg.tta, shard=self.env)
+        return evaluate(module, images, labels, compute, tta=self.cfg.tta, shard=self.env, tta_shift=self.cfg.tta_shift)
 
     def validate(self, row: dict[str, Any]) -> tuple[bool, str]:
         """Score every candidate on the validation split into ``row``; save the best one as ``best.pt`` if it

@@ -45,7 +45,7 @@ from .engine import (
 )
 from .fused_bn import set_fused_bn
 from .mix import BatchMixer
-from .models import build_model
+from .models import build_model, zero_init_residuals
 from .schedule import build_scheduler
 
 
@@ -84,9 +84,11 @@ def build_training(cfg: TrainConfig, device: torch.device, steps_per_epoch: int,
     compute = Compute.resolve(device, cfg.precision, cfg.channels_last)
     torch.manual_seed(cfg.seed)
     model = set_fused_bn(build_model(cfg.model, cfg.num_classes, cfg.width, cfg.dropout), cfg.fused_bn).to(device)
+    if cfg.zero_init_residual:
+        zero_init_residuals(model)
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    optimizer = build_optimizer(model, cfg.lr, (cfg.beta1, cfg.beta2), cfg.weight_decay, device)
+    optimizer = build_optimizer(model, cfg, device)
     scheduler, per_step_schedule = build_scheduler(cfg, optimizer, steps_per_epoch)
     scaler = torch.amp.GradScaler(device.type, enabled=compute.precision == "fp16")
     # The average includes BatchNorm statistics (use_buffers), so it can be evaluated as it is.
