@@ -1,8 +1,9 @@
 """End-to-end training throughput: the reference configuration against the fast path, side by side.
 
-Both train the same model (the paper's recipe: all its augmentations and Mixup/CutMix) with the same
-batch size on real CIFAR-10 for the same number of steps, timing everything a step costs (loading,
-augmentation, mixing, forward, backward, AdamW):
+Both train the same model (the paper's recipe by default: all its augmentations and Mixup/CutMix;
+``--recipe fast`` times the fast recipe's step: flip and crop, no mixing, the weight average) with the
+same batch size on real CIFAR-10 for the same number of steps, timing everything a step costs
+(loading, augmentation, mixing, forward, backward, the optimizer, the weight average):
 
 - reference: torchvision's per-image PIL transforms in DataLoader worker processes, fp32, NCHW,
   the plain Ghost block, eager;
@@ -13,6 +14,7 @@ augmentation, mixing, forward, backward, AdamW):
 The last line is the headline figure.
 
     python benchmarks/train_throughput.py --data-dir ../shared/data --steps 20
+    python benchmarks/train_throughput.py --data-dir ../shared/data --steps 20 --recipe fast
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import argparse
 
 import numpy as np
 
-from ghostmixnet.config import REFERENCE_COMPUTE, make_config
+from ghostmixnet.config import RECIPES, REFERENCE_COMPUTE, make_config
 from ghostmixnet.data import load_cifar10
 from ghostmixnet.throughput import training_throughput
 
@@ -33,7 +35,8 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=3, help="untimed steps first (compilation happens here) [3]")
     parser.add_argument("--batch-size", type=int, default=128, help="[128, the paper's]")
     parser.add_argument("--model", default="ghostmixnet")
-    parser.add_argument("--augment", default="paper", choices=["paper", "basic"])
+    parser.add_argument("--recipe", default="paper", choices=list(RECIPES), help="whose training step to time [paper]")
+    parser.add_argument("--augment", default=None, choices=["paper", "basic"], help="[the recipe's]")
     parser.add_argument("--workers", type=int, default=2, help="DataLoader workers of the reference [2]")
     parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=True,
                         help="torch.compile the fast path's model [on]")
@@ -46,8 +49,8 @@ def main() -> None:
     needed = (args.steps + args.warmup) * args.batch_size
     data = data.subset(np.arange(min(needed, len(data))))
     common = {"model": args.model, "batch_size": args.batch_size, "augment": args.augment}
-    reference_cfg = make_config("paper", **common, **REFERENCE_COMPUTE | {"num_workers": args.workers})
-    fast_cfg = make_config("paper", **common, compile=args.compile, fused_bn=args.fused_bn,
+    reference_cfg = make_config(args.recipe, **common, **REFERENCE_COMPUTE | {"num_workers": args.workers})
+    fast_cfg = make_config(args.recipe, **common, compile=args.compile, fused_bn=args.fused_bn,
                            channels_last=args.channels_last)
     reference = training_throughput(reference_cfg, data, args.steps, args.warmup)
     print(f"reference (per-image PIL in {args.workers} workers, fp32, NCHW, eager): "
@@ -57,7 +60,8 @@ def main() -> None:
           f"{', fused BN' if args.fused_bn else ''}{', channels-last' if args.channels_last else ''}): "
           f"{fast.images_per_s:.1f} images/s "
           f"(first {args.warmup} steps, untimed: {fast.warmup_seconds:.0f} s)")
-    print(f"{args.steps} timed steps of {args.batch_size} images each, after {args.warmup} untimed")
+    print(f"{args.recipe} recipe's step: {args.steps} timed steps of {args.batch_size} images each, after "
+          f"{args.warmup} untimed")
     print(f"speedup: {fast.images_per_s / reference.images_per_s:.2f}")
 
 

@@ -2,7 +2,7 @@ import math
 
 import pytest
 
-from ghostmixnet.budget import budget_config, epochs_for_budget
+from ghostmixnet.budget import MARGIN, budget_config, epochs_for_budget
 
 
 @pytest.mark.parametrize("minutes, rate, compile_s, images", [(60, 150.0, 30.0, 45000), (10, 1200.0, 5.0, 45000),
@@ -13,9 +13,9 @@ def test_the_planned_epochs_fit_the_budget_and_one_more_would_not(minutes, rate,
     def seconds(e: int) -> float:  # two compilations, then the steps
         return 2 * compile_s + e * images / rate
 
-    assert seconds(epochs) <= 0.95 * 60 * minutes + 2 * compile_s
-    assert seconds(epochs + 1) > 0.95 * (60 * minutes - 2 * compile_s) + 2 * compile_s
-    assert epochs == math.floor(0.95 * (60 * minutes - 2 * compile_s) * rate / images)
+    assert seconds(epochs) <= MARGIN * 60 * minutes + 2 * compile_s
+    assert seconds(epochs + 1) > MARGIN * (60 * minutes - 2 * compile_s) + 2 * compile_s
+    assert epochs == math.floor(MARGIN * (60 * minutes - 2 * compile_s) * rate / images)
 
 
 def test_a_budget_below_one_epoch_still_trains_one_and_bad_input_is_refused():

@@ -137,3 +137,20 @@ def test_ablation_table(cifar_dir, tmp_path, capsys):
     recipes = {p.name: json.loads((p / "config.json").read_text()) for p in out.iterdir() if p.is_dir()}
     assert recipes["resnet-basic"]["augment"] == "basic" and recipes["resnet-basic"]["mix_prob"] == 0
     assert recipes["ghostmixnet-paper"]["mix_prob"] == 1.0
+
+
+def test_train_time_budget_sizes_the_epochs_from_a_timed_step(cifar_dir, tmp_path, capsys):
+    import re
+
+    out = tmp_path / "budget"
+    assert main(["train", "--recipe", "fast", "--time-budget", "0.5", "--data-dir", str(cifar_dir), "--out",
+                 str(out), *TINY]) == 0
+    printed = capsys.readouterr().out
+    planned = re.search(r"time budget: .* -> (\d+) epochs of 150 images fit 0.5 training-minutes", printed)
+    assert planned, printed
+    assert json.loads((out / "config.json").read_text())["epochs"] == int(planned.group(1))
+    for extra, message in ((["--epochs", "3"], "not both"), (["--time-budget", "-1"], "positive")):
+        argv = ["train", "--recipe", "fast", "--time-budget", "0.5", "--data-dir", str(cifar_dir), "--out",
+                str(tmp_path / "refused"), *TINY, *extra]
+        assert main(argv) != 0
+        assert message in capsys.readouterr().err

@@ -61,8 +61,13 @@ def unwrap(model: nn.Module) -> nn.Module:
 
 
 def resolve_checkpoint(path: Path) -> Path:
-    """``path``, or the ``best.pt`` in it when it is a run folder; a clear error when neither exists."""
+    """``path``, or the ``best.pt`` in it when it is a run folder, or the shipped weights when it is the word
+    ``pretrained`` (and no such file or folder exists); a clear error when none of these exists."""
+    from .pretrained import PRETRAINED, shipped_weights
+
     path = Path(path)
+    if str(path) == PRETRAINED and not path.exists():
+        return shipped_weights()
     if path.is_dir():
         if (path / "best.pt").is_file():
             return path / "best.pt"
@@ -73,8 +78,13 @@ def resolve_checkpoint(path: Path) -> Path:
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
-    """Read a ghostmixnet checkpoint safely (``weights_only=True``) and check its shape."""
+    """Read a ghostmixnet checkpoint safely (``weights_only=True``) and check its shape. A ``.safetensors``
+    weights file (:mod:`~ghostmixnet.pretrained`: no pickle, hash-checked) reads as a checkpoint too."""
+    from .pretrained import read_weights
+
     path = resolve_checkpoint(path)
+    if path.suffix == ".safetensors":
+        return read_weights(path)
     verify_archive(path)
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)

@@ -102,6 +102,7 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     _eval_parser(sub, common)
     _predict_parser(sub, common)
     _export_parser(sub, common)
+    _pack_parser(sub, common)
     _quantize_parser(sub, common)
     _bench_parser(sub, common)
     _info_parser(sub, common)
@@ -159,7 +160,8 @@ def _eval_parser(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--data-dir", type=Path, default=Path("data"), help="folder holding cifar-10-batches-py")
     p.add_argument("--split", choices=["test", "val"], default="test")
     p.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None,
-                   help="average each image's logits with its mirror image's [the run's tta setting]")
+                   help="average each image's logits over its test-time views: the mirror image, and shifted "
+                        "copies if the run has --tta-shift [the run's tta setting]")
     p.add_argument("--out", type=Path, default=None, help="folder for the JSON and PNG [the checkpoint's folder]")
     p.add_argument("--device", default="auto")
     p.add_argument("--batch-size", type=int, default=256)
@@ -168,9 +170,12 @@ def _eval_parser(sub: Any, common: argparse.ArgumentParser) -> None:
 def _predict_parser(sub: Any, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser("predict", parents=[common], help="classify images or a course test pickle",
                        description="Classify image files/folders (any size: RGB, centre-cropped to a square, "
-                                   "resized to 32x32) or one course test pickle (writes ID,Labels CSV).")
-    p.add_argument("checkpoint", type=Path)
-    p.add_argument("inputs", type=Path, nargs="+", metavar="INPUT")
+                                   "resized to 32x32) or one course test pickle (writes ID,Labels CSV). The model is "
+                                   "the first path when it is one (a checkpoint, run folder, .onnx or .safetensors "
+                                   "file, or the word pretrained), else --weights, else the shipped weights.")
+    p.add_argument("inputs", type=Path, nargs="+", metavar="[CHECKPOINT] INPUT")
+    p.add_argument("--weights", type=Path, default=None, metavar="CHECKPOINT",
+                   help="the model to classify with [the first path if it is a model, else the shipped weights]")
     p.add_argument("--out", type=Path, default=None,
                    help="CSV to write (images: optional; pickle: default submission.csv)")
     p.add_argument("--skip-bad", action="store_true",
@@ -179,7 +184,19 @@ def _predict_parser(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto")
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None,
-                   help="average each image's logits with its mirror image's [the run's tta setting]")
+                   help="average each image's logits over its test-time views: the mirror image, and shifted "
+                        "copies if the run has --tta-shift [the run's tta setting]")
+
+
+def _pack_parser(sub: Any, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser("pack", parents=[common], help="a checkpoint's weights as a hash-named fp16 safetensors file",
+                       description="Write a checkpoint's (or a run folder's best.pt's) weights in half precision as "
+                                   "safetensors (no pickle) with its config and recorded accuracy in the metadata, "
+                                   "named STEM-HASH8.safetensors after its sha256: what the package ships, and what "
+                                   "eval, predict, export, quantize, bench, serve and train --init accept.")
+    p.add_argument("checkpoint", type=Path)
+    p.add_argument("--out", type=Path, default=Path("."), help="folder to write into [.]")
+    p.add_argument("--name", default=None, metavar="STEM", help="file name before the hash [MODEL_cifar10]")
 
 
 def _export_parser(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -312,6 +329,16 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _beside(checkpoint: Path, name: str) -> Path:
+    """Where a command writes by default: beside the checkpoint, or in the working directory for the shipped
+    weights (never inside the installed package)."""
+    from .pretrained import WEIGHTS_DIR
+
+    if checkpoint.resolve().parent == WEIGHTS_DIR.resolve():
+        return Path(name)
+    return checkpoint.parent / name
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     from .data import DataError, load_splits
     from .engine import evaluate, resolve_device
@@ -329,29 +356,60 @@ def cmd_eval(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     tta = cfg.tta if args.tta is None else args.tta
     result = evaluate(model.to(device), data.images, data.labels, device, batch_size=args.batch_size, tta=tta,
-                      tta_shift=cfg.tta_shift)
+                      tta_shift=cfg.tta_shift if tta else 0)
     write_evaluation(result, args.checkpoint, cfg, ckpt.get("epoch", "?"), args.split, len(data), tta,
-                     args.out or args.checkpoint.parent)
+                     args.out or _beside(args.checkpoint, "."))
     return 0
 
 
+def is_model_path(path: Path) -> bool:
+    """Whether a path names a model rather than images: a checkpoint, weights or ONNX file, a run folder, or
+    the word ``pretrained``."""
+    from .pretrained import PRETRAINED
+
+    return (path.suffix.lower() in (".pt", ".onnx", ".safetensors") or (path.is_dir() and (path / "best.pt").is_file())
+            or (str(path) == PRETRAINED and not path.exists()))
+
+
 def cmd_predict(args: argparse.Namespace) -> int:
+    from .checkpoint import resolve_checkpoint
     from .engine import resolve_device
     from .export import load_classifier
     from .predict import predict_inputs
+    from .pretrained import PRETRAINED
 
-    model, cfg, _ = load_classifier(args.checkpoint)
+    weights, inputs = args.weights, list(args.inputs)
+    if weights is None and is_model_path(inputs[0]):
+        weights, inputs = inputs[0], inputs[1:]
+        if not inputs:
+            raise ValueError(f"{weights} is a model; give images (or a course pickle) to classify after it")
+    if weights is None:
+        weights = Path(PRETRAINED)
+    if weights.suffix.lower() != ".onnx":
+        weights = resolve_checkpoint(weights)
+    if str(weights).endswith(".safetensors"):
+        print(f"model: {weights.name} (shipped weights; --weights CHECKPOINT for another)", file=sys.stderr)
+    model, cfg, _ = load_classifier(weights)
     tta = (cfg is not None and cfg.tta) if args.tta is None else args.tta
     device = resolve_device(args.device)
-    predict_inputs(model.to(device), args.inputs, device, args.out, batch_size=args.batch_size, tta=tta,
-                   skip_bad=args.skip_bad)
+    predict_inputs(model.to(device), inputs, device, args.out, batch_size=args.batch_size, tta=tta,
+                   skip_bad=args.skip_bad, tta_shift=cfg.tta_shift if cfg is not None else 0)
+    return 0
+
+
+def cmd_pack(args: argparse.Namespace) -> int:
+    from .pretrained import pack_checkpoint, sha256_of
+
+    path = pack_checkpoint(args.checkpoint, args.out, args.name)
+    print(f"wrote {path} ({path.stat().st_size / 1e6:.2f} MB, sha256 {sha256_of(path)})")
     return 0
 
 
 def cmd_export(args: argparse.Namespace) -> int:
     from .export import export_checkpoint
 
-    export_checkpoint(args.checkpoint, args.out or args.checkpoint.with_suffix(".onnx"), args.data_dir,
+    out = args.out or _beside(args.checkpoint, args.checkpoint.stem + ".onnx")
+    export_checkpoint(args.checkpoint, out, args.data_dir,
                       args.verify_images)
     return 0
 
@@ -360,7 +418,8 @@ def cmd_quantize(args: argparse.Namespace) -> int:
     from .quantize import quantize_checkpoint
 
     keep = [k.strip() for k in args.keep_float.split(",") if k.strip()]
-    quantize_checkpoint(args.checkpoint, args.out or args.checkpoint.with_name(args.checkpoint.stem + "-int8.onnx"),
+    out = args.out or _beside(args.checkpoint, args.checkpoint.stem + "-int8.onnx")
+    quantize_checkpoint(args.checkpoint, out,
                         args.data_dir, calibration_count=args.calibration_images, keep_float=keep,
                         reduce_range=args.reduce_range, calibration=args.calibration, percentile=args.percentile,
                         eval_images=args.eval_images)
@@ -435,7 +494,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"serve": cmd_serve, "train": cmd_train, "eval": cmd_eval, "predict": cmd_predict, "export": cmd_export,
-            "quantize": cmd_quantize, "bench": cmd_bench, "info": cmd_info, "ablation": cmd_ablation,
+            "quantize": cmd_quantize, "pack": cmd_pack, "bench": cmd_bench, "info": cmd_info, "ablation": cmd_ablation,
             "seeds": cmd_seeds}
 
 

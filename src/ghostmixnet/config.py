@@ -37,6 +37,10 @@ class TrainConfig:
     """Output classes (10 for CIFAR-10)."""
     dropout: float = 0.2
     """Dropout probability before the classifier."""
+    init: str | None = None
+    """Start from trained weights instead of random ones: ``pretrained`` (the weights shipped with the
+    package) or a checkpoint, run folder or ``.safetensors`` file of the same model and width. With another
+    ``num_classes`` every layer but the classifier starts from them (fine-tuning). None: random."""
     recipe: str = "paper"
     """Name of the preset this config started from (informational)."""
     epochs: int = 200

@@ -101,8 +101,14 @@ class CifarNet(nn.Module):
         return self.forward_head(self.forward_features(x))
 
 
-def build_model(name: str, num_classes: int = 10, width: float = 1.0, dropout: float = 0.2) -> CifarNet:
-    """Build a registered model by name; raises ValueError naming the known models otherwise."""
+def build_model(name: str, num_classes: int = 10, width: float = 1.0, dropout: float = 0.2,
+                pretrained: bool = False) -> CifarNet:
+    """Build a registered model by name; raises ValueError naming the known models otherwise.
+
+    ``pretrained`` loads the weights shipped with the package (hash-checked, :mod:`~ghostmixnet.pretrained`),
+    trained on CIFAR-10; with another ``num_classes`` every layer but the new classifier starts from them
+    (fine-tuning).
+    """
     if name not in ARCHITECTURES:
         raise ValueError(f"unknown model {name!r}; choose one of: {', '.join(ARCHITECTURES)}")
     if num_classes < 1:
@@ -111,22 +117,27 @@ def build_model(name: str, num_classes: int = 10, width: float = 1.0, dropout: f
         raise ValueError(f"width must be positive, got {width}")
     if not 0.0 <= dropout < 1.0:
         raise ValueError(f"dropout must be in [0, 1), got {dropout}")
-    return CifarNet(ARCHITECTURES[name], num_classes=num_classes, width=width, dropout=dropout)
+    model = CifarNet(ARCHITECTURES[name], num_classes=num_classes, width=width, dropout=dropout)
+    if pretrained:
+        from .pretrained import load_pretrained
+
+        load_pretrained(model, name)
+    return model
 
 
-def ghostmixnet(num_classes: int = 10, width: float = 1.0, dropout: float = 0.2) -> CifarNet:
-    """The paper's model: 3,041,466 parameters at width 1."""
-    return build_model("ghostmixnet", num_classes, width, dropout)
+def ghostmixnet(num_classes: int = 10, width: float = 1.0, dropout: float = 0.2, pretrained: bool = False) -> CifarNet:
+    """The paper's model: 3,041,466 parameters at width 1; ``pretrained`` loads the shipped CIFAR-10 weights."""
+    return build_model("ghostmixnet", num_classes, width, dropout, pretrained)
 
 
-def resnet(num_classes: int = 10, width: float = 1.0, dropout: float = 0.2) -> CifarNet:
+def resnet(num_classes: int = 10, width: float = 1.0, dropout: float = 0.2, pretrained: bool = False) -> CifarNet:
     """The ablation baseline: 4,630,858 parameters at width 1."""
-    return build_model("resnet", num_classes, width, dropout)
+    return build_model("resnet", num_classes, width, dropout, pretrained)
 
 
-def resnet_se(num_classes: int = 10, width: float = 1.0, dropout: float = 0.2) -> CifarNet:
+def resnet_se(num_classes: int = 10, width: float = 1.0, dropout: float = 0.2, pretrained: bool = False) -> CifarNet:
     """The ablation baseline with SE: 4,907,498 parameters at width 1."""
-    return build_model("resnet-se", num_classes, width, dropout)
+    return build_model("resnet-se", num_classes, width, dropout, pretrained)
 
 
 def zero_init_residuals(model: nn.Module) -> nn.Module:

@@ -152,7 +152,7 @@ def iter_inputs(inputs: Sequence[Path], chunk: int = 256, skip_bad: bool = False
 
 def predict_inputs(model: Any, inputs: Sequence[Path], device: torch.device, out: Path | None = None,
                    batch_size: int = 256, tta: bool = False, skip_bad: bool = False,
-                   echo: Callable[[str], None] = print) -> int:
+                   echo: Callable[[str], None] = print, tta_shift: int = 0) -> int:
     """Classify ``inputs`` with ``model`` (a module on ``device``, or an ONNX classifier), a chunk at a time.
 
     Images: a line each (file, label, probability, displayed size and mode), and ``out`` as a CSV
@@ -164,7 +164,8 @@ def predict_inputs(model: Any, inputs: Sequence[Path], device: torch.device, out
     if out is not None:
         check_output(out, inputs)
     if len(inputs) == 1 and is_pickle(inputs[0]):
-        return _predict_course(model, Path(inputs[0]), device, out or Path("submission.csv"), batch_size, tta, echo)
+        return _predict_course(model, Path(inputs[0]), device, out or Path("submission.csv"), batch_size, tta,
+                               tta_shift, echo)
     done = 0
     with atomic_open(out, newline="") if out is not None else nullcontext() as handle:
         writer = csv.writer(handle, lineterminator="\n") if handle else None
@@ -172,7 +173,7 @@ def predict_inputs(model: Any, inputs: Sequence[Path], device: torch.device, out
             writer.writerow(["file", "label", "probability"] + (["error"] if skip_bad else []))
         echo(f"{'file':<40}  {'label':<10} {'prob':>6}  input")
         for images, infos in iter_inputs(inputs, chunk=batch_size, skip_bad=skip_bad, echo=echo):
-            probs = (predict_logits(model, images, device, batch_size=batch_size, tta=tta).softmax(1) if len(images)
+            probs = (predict_logits(model, images, device, batch_size, tta, tta_shift).softmax(1) if len(images)
                      else torch.empty(0, len(CLASSES)))
             conf, labels = probs.max(1) if len(images) else (torch.empty(0), torch.empty(0, dtype=torch.long))
             _report_images(infos, labels, conf, writer, echo, skip_bad)
@@ -183,7 +184,7 @@ def predict_inputs(model: Any, inputs: Sequence[Path], device: torch.device, out
 
 
 def _predict_course(model: Any, path: Path, device: torch.device, out: Path, batch_size: int, tta: bool,
-                    echo: Callable[[str], None]) -> int:
+                    tta_shift: int, echo: Callable[[str], None]) -> int:
     images, ids = read_course_file(path)
     echo(f"{path}: {len(images)} images; IDs " + ("from its 'ids' entry" if ids is not None else "are row indices"))
     ids = ids if ids is not None else list(range(len(images)))
@@ -192,8 +193,8 @@ def _predict_course(model: Any, path: Path, device: torch.device, out: Path, bat
         writer = csv.writer(handle, lineterminator="\n")
         writer.writerow(["ID", "Labels"])
         for start in range(0, len(images), batch_size):
-            labels = predict_logits(model, images[start:start + batch_size], device, batch_size=batch_size,
-                                    tta=tta).argmax(1)
+            labels = predict_logits(model, images[start:start + batch_size], device, batch_size, tta,
+                                    tta_shift).argmax(1)
             counts += torch.bincount(labels, minlength=len(CLASSES))[: len(CLASSES)]
             writer.writerows((ids[start + i], int(label)) for i, label in enumerate(labels))
     summary = {CLASSES[i]: int(c) for i, c in enumerate(counts)}

@@ -109,13 +109,17 @@ def eval_summary(result: EvalResult) -> dict[str, Any]:
     }
 
 
+def tta_views_text(shift: int) -> str:
+    return f"mirror and {shift}-pixel shifts" if shift else "mirror"
+
+
 def write_evaluation(result: EvalResult, checkpoint: Path, cfg: TrainConfig, epoch: Any, split: str, images: int,
                      tta: bool, out: Path, echo: Callable[[str], None] = print) -> tuple[Path, Path]:
     """Print an evaluation (accuracy, per-class accuracy, confusion matrix) and write it as
     ``eval-CHECKPOINT-SPLIT.json`` and a confusion-matrix plot in ``out``; the two paths."""
     name = "test" if split == "test" else f"validation split ({images} training images, seed {cfg.split_seed})"
     echo(f"{checkpoint}: {cfg.model} (epoch {epoch}) on the {name}"
-         + (", with mirror test-time augmentation" if tta else ""))
+         + (f", with test-time augmentation ({tta_views_text(cfg.tta_shift)})" if tta else ""))
     if split == "test" and cfg.val_size == 0:
         echo("note: this checkpoint was selected on the test set itself (--val-size 0), so this figure is optimistic")
     echo(f"accuracy {100 * result.accuracy:.2f}% ({int(np.trace(result.confusion))}/{images}), "
@@ -129,7 +133,50 @@ def write_evaluation(result: EvalResult, checkpoint: Path, cfg: TrainConfig, epo
     stem = f"eval-{Path(checkpoint).stem}-{split}"
     paths = out / f"{stem}.json", out / f"{stem}-confusion.png"
     write_text_atomic(paths[0], json.dumps({"checkpoint": str(checkpoint), "split": split, "images": images,
-                                            "tta": tta, **eval_summary(result)}, indent=2) + "\n")
+                                            "tta": tta, "tta_shift": cfg.tta_shift if tta else 0,
+                                            **eval_summary(result)}, indent=2) + "\n")
     plot_confusion(result.confusion, CLASSES, paths[1], f"{cfg.model}, {split}: {100 * result.accuracy:.2f}%")
     echo(f"wrote {paths[0]} and {paths[1]}")
     return paths
+
+
+def calibration_bins(probs: np.ndarray, labels: np.ndarray, bins: int = 15) -> dict[str, Any]:
+    """Expected calibration error of softmax ``probs`` (N, C) against ``labels``: the images binned by their
+    top probability into ``bins`` equal-width bins, the count-weighted mean gap between each bin's mean
+    confidence and its accuracy. Returns ``ece`` and, per bin, ``count``, ``confidence`` and ``accuracy``."""
+    confidence, predicted = probs.max(1), probs.argmax(1)
+    correct = (predicted == labels).astype(np.float64)
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    which = np.clip(np.digitize(confidence, edges[1:-1], right=True), 0, bins - 1)
+    count = np.bincount(which, minlength=bins)
+    conf_sum = np.bincount(which, weights=confidence, minlength=bins)
+    acc_sum = np.bincount(which, weights=correct, minlength=bins)
+    filled = count > 0
+    mean_conf = np.where(filled, conf_sum / np.maximum(count, 1), np.nan)
+    mean_acc = np.where(filled, acc_sum / np.maximum(count, 1), np.nan)
+    ece = float(np.sum(np.abs(conf_sum - acc_sum)) / max(len(labels), 1))
+    return {"ece": ece, "edges": edges.tolist(), "count": count.tolist(),
+            "confidence": [None if np.isnan(v) else float(v) for v in mean_conf],
+            "accuracy": [None if np.isnan(v) else float(v) for v in mean_acc]}
+
+
+def plot_reliability(calibration: dict[str, Any], path: Path, title: str) -> None:
+    """Reliability diagram: accuracy per confidence bin against the diagonal, with each bin's share of images."""
+    plt = _pyplot()
+    edges = np.asarray(calibration["edges"])
+    width = np.diff(edges)
+    acc = np.array([np.nan if v is None else v for v in calibration["accuracy"]])
+    count = np.asarray(calibration["count"], dtype=float)
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(5, 6), dpi=100, height_ratios=(3, 1), sharex=True)
+    top.bar(edges[:-1], np.nan_to_num(acc), width=width, align="edge", edgecolor="black", label="accuracy")
+    top.plot([0, 1], [0, 1], "--", color="gray", label="perfect calibration")
+    top.set_ylabel("accuracy")
+    top.set_title(f"{title}: ECE {100 * calibration['ece']:.2f}%")
+    top.legend(loc="upper left")
+    bottom.bar(edges[:-1], count / max(count.sum(), 1), width=width, align="edge", edgecolor="black")
+    bottom.set_xlabel("confidence (top softmax probability)")
+    bottom.set_ylabel("share of images")
+    fig.tight_layout()
+    with atomic_open(path, "wb") as f:
+        fig.savefig(f, format="png")
+    plt.close(fig)

@@ -50,9 +50,10 @@ class ServedModel:
     device: torch.device
     info: dict[str, Any] = field(default_factory=dict)
     tta: bool = False
+    tta_shift: int = 0
 
     def logits(self, images: np.ndarray) -> torch.Tensor:
-        return predict_logits(self.model, images, self.device, tta=self.tta)
+        return predict_logits(self.model, images, self.device, tta=self.tta, tta_shift=self.tta_shift)
 
 
 def load_served_model(path: Path, device: torch.device) -> ServedModel:
@@ -77,7 +78,7 @@ def load_served_model(path: Path, device: torch.device) -> ServedModel:
     test = source.parent / "test.json"
     if test.is_file():
         info["test_accuracy"] = json.loads(test.read_text()).get("accuracy")
-    return ServedModel(model, device, info, tta=bool(cfg.tta) if cfg else False)
+    return ServedModel(model, device, info, tta=bool(cfg.tta) if cfg else False, tta_shift=cfg.tta_shift if cfg else 0)
 
 
 class BadInput(Exception):

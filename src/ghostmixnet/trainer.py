@@ -384,7 +384,8 @@ class Run:
         """``module`` on a labelled set, shared among the processes (in the training precision by default)."""
         self.env.broadcast_state(module)  # every process evaluates with rank 0's BatchNorm statistics
         compute = dataclasses.replace(self.t.compute, precision=precision or self.t.compute.precision)
-        return evaluate(module, images, labels, compute, tta=self.cfg.tta, shard=self.env, tta_shift=self.cfg.tta_shift)
+        return evaluate(module, images, labels, compute, tta=self.cfg.tta, shard=self.env,
+                        tta_shift=self.cfg.tta_shift)
 
     def validate(self, row: dict[str, Any]) -> tuple[bool, str]:
         """Score every candidate on the validation split into ``row``; save the best one as ``best.pt`` if it
@@ -431,7 +432,8 @@ class Run:
         if self.env.is_main:
             result = {"split": "test", "images": len(splits.test), "checkpoint": BEST, "best_epoch": s.best_epoch,
                       "selected_on": "test set (optimistic: --val-size 0)" if splits.val_is_test
-                      else f"validation split ({len(splits.val)} training images)", "tta": cfg.tta, "precision": "fp32",
+                      else f"validation split ({len(splits.val)} training images)", "tta": cfg.tta,
+                      "tta_shift": cfg.tta_shift, "precision": "fp32",
                       "best_val_acc": s.best_acc, **eval_summary(test), "seconds": time.perf_counter() - t0}
             write_text_atomic(self.out_dir / "test.json", json.dumps(result, indent=2) + "\n")
         log(f"test accuracy of best.pt (epoch {s.best_epoch}, {self.val_name}_acc {100 * s.best_acc:.2f}%): "

@@ -46,6 +46,7 @@ from .engine import (
 from .fused_bn import set_fused_bn
 from .mix import BatchMixer
 from .models import build_model, zero_init_residuals
+from .pretrained import load_pretrained
 from .schedule import build_scheduler
 
 
@@ -86,6 +87,8 @@ def build_training(cfg: TrainConfig, device: torch.device, steps_per_epoch: int,
     model = set_fused_bn(build_model(cfg.model, cfg.num_classes, cfg.width, cfg.dropout), cfg.fused_bn).to(device)
     if cfg.zero_init_residual:
         zero_init_residuals(model)
+    if cfg.init is not None:
+        load_pretrained(model, cfg.model, cfg.init)
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
     optimizer = build_optimizer(model, cfg, device)
