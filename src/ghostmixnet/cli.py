@@ -387,8 +387,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         weights = Path(PRETRAINED)
     if weights.suffix.lower() != ".onnx":
         weights = resolve_checkpoint(weights)
-    if str(weights).endswith(".safetensors"):
-        print(f"model: {weights.name} (shipped weights; --weights CHECKPOINT for another)", file=sys.stderr)
+    print(f"model: {weights.name}", file=sys.stderr)  # which one was taken when none was named
     model, cfg, _ = load_classifier(weights)
     tta = (cfg is not None and cfg.tta) if args.tta is None else args.tta
     device = resolve_device(args.device)
