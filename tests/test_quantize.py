@@ -54,3 +54,16 @@ def test_int8_model_runs_and_agrees_with_float(float_onnx, cifar_dir, tmp_path, 
     labels = torch.as_tensor(test.labels)
     assert (pred_fp == labels).float().mean() > 0.5  # the float model learned the synthetic classes
     assert (pred_q == pred_fp).float().mean() >= 0.8
+
+
+@pytest.mark.parametrize("count", [150, 128, 7])
+def test_calibration_batches_are_equal_and_feed_every_image_once(count):
+    import numpy as np
+
+    from ghostmixnet.quantize import _calibration_reader
+
+    images = np.random.default_rng(0).integers(0, 256, (count, 32, 32, 3), dtype=np.uint8)
+    reader = _calibration_reader(images, "input")
+    batches = list(iter(reader.get_next, None))
+    assert len({b["input"].shape for b in batches}) == 1  # a short last batch breaks percentile calibration
+    assert sum(len(b["input"]) for b in batches) == count and len(batches[0]["input"]) <= 64

@@ -159,12 +159,17 @@ def _eval_parser(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("checkpoint", type=Path)
     p.add_argument("--data-dir", type=Path, default=Path("data"), help="folder holding cifar-10-batches-py")
     p.add_argument("--split", choices=["test", "val"], default="test")
+    p.add_argument("--out", type=Path, default=None, help="folder for the JSON and PNG [the checkpoint's folder]")
+    _inference_flags(p)
+
+
+def _inference_flags(p: argparse.ArgumentParser) -> None:
+    """Where and how a model is run over images: the flags ``eval`` and ``predict`` share."""
+    p.add_argument("--device", default="auto")
+    p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None,
                    help="average each image's logits over its test-time views: the mirror image, and shifted "
                         "copies if the run has --tta-shift [the run's tta setting]")
-    p.add_argument("--out", type=Path, default=None, help="folder for the JSON and PNG [the checkpoint's folder]")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--batch-size", type=int, default=256)
 
 
 def _predict_parser(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -181,11 +186,7 @@ def _predict_parser(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--skip-bad", action="store_true",
                    help="skip image files that cannot be decoded, saying which and why (and in the CSV's error "
                         "column), instead of stopping at the first")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--batch-size", type=int, default=256)
-    p.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None,
-                   help="average each image's logits over its test-time views: the mirror image, and shifted "
-                        "copies if the run has --tta-shift [the run's tta setting]")
+    _inference_flags(p)
 
 
 def _pack_parser(sub: Any, common: argparse.ArgumentParser) -> None:

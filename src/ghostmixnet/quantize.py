@@ -54,8 +54,13 @@ def float_nodes(onnx_path: Path, keep_float: Iterable[str]) -> list[str]:
 
 
 def _calibration_reader(images: np.ndarray, input_name: str, batch_size: int = 64):
-    """An ONNX Runtime calibration reader that feeds normalized image batches once."""
+    """An ONNX Runtime calibration reader that feeds normalized image batches once.
+
+    Every batch has the same size (the largest divisor of the image count up to ``batch_size``): the
+    percentile and entropy calibrators stack the batches' outputs, and a short last batch breaks that."""
     from onnxruntime.quantization import CalibrationDataReader
+
+    batch_size = max(d for d in range(1, max(1, min(batch_size, len(images))) + 1) if len(images) % d == 0)
 
     class Reader(CalibrationDataReader):
         def __init__(self) -> None:

@@ -1,0 +1,44 @@
+"""The model card benchmark, end to end on the CPU with a tiny weights file and tiny data."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from ghostmixnet.config import make_config
+from ghostmixnet.models import build_model
+from ghostmixnet.pretrained import write_weights
+
+SCRIPT = Path(__file__).parent.parent / "benchmarks" / "model_card.py"
+
+
+@pytest.fixture(scope="module")
+def model_card():
+    spec = importlib.util.spec_from_file_location("model_card", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_card_measures_a_weights_file(model_card, cifar_dir, tmp_path, trained_like, capsys):
+    cfg = make_config("fast", width=0.125, val_size=50, tta_shift=1)
+    model = trained_like()
+    weights = write_weights(model.state_dict(), cfg, tmp_path, "tiny_cifar10", {"test_accuracy": 0.5})
+    checkpoint = tmp_path / "best.pt"
+    torch.save({"model": model.state_dict(), "config": cfg.to_dict(), "epoch": 1}, checkpoint)
+    out = tmp_path / "card"
+    card = model_card.main(["--weights", str(weights), "--checkpoint", str(checkpoint), "--data-dir", str(cifar_dir),
+                            "--out", str(out)])
+    assert capsys.readouterr().out.strip().splitlines()[-1].startswith("model_card_test_accuracy: ")
+    assert json.loads((out / "model-card.json").read_text()) == card
+    assert (out / "reliability.png").stat().st_size > 0
+    assert card["parameters"] == sum(p.numel() for p in build_model("ghostmixnet", width=0.125).parameters())
+    assert card["recorded"]["test_accuracy"] == "0.5" and card["tta_shift"] == 1
+    for key in ("test_accuracy", "test_accuracy_no_tta", "val_accuracy", "checkpoint_test_accuracy_no_tta",
+                "onnx_fp32_test_accuracy_no_tta", "onnx_int8_test_accuracy_no_tta"):
+        assert 0 <= card[key] <= 1, key
+    # fp16 storage moves few answers; the fp32 ONNX export of the same weights moves none or almost none
+    assert card["checkpoint_disagreements"] <= 5 and card["onnx_fp32_disagreements"] <= 2
+    assert 0 <= card["calibration"]["ece"] <= 1 and set(card["per_class_test_accuracy"]) >= {"cat", "dog"}
