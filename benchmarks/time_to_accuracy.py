@@ -63,9 +63,13 @@ def budget_table(out: Path) -> str:
     """One row per budget folder under ``out`` that has finished seeds of the fast recipe."""
     rows = []
     for folder in out.glob("fast-*min"):
-        summary = folder / "seeds.json"
+        summary, calibration = folder / "seeds.json", folder / "calibration.json"
         if summary.is_file():
-            result, plan = json.loads(summary.read_text()), json.loads((folder / "calibration.json").read_text())
+            result = json.loads(summary.read_text())
+            # With --epochs and no calibration ever run, the folder has no calibration.json.
+            plan = json.loads(calibration.read_text()) if calibration.is_file() else {
+                "minutes": result["time_limit"] / 60, "images_per_s": float("nan"),
+                "epochs": result["overrides"]["epochs"]}
             rows.append((plan["minutes"], plan, result))
     lines = ["| budget | epochs | images/s (calibration) | seeds | val acc. | test acc. |",
              "|---:|---:|---:|---:|---:|---:|"]

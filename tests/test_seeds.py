@@ -37,3 +37,12 @@ def test_seeds_command_trains_each_seed_and_summarizes(cifar_dir, tmp_path, caps
 def test_seeds_command_rejects_bad_seeds(cifar_dir, tmp_path, capsys):
     assert main(["seeds", "--seeds", "zero", "--data-dir", str(cifar_dir), "--out", str(tmp_path)]) == 1
     assert "comma-separated integers" in capsys.readouterr().err
+
+
+def test_a_run_stopped_by_a_signal_says_how_to_resume(cifar_dir, tmp_path, monkeypatch):
+    import ghostmixnet.seeds as seeds
+    from ghostmixnet.training import RunError
+
+    monkeypatch.setattr(seeds, "train", lambda *a, **k: {"epochs_done": 3, "signal": 2, "best_val_acc": 0.5})
+    with pytest.raises(RunError, match="stopped by SIGINT after 3 epochs; run the same command again to resume"):
+        seeds.run_seeds("basic", [0], cifar_dir, tmp_path / "seeds", {})

@@ -8,6 +8,7 @@ seeds are read back, unfinished ones resumed.
 from __future__ import annotations
 
 import json
+import signal
 import statistics
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -43,6 +44,9 @@ def run_seeds(recipe: str, seeds: Sequence[int], data_dir: Path, out_dir: Path, 
             cfg = make_config(recipe, **{**overrides, "seed": seed})
             resume = (run_dir / LAST).is_file()
             summary = train(cfg, data_dir, run_dir, device=device, resume=resume, time_limit=time_limit, echo=echo)
+            if summary.get("signal"):
+                raise RunError(f"{run_dir} was stopped by {signal.Signals(summary['signal']).name} after "
+                               f"{summary.get('epochs_done', 0)} epochs; run the same command again to resume it")
             if "test_acc" not in summary:
                 raise RunError(f"{run_dir} ended without a test accuracy: no epoch was validated within the time "
                                "limit; give it more time or validate more often (--val-every)")
