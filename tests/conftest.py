@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import importlib.util
 import pickle
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 import pytest
@@ -107,3 +109,11 @@ def exploit_pickle(tmp_path) -> tuple[Path, Path]:
 def _threads():
     # Keep CPU tests predictable on a 2-core CI machine.
     torch.set_num_threads(2)
+
+
+def load_benchmark(name: str) -> ModuleType:
+    """A script of ``benchmarks/`` imported as a module, so its ``main(argv)`` runs in-process."""
+    spec = importlib.util.spec_from_file_location(name, REPO / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -1,25 +1,19 @@
 """The model card benchmark, end to end on the CPU with a tiny weights file and tiny data."""
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 import torch
+from conftest import load_benchmark
 
 from ghostmixnet.config import make_config
 from ghostmixnet.models import build_model
 from ghostmixnet.pretrained import write_weights
 
-SCRIPT = Path(__file__).parent.parent / "benchmarks" / "model_card.py"
-
 
 @pytest.fixture(scope="module")
 def model_card():
-    spec = importlib.util.spec_from_file_location("model_card", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("model_card")
 
 
 def test_the_card_measures_a_weights_file(model_card, cifar_dir, tmp_path, trained_like, capsys):
