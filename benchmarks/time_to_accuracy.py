@@ -33,6 +33,7 @@ from ghostmixnet.config import make_config
 from ghostmixnet.data import load_cifar10
 from ghostmixnet.engine import resolve_device
 from ghostmixnet.seeds import run_seeds, seeds_markdown
+from ghostmixnet.trainer import RunError
 
 
 def seeds_arg(text: str) -> list[int]:
@@ -68,20 +69,30 @@ def budget_table(out: Path) -> str:
             result = json.loads(summary.read_text())
             # With --epochs and no calibration ever run, the folder has no calibration.json.
             plan = json.loads(calibration.read_text()) if calibration.is_file() else {
-                "minutes": result["time_limit"] / 60, "images_per_s": float("nan"),
+                "minutes": result["time_limit"] / 60, "images_per_s": None,
                 "epochs": result["overrides"]["epochs"]}
             rows.append((plan["minutes"], plan, result))
     lines = ["| budget | epochs | images/s (calibration) | seeds | val acc. | test acc. |",
              "|---:|---:|---:|---:|---:|---:|"]
     for minutes, plan, r in sorted(rows, key=lambda row: row[0]):
         n = len(r["runs"])
-        lines.append(f"| {minutes:g} min | {plan['epochs']} | {plan['images_per_s']:.1f} | {n} | "
+        rate = "—" if plan["images_per_s"] is None else f"{plan['images_per_s']:.1f}"
+        lines.append(f"| {minutes:g} min | {plan['epochs']} | {rate} | {n} | "
                      f"{100 * r['val_mean']:.2f} ± {100 * r['val_std']:.2f}% | "
                      f"{100 * r['test_mean']:.2f} ± {100 * r['test_std']:.2f}% |")
     return "\n".join(lines) + "\n"
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    try:
+        run(argv)
+    except RunError as error:
+        # A stopped or unscorable seed is expected here (Ctrl-C, a budget too short): say what to do, no traceback.
+        raise SystemExit(f"time_to_accuracy: {error}") from None
+
+
+def run(argv: list[str] | None = None) -> None:
+    """Parse the command line, train the missing seeds, write the budget table and print the headline."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", type=Path, default=Path("data"), help="folder holding cifar-10-batches-py")
     parser.add_argument("--minutes", type=float, default=60.0, help="training time per run [60]")
@@ -96,7 +107,7 @@ def main() -> None:
                         help=f"share of the budget the steps may fill [{MARGIN}]")
     parser.add_argument("--out", type=Path, default=Path("runs/time-to-accuracy"), help="parent folder of the runs")
     parser.add_argument("--device", default="auto")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if not args.seeds and not args.paper_seeds:
         parser.error("give seeds for at least one recipe (--seeds, --paper-seeds)")
     common = {"train_subset": args.train_subset}
