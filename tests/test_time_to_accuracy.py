@@ -1,3 +1,5 @@
+"""The time-to-accuracy benchmark's budget table and its exit on a stopped seed, without training."""
+
 import json
 
 import pytest
@@ -5,7 +7,10 @@ from conftest import load_benchmark
 
 from ghostmixnet.trainer import RunError
 
-tta = load_benchmark("time_to_accuracy")
+
+@pytest.fixture(scope="module")
+def tta():
+    return load_benchmark("time_to_accuracy")
 
 
 def write_budget(out, minutes, epochs, tests, calibration=None):
@@ -20,7 +25,7 @@ def write_budget(out, minutes, epochs, tests, calibration=None):
                                                              "images_per_s": calibration}))
 
 
-def test_budget_table_sorts_budgets_and_marks_runs_without_calibration(tmp_path):
+def test_budget_table_sorts_budgets_and_marks_runs_without_calibration(tta, tmp_path):
     write_budget(tmp_path, 150, 14, [0.9294])
     write_budget(tmp_path, 60, 8, [0.9148, 0.9112], calibration=115.64)
     (tmp_path / "fast-20min").mkdir()  # a budget whose seeds have not finished has no row
@@ -31,7 +36,7 @@ def test_budget_table_sorts_budgets_and_marks_runs_without_calibration(tmp_path)
     assert rows[1].startswith("| 150 min | 14 | — | 1 | ") and "92.94 ± 0.00%" in rows[1]
 
 
-def test_a_stopped_seed_ends_with_its_message_not_a_traceback(tmp_path, monkeypatch):
+def test_a_stopped_seed_ends_with_its_message_not_a_traceback(tta, tmp_path, monkeypatch):
     def stopped(*args, **kwargs):
         raise RunError("runs/seed-0 was stopped by SIGINT after 1 epochs; run the same command again to resume it")
 
