@@ -1,17 +1,13 @@
 """GhostMixNet: a compact CIFAR-10 ResNet of Ghost modules with SE, trained with AutoAugment, Mixup and CutMix."""
 
-from .models import build_model, count_parameters, ghostmixnet, resnet, resnet_se
+import importlib.util
 
-__version__ = "0.1.0"
+from .model.architectures import count_parameters
+from .model.factory import build_model, ghostmixnet, resnet, resnet_se
+from .version import __version__
 
+# timm stays optional: with it installed, the model is in its registry (timm.create_model("ghostmixnet_cifar10")).
+if importlib.util.find_spec("timm") is not None:
+    from .model import timm_registry  # noqa: F401  (registers on import)
 
-def _register_with_timm() -> None:
-    """Put the model in timm's registry when timm is installed (``timm.create_model("ghostmixnet_cifar10")``)."""
-    import importlib.util
-
-    if importlib.util.find_spec("timm") is not None:
-        from . import timm_models  # noqa: F401  (registers on import)
-
-
-_register_with_timm()
 __all__ = ["build_model", "count_parameters", "ghostmixnet", "resnet", "resnet_se", "__version__"]

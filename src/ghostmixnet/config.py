@@ -1,20 +1,27 @@
-"""The run configuration: one frozen dataclass, named recipe presets, validation on creation.
+"""The run configuration: what a run learns (:class:`RecipeConfig`) and how it computes (:class:`ComputeConfig`),
+joined in :class:`TrainConfig`; named recipe presets; validation on creation.
 
-A config fully describes what a run learns; it is written into every run folder and checkpoint,
-so that any checkpoint can rebuild its model and any run can be resumed or repeated.
+A config fully describes a run; it is written into every run folder and checkpoint (one flat dict of
+both parts' fields), so that any checkpoint can rebuild its model and any run can be resumed or repeated.
+A resumed run keeps its recipe and may change any compute setting: the two are separate types, so which
+fields a resume may change is a matter of which part they belong to, not a list kept by hand.
 """
 
 from __future__ import annotations
 
+import ast
 import dataclasses
+import inspect
 import json
 import math
+import textwrap
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from .errors import CheckpointError
 from .files import write_text_atomic
-from .models import ARCHITECTURES
+from .model.architectures import ARCHITECTURES
 
 AUGMENTATIONS = ("paper", "basic", "none")
 PRECISIONS = ("fp32", "bf16", "fp16", "auto")
@@ -24,10 +31,19 @@ OPTIMIZERS = ("adamw", "sgd")
 COMPILE_MODES = ("auto", "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
 
+def _unknown(name: str, value: Any, choices: tuple[str, ...] | dict) -> list[str]:
+    return [] if value in choices else [f"{name} {value!r} is unknown; choose one of: {', '.join(choices)}"]
+
+
+def _raise_if(problems: list[str]) -> None:
+    if problems:
+        raise ValueError("invalid configuration: " + "; ".join(problems))
+
+
 @dataclass(frozen=True)
-class TrainConfig:
-    """Everything that determines what a training run learns. Defaults are the paper's recipe on the fast
-    compute path (:data:`REFERENCE_COMPUTE` lists the switches back to the reference path)."""
+class RecipeConfig:
+    """What a training run learns: the model, the data it sees, the optimisation and the selection. The
+    defaults are the paper's recipe."""
 
     model: str = "ghostmixnet"
     """Registered model name (``ghostmixnet``, ``resnet``, ``resnet-se``)."""
@@ -93,14 +109,6 @@ class TrainConfig:
     augment: str = "paper"
     """Per-image augmentation: ``paper`` (flip, crop, perspective, posterize, jitter, AutoAugment),
     ``basic`` (flip + crop) or ``none``."""
-    augment_backend: str = "batched"
-    """Where per-image augmentation runs: ``batched`` (whole uint8 batches on the training device, drawing
-    from the same distributions) or ``torchvision`` (per-image PIL transforms in DataLoader workers, the
-    reference)."""
-    augment_chunk: int | None = None
-    """Batches the ``batched`` backend augments in one pass, each with its own draws, so the images are the same
-    whatever the chunk; it saves launches where they cost more than the work (GPUs at batch 128). None
-    chooses 16 on CUDA GPUs and 1 elsewhere."""
     mix_prob: float = 1.0
     """Probability that a batch is mixed (Mixup or CutMix); 0 turns batch mixing off."""
     mixup_share: float = 0.5
@@ -118,61 +126,23 @@ class TrainConfig:
     """Train on a stratified random subset of this many images (quick runs); None uses all."""
     seed: int = 0
     """Seed of initialisation, shuffling, augmentation, mixing and dropout."""
-    precision: str = "auto"
-    """Autocast precision: ``fp32`` (off), ``bf16``, ``fp16`` (with a gradient scaler) or ``auto`` (bf16
-    where the device computes it natively, fp16 on CUDA GPUs without bf16, fp32 otherwise)."""
-    fused_bn: bool = False
-    """Train Ghost blocks with the fused double BatchNorm: the same function with one set of batch statistics
-    per pair of BatchNorms. Measured slower than PyTorch's native BatchNorm kernels on the CPU
-    (docs/performance.md), so off in every recipe; kept as the measured alternative (``fused_bn.py``)."""
-    channels_last: bool = False
-    """Use the channels-last memory format (faster convolutions on recent hardware)."""
-    compile: bool = True
-    """Wrap the model (and the batched colour operations) in ``torch.compile``; needs a C++ compiler on
-    the CPU, Triton on CUDA GPUs (``--no-compile`` without them)."""
-    compile_mode: str = "auto"
-    """``torch.compile`` mode of the model: ``default``, ``reduce-overhead`` (CUDA graphs: each step's kernels
-    replayed by one launch, for GPUs where launching the kernels of a small model costs more than running
-    them), ``max-autotune``, ``max-autotune-no-cudagraphs``, or ``auto``: ``reduce-overhead`` for one process on
-    a CUDA GPU (2.2x the training throughput of ``default`` on an H100, docs/gpu.md), ``default`` otherwise (CUDA
-    graphs do not run on CPUs, and beside DistributedDataParallel they have not been tried here). Changes
-    speed, not what a run learns."""
-    sync_bn: bool = False
-    """With several processes, compute BatchNorm statistics over the global batch (SyncBatchNorm)
-    instead of each process's share."""
-    num_workers: int | None = None
-    """DataLoader worker processes of the ``torchvision`` backend (0 loads in the training process); None
-    chooses 2 there and 0 with ``batched``, which needs no loader: the whole uint8 training set is held on
-    the training device and each batch is gathered there."""
 
     def __post_init__(self) -> None:
-        if self.num_workers is None:
-            # Frozen: resolved once here, so the saved config records the number used.
-            object.__setattr__(self, "num_workers", 0 if self.augment_backend == "batched" else 2)
-        problems = []
-        if self.model not in ARCHITECTURES:
-            problems.append(f"model {self.model!r} is unknown; choose one of: {', '.join(ARCHITECTURES)}")
-        if self.augment not in AUGMENTATIONS:
-            problems.append(f"augment {self.augment!r} is unknown; choose one of: {', '.join(AUGMENTATIONS)}")
-        if self.augment_backend not in AUGMENT_BACKENDS:
-            problems.append(f"augment_backend {self.augment_backend!r} is unknown; choose one of: "
-                            f"{', '.join(AUGMENT_BACKENDS)}")
-        if self.compile_mode not in COMPILE_MODES:
-            problems.append(f"compile_mode {self.compile_mode!r} is unknown; choose one of: {', '.join(COMPILE_MODES)}")
-        if self.optimizer not in OPTIMIZERS:
-            problems.append(f"optimizer {self.optimizer!r} is unknown; choose one of: {', '.join(OPTIMIZERS)}")
+        _raise_if(self.recipe_problems())
+
+    def recipe_problems(self) -> list[str]:
+        """What is wrong with the recipe fields (empty when nothing is)."""
+        problems = (_unknown("model", self.model, ARCHITECTURES) + _unknown("augment", self.augment, AUGMENTATIONS)
+                    + _unknown("optimizer", self.optimizer, OPTIMIZERS)
+                    + _unknown("schedule", self.schedule, SCHEDULES))
         if not 0 <= self.tta_shift <= 8:
             problems.append(f"tta_shift must be in [0, 8] pixels, got {self.tta_shift}")
-        if self.schedule not in SCHEDULES:
-            problems.append(f"schedule {self.schedule!r} is unknown; choose one of: {', '.join(SCHEDULES)}")
         if not 0.0 <= self.warmup < 1.0:
             problems.append(f"warmup is a share of the steps and must be in [0, 1), got {self.warmup}")
         if not 0.0 <= self.ema_decay < 1.0:
             problems.append(f"ema_decay must be in [0, 1) (0 turns the average off), got {self.ema_decay}")
         if self.val_every < 1:
             problems.append(f"val_every must be at least 1, got {self.val_every}")
-        if self.precision not in PRECISIONS:
-            problems.append(f"precision {self.precision!r} is unknown; choose one of: {', '.join(PRECISIONS)}")
         floats = {"width": self.width, "lr": self.lr, "weight_decay": self.weight_decay, "min_lr": self.min_lr,
                   "mixup_alpha": self.mixup_alpha, "cutmix_alpha": self.cutmix_alpha}
         problems += [f"{k} must be a finite number, got {v}" for k, v in floats.items() if not math.isfinite(v)]
@@ -195,15 +165,100 @@ class TrainConfig:
             problems.append(f"val_size must not be negative, got {self.val_size}")
         if self.train_subset is not None and self.train_subset < 1:
             problems.append(f"train_subset must be at least 1, got {self.train_subset}")
+        return problems
+
+
+@dataclass(frozen=True)
+class ComputeConfig:
+    """How a training run computes: where augmentation runs, the precision, compilation, memory layout and
+    workers. Meant to change the speed, not what a run learns (docs/performance.md measures how far that
+    holds); the defaults are the fast path (:data:`REFERENCE_COMPUTE` lists the switches back to the
+    reference one)."""
+
+    augment_backend: str = "batched"
+    """Where per-image augmentation runs: ``batched`` (whole uint8 batches on the training device, drawing
+    from the same distributions) or ``torchvision`` (per-image PIL transforms in DataLoader workers, the
+    reference)."""
+    augment_chunk: int | None = None
+    """Batches the ``batched`` backend augments in one pass, each with its own draws, so the images are the same
+    whatever the chunk; it saves launches where they cost more than the work (GPUs at batch 128). None
+    chooses 16 on CUDA GPUs and 1 elsewhere."""
+    precision: str = "auto"
+    """Autocast precision: ``fp32`` (off), ``bf16``, ``fp16`` (with a gradient scaler) or ``auto`` (bf16
+    where the device computes it natively, fp16 on CUDA GPUs without bf16, fp32 otherwise)."""
+    fused_bn: bool = False
+    """Train Ghost blocks with the fused double BatchNorm: the same function with one set of batch statistics
+    per pair of BatchNorms. Measured slower than PyTorch's native BatchNorm kernels on the CPU
+    (docs/performance.md), so off in every recipe; kept as the measured alternative (``model/fused_bn.py``)."""
+    channels_last: bool = False
+    """Use the channels-last memory format (faster convolutions on recent hardware)."""
+    compile: bool = True
+    """Wrap the model (and the batched colour operations) in ``torch.compile``; needs a C++ compiler on
+    the CPU, Triton on CUDA GPUs (``--no-compile`` without them)."""
+    compile_mode: str = "auto"
+    """``torch.compile`` mode of the model: ``default``, ``reduce-overhead`` (CUDA graphs: each step's kernels
+    replayed by one launch, for GPUs where launching the kernels of a small model costs more than running
+    them), ``max-autotune``, ``max-autotune-no-cudagraphs``, or ``auto``: ``reduce-overhead`` for one process on
+    a CUDA GPU (2.2x the training throughput of ``default`` on an H100, docs/gpu.md), ``default`` otherwise (CUDA
+    graphs do not run on CPUs, and beside DistributedDataParallel they have not been tried here). Changes
+    speed, not what a run learns."""
+    sync_bn: bool = False
+    """With several processes, compute BatchNorm statistics over the global batch (SyncBatchNorm)
+    instead of each process's share."""
+    num_workers: int | None = None
+    """DataLoader worker processes of the ``torchvision`` backend (0 loads in the training process); None
+    chooses 2 there and 0 with ``batched``, which needs no loader: the whole uint8 training set is held on
+    the training device and each batch is gathered there."""
+
+    def __post_init__(self) -> None:
+        self._resolve_workers()
+        _raise_if(self.compute_problems())
+
+    def _resolve_workers(self) -> None:
+        if self.num_workers is None:
+            # Frozen: resolved once here, so the saved config records the number used.
+            object.__setattr__(self, "num_workers", 0 if self.augment_backend == "batched" else 2)
+
+    def compute_problems(self) -> list[str]:
+        """What is wrong with the compute fields (empty when nothing is)."""
+        problems = (_unknown("augment_backend", self.augment_backend, AUGMENT_BACKENDS)
+                    + _unknown("compile_mode", self.compile_mode, COMPILE_MODES)
+                    + _unknown("precision", self.precision, PRECISIONS))
         if self.augment_chunk is not None and self.augment_chunk < 1:
             problems.append(f"augment_chunk must be at least 1 (or unset: chosen by device), got {self.augment_chunk}")
         if self.num_workers < 0:
             problems.append(f"num_workers must not be negative, got {self.num_workers}")
-        if problems:
-            raise ValueError("invalid configuration: " + "; ".join(problems))
+        return problems
+
+
+RECIPE_FIELDS = tuple(f.name for f in fields(RecipeConfig))
+COMPUTE_FIELDS = tuple(f.name for f in fields(ComputeConfig))
+
+
+@dataclass(frozen=True)
+class TrainConfig(ComputeConfig, RecipeConfig):
+    """Everything that determines a training run: its :class:`RecipeConfig` fields (what it learns) and its
+    :class:`ComputeConfig` fields (how it computes), read as attributes of one frozen object."""
+
+    def __post_init__(self) -> None:
+        self._resolve_workers()
+        _raise_if(self.recipe_problems() + self.compute_problems())
+
+    @classmethod
+    def of(cls, recipe: RecipeConfig, compute: ComputeConfig) -> TrainConfig:
+        """The config of ``recipe`` computed as ``compute`` says."""
+        return cls(**dataclasses.asdict(recipe), **dataclasses.asdict(compute))
+
+    def recipe_config(self) -> RecipeConfig:
+        """What this run learns."""
+        return RecipeConfig(**{name: getattr(self, name) for name in RECIPE_FIELDS})
+
+    def compute_config(self) -> ComputeConfig:
+        """How this run computes."""
+        return ComputeConfig(**{name: getattr(self, name) for name in COMPUTE_FIELDS})
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-able dict (also what checkpoints store)."""
+        """Plain JSON-able dict of every field (also what checkpoints store)."""
         return dataclasses.asdict(self)
 
     @classmethod
@@ -223,6 +278,14 @@ class TrainConfig:
     def load(cls, path: Path) -> TrainConfig:
         """Read a config written by :meth:`save`."""
         return cls.from_dict(json.loads(Path(path).read_text()))
+
+
+def config_of(ckpt: dict[str, Any], path: Path | str = "checkpoint") -> TrainConfig:
+    """The :class:`TrainConfig` stored in a checkpoint; a :class:`CheckpointError` when it is not a valid one."""
+    try:
+        return TrainConfig.from_dict(ckpt["config"])
+    except (TypeError, ValueError) as e:
+        raise CheckpointError(f"{path}: its config is invalid: {e}") from None
 
 
 RECIPES: dict[str, dict[str, Any]] = {
@@ -272,15 +335,11 @@ def make_config(recipe: str = "paper", **overrides: Any) -> TrainConfig:
 
 def field_docs() -> dict[str, str]:
     """Each :class:`TrainConfig` field's docstring (the string literal under it), for ``--help``."""
-    import ast
-    import inspect
-    import textwrap
-
-    tree = ast.parse(textwrap.dedent(inspect.getsource(TrainConfig)))
-    body = tree.body[0].body  # type: ignore[attr-defined]
     docs = {}
-    for node, nxt in zip(body, body[1:]):
-        if (isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and isinstance(nxt, ast.Expr)
-                and isinstance(nxt.value, ast.Constant) and isinstance(nxt.value.value, str)):
-            docs[node.target.id] = " ".join(nxt.value.value.split())
+    for part in (RecipeConfig, ComputeConfig):
+        body = ast.parse(textwrap.dedent(inspect.getsource(part))).body[0].body  # type: ignore[attr-defined]
+        for node, nxt in zip(body, body[1:]):
+            if (isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and isinstance(nxt, ast.Expr)
+                    and isinstance(nxt.value, ast.Constant) and isinstance(nxt.value.value, str)):
+                docs[node.target.id] = " ".join(nxt.value.value.split())
     return docs

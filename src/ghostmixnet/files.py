@@ -1,4 +1,5 @@
-"""Writing files so that no reader and no crash ever sees half of one: the package's one way to write."""
+"""Writing files so that no reader and no crash ever sees half of one: the package's one way to write,
+figures included."""
 
 from __future__ import annotations
 
@@ -73,3 +74,21 @@ def _fsync_dir(folder: Path) -> None:
         pass
     finally:
         os.close(fd)
+
+
+def pyplot() -> Any:
+    """matplotlib's pyplot on its file-only backend (no screen needed). Imported on first use: matplotlib
+    takes about a second to import, which commands that draw nothing should not pay."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def save_figure(fig: Any, path: Path) -> None:
+    """Write a matplotlib figure as PNG atomically (:func:`atomic_open`) and release it."""
+    with atomic_open(path, "wb") as f:
+        fig.savefig(f, format="png")
+    pyplot().close(fig)

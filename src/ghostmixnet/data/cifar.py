@@ -1,0 +1,91 @@
+"""CIFAR-10 on disk: its constants, its official batch files read into uint8 arrays, and its download."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from torchvision.datasets.utils import download_and_extract_archive
+
+from ..errors import DataError
+from .pickles import get_entry, safe_unpickle
+
+CIFAR_FOLDER = "cifar-10-batches-py"
+CIFAR_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
+CIFAR_MD5 = "c58f30108f718f92721af3b95e74349a"
+TRAIN_FILES = tuple(f"data_batch_{i}" for i in range(1, 6))
+TEST_FILE = "test_batch"
+CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+MEAN = (0.4914, 0.4822, 0.4465)
+STD = (0.2470, 0.2435, 0.2616)
+
+
+def read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """One official CIFAR-10 batch file as (N, 32, 32, 3) uint8 images and (N,) int64 labels."""
+    d = safe_unpickle(path)
+    images, labels = get_entry(d, "data", path), get_entry(d, "labels", path)
+    if not isinstance(images, np.ndarray) or images.dtype != np.uint8 or images.ndim != 2 or images.shape[1] != 3072:
+        raise DataError(f"{path}: 'data' must be a uint8 array of shape (N, 3072), got "
+                        f"{getattr(images, 'dtype', type(images).__name__)} {getattr(images, 'shape', '')}")
+    if not isinstance(labels, (list, np.ndarray)) or len(labels) != len(images):
+        raise DataError(f"{path}: 'labels' must be a list of {len(images)} ints")
+    try:
+        labels = np.asarray(labels, dtype=np.int64)
+    except (TypeError, ValueError):
+        raise DataError(f"{path}: 'labels' must hold ints") from None
+    if labels.size and (labels.min() < 0 or labels.max() >= len(CLASSES)):
+        raise DataError(f"{path}: labels must be in 0..{len(CLASSES) - 1}, found {labels.min()}..{labels.max()}")
+    return images.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1).copy(), labels
+
+
+def find_cifar_folder(data_dir: Path, download: bool = False) -> Path:
+    """The ``cifar-10-batches-py`` folder in (or at) ``data_dir``, downloading it on request."""
+    data_dir = Path(data_dir)
+    for candidate in (data_dir / CIFAR_FOLDER, data_dir):
+        if (candidate / TEST_FILE).is_file():
+            return candidate
+    if download:
+        return download_cifar10(data_dir)
+    raise DataError(
+        f"CIFAR-10 not found: expected the official '{CIFAR_FOLDER}' folder (data_batch_1..5, test_batch) "
+        f"in {data_dir}; put it there, or name the folder that holds it with --data-dir "
+        "(`ghostmixnet train --download` fetches it)"
+    )
+
+
+def download_cifar10(data_dir: Path) -> Path:
+    """Fetch and unpack the official archive into ``data_dir`` (its MD5 checked by torchvision)."""
+    try:
+        download_and_extract_archive(CIFAR_URL, download_root=str(data_dir), md5=CIFAR_MD5)
+    except Exception as e:  # any network or archive failure: say what to do instead
+        raise DataError(
+            f"could not download CIFAR-10 from {CIFAR_URL} ({type(e).__name__}: {e}); without a network, "
+            f"unpack cifar-10-python.tar.gz so that {Path(data_dir) / CIFAR_FOLDER} exists"
+        ) from None
+    return Path(data_dir) / CIFAR_FOLDER
+
+
+@dataclass
+class ArraySet:
+    """Images as (N, 32, 32, 3) uint8 and labels as (N,) int64."""
+
+    images: np.ndarray
+    labels: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def subset(self, index: np.ndarray) -> ArraySet:
+        return ArraySet(self.images[index], self.labels[index])
+
+
+def load_cifar10(data_dir: Path, train: bool, download: bool = False) -> ArraySet:
+    """The 50,000 training or 10,000 test images of CIFAR-10, read once into memory."""
+    folder = find_cifar_folder(data_dir, download)
+    names = TRAIN_FILES if train else (TEST_FILE,)
+    missing = [n for n in names if not (folder / n).is_file()]
+    if missing:
+        raise DataError(f"{folder} lacks {', '.join(missing)}; the folder must hold all six official batch files")
+    parts = [read_batch(folder / n) for n in names]
+    return ArraySet(np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]))

@@ -1,0 +1,72 @@
+"""Image files into the pixels a model sees: any size and mode PIL decodes, turned upright by its EXIF
+orientation, scaled from 16-bit or float pixels, converted to RGB, centre-cropped to a square and resized
+to 32x32 (bicubic), which is how a photo is brought to CIFAR-10's framing. Prediction and the service
+both read images this way."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from ..errors import DataError
+
+
+@dataclass
+class ImageInput:
+    """One input file: its path, displayed size and mode, or why it could not be read."""
+
+    path: Path
+    original_size: tuple[int, int]
+    mode: str
+    error: str = ""
+
+
+def to_8bit(img: Image.Image, path: Path | str = "image") -> Image.Image:
+    """An 8-bit image of a 16-bit or float one, scaled by its mode's range: 16-bit by 65535 -> 255, 32-bit
+    integers likewise when they fit 16 bits, floats from [0, 1] (or already in [0, 255]). PIL's own
+    conversion clips instead (a full-range 16-bit image turns white, a [0, 1] float one black)."""
+    if img.mode.startswith("I;16"):
+        pixels = np.asarray(img, dtype=np.float64) / 257.0
+    elif img.mode == "I":
+        pixels = np.asarray(img, dtype=np.float64)
+        if pixels.size and (pixels.min() < 0 or pixels.max() > 65535):
+            raise DataError(f"{path}: 32-bit integer pixels outside 0..65535; save it as an 8- or 16-bit image")
+        pixels = pixels / 257.0
+    elif img.mode == "F":
+        pixels = np.asarray(img, dtype=np.float64)
+        if not np.isfinite(pixels).all() or (pixels.size and (pixels.min() < 0 or pixels.max() > 255)):
+            raise DataError(f"{path}: float pixels outside [0, 1] and [0, 255] (or not finite); their range is "
+                            "unknown: save it as an 8- or 16-bit image")
+        pixels = pixels * 255.0 if pixels.size and pixels.max() <= 1.0 else pixels
+    else:
+        return img
+    return Image.fromarray(np.clip(np.rint(pixels), 0, 255).astype(np.uint8), mode="L")
+
+
+def to_cifar_image(img: Image.Image) -> np.ndarray:
+    """RGB, centre-cropped to a square, resized to 32x32: (32, 32, 3) uint8."""
+    img = img.convert("RGB")
+    w, h = img.size
+    side = min(w, h)
+    if (w, h) != (side, side):
+        left, top = (w - side) // 2, (h - side) // 2
+        img = img.crop((left, top, left + side, top + side))
+    if side != 32:
+        img = img.resize((32, 32), Image.BICUBIC)
+    return np.asarray(img, dtype=np.uint8)
+
+
+def load_image(path: Path) -> tuple[np.ndarray, ImageInput]:
+    """One image file as a CIFAR-sized array, turned as its EXIF orientation says (the size reported is the
+    displayed one) and scaled from 16-bit or float pixels; undecodable files raise :class:`DataError`."""
+    try:
+        with Image.open(path) as img:
+            img.load()
+            shown = ImageOps.exif_transpose(img)  # phones store pictures sideways with an orientation tag
+            info = ImageInput(path, shown.size, img.mode)
+            return to_cifar_image(to_8bit(shown, path)), info
+    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as e:
+        raise DataError(f"cannot read image {path}: {e}; give PNG, JPEG or another format PIL decodes") from None

@@ -1,0 +1,61 @@
+"""A run's data: the seeded, stratified validation split carved from the training set, and the test set."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import DataError
+from .cifar import ArraySet, load_cifar10
+
+
+def stratified_split(labels: np.ndarray, size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indices (rest, held_out) with ``size`` held-out items spread evenly across classes, seeded.
+
+    Classes get ``size // k`` each; the remainder goes one each to the first classes. Both index
+    arrays come back sorted so the split does not depend on anything but labels, size and seed.
+    """
+    if size < 0 or size > len(labels):
+        raise ValueError(f"cannot hold out {size} of {len(labels)} items")
+    rng = np.random.default_rng(seed)
+    classes = np.unique(labels)
+    per_class = np.full(len(classes), size // len(classes))
+    per_class[: size % len(classes)] += 1
+    held = []
+    for c, n in zip(classes, per_class):
+        idx = np.flatnonzero(labels == c)
+        if n > len(idx):
+            raise ValueError(f"cannot hold out {n} items of class {c}: it has only {len(idx)}")
+        held.append(rng.permutation(idx)[:n])
+    held_out = np.sort(np.concatenate(held)) if held else np.empty(0, dtype=np.int64)
+    mask = np.ones(len(labels), dtype=bool)
+    mask[held_out] = False
+    return np.flatnonzero(mask), held_out
+
+
+@dataclass
+class Splits:
+    """The data of one run: train, the selection split (validation, or test when val_size is 0), test."""
+
+    train: ArraySet
+    val: ArraySet
+    test: ArraySet
+    val_is_test: bool
+
+
+def load_splits(data_dir: Path, val_size: int, split_seed: int, train_subset: int | None = None,
+                download: bool = False) -> Splits:
+    """Read CIFAR-10 and carve the seeded, stratified validation split (and optional training subset)."""
+    full = load_cifar10(data_dir, train=True, download=download)
+    test = load_cifar10(data_dir, train=False)
+    if val_size >= len(full):
+        raise DataError(f"--val-size {val_size} leaves no training images (the training set has {len(full)})")
+    train_idx, val_idx = stratified_split(full.labels, val_size, split_seed)
+    train = full.subset(train_idx)
+    if train_subset is not None and train_subset < len(train):
+        _, keep = stratified_split(train.labels, train_subset, split_seed + 1)
+        train = train.subset(keep)
+    val = full.subset(val_idx) if val_size else test
+    return Splits(train, val, test, val_is_test=val_size == 0)

@@ -1,0 +1,110 @@
+"""Export: BatchNorm folding and ONNX files verified against PyTorch with ONNX Runtime.
+
+The exported graph takes normalized float32 images (N, 3, 32, 32) with a dynamic batch and returns
+logits (N, classes). The run's config, the class names and the normalization constants travel in
+the file's metadata, so an ONNX file can be evaluated and used for prediction on its own.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+from ..config import TrainConfig
+from ..data.cifar import CLASSES, MEAN, STD, find_cifar_folder, load_cifar10
+from ..errors import DataError
+from ..files import check_output
+from ..infer.load import model_from_checkpoint
+from ..infer.logits import normalize_uint8
+from ..infer.onnx import OnnxClassifier
+from ..model.checkpoint import beside, resolve_checkpoint
+
+OPSET = 17
+
+
+def fold_batchnorm(model: nn.Module) -> nn.Module:
+    """An eval-mode copy with every BatchNorm that directly follows a convolution folded into it.
+
+    BatchNorms that follow a ReLU or a concatenation (the extra ones in each Ghost block) cannot be
+    folded into a convolution exactly and are kept.
+    """
+    model = copy.deepcopy(model).eval()
+    for seq in [m for m in model.modules() if isinstance(m, nn.Sequential)]:
+        for i in range(len(seq) - 1):
+            if isinstance(seq[i], nn.Conv2d) and isinstance(seq[i + 1], nn.BatchNorm2d):
+                seq[i] = fuse_conv_bn_eval(seq[i], seq[i + 1])
+                seq[i + 1] = nn.Identity()
+    return model
+
+
+def export_onnx(model: nn.Module, cfg: TrainConfig, path: Path) -> Path:
+    """Fold BatchNorm and write an ONNX model with a dynamic batch dimension and ghostmixnet metadata."""
+    import onnx  # optional: the 'deploy' extra
+
+    folded = fold_batchnorm(model)
+    example = torch.zeros(1, 3, 32, 32)
+    # The TorchScript-based exporter handles this static graph without the extra onnxscript dependency the
+    # torch.export-based one needs; it is deprecated since PyTorch 2.9, so its warning is silenced here.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.onnx.export(folded, (example,), str(path), dynamo=False, opset_version=OPSET, input_names=["images"],
+                          output_names=["logits"], dynamic_axes={"images": {0: "batch"}, "logits": {0: "batch"}})
+    proto = onnx.load(str(path))
+    for key, value in {"ghostmixnet_config": json.dumps(cfg.to_dict()), "classes": json.dumps(CLASSES),
+                       "mean": json.dumps(MEAN), "std": json.dumps(STD)}.items():
+        proto.metadata_props.add(key=key, value=value)
+    onnx.checker.check_model(proto)
+    onnx.save(proto, str(path))
+    return Path(path)
+
+
+def compare(reference: nn.Module, candidate: Any, images: torch.Tensor) -> dict[str, float]:
+    """Largest absolute logit difference and top-1 agreement of two classifiers on the same inputs."""
+    with torch.no_grad():
+        a, b = reference.eval()(images).float(), candidate(images).float()
+    agreement = float((a.argmax(1) == b.argmax(1)).float().mean())
+    return {"max_abs_diff": float((a - b).abs().max()), "top1_agreement": agreement, "images": int(images.shape[0])}
+
+
+def verification_images(data_dir: Path, count: int) -> tuple[np.ndarray, str]:
+    """Up to ``count`` CIFAR-10 test images when ``data_dir`` holds them, else as many generated ones (an
+    export needs no dataset); with a few words saying which."""
+    try:
+        find_cifar_folder(data_dir)
+    except DataError:
+        generated = np.random.default_rng(0).integers(0, 256, (count, 32, 32, 3), dtype=np.uint8)
+        return generated, f"generated images (random pixels: no CIFAR-10 in {data_dir}; pass --data-dir to use it)"
+    return load_cifar10(data_dir, train=False).images[:count], "test images"
+
+
+def export_checkpoint(checkpoint: Path, out: Path | None, data_dir: Path, verify_images: int = 512,
+                      echo: Callable[[str], None] = print) -> Path:
+    """Export a checkpoint (a run folder stands for its ``best.pt``) to ONNX (:func:`export_onnx`) as ``out``
+    (default: beside it, with ``.onnx``), then check BatchNorm folding and ONNX Runtime's logits against
+    PyTorch's on ``verify_images`` images (:func:`verification_images`; 0 skips)."""
+    checkpoint = resolve_checkpoint(checkpoint)
+    out = Path(out) if out is not None else beside(checkpoint, checkpoint.stem + ".onnx")
+    check_output(out, [checkpoint])
+    model, cfg, _ = model_from_checkpoint(checkpoint)
+    images, kind = None, ""
+    if verify_images > 0:  # read the data before writing anything, so a bad data file fails early
+        raw, kind = verification_images(data_dir, verify_images)
+        images = normalize_uint8(raw, torch.device("cpu"))
+    export_onnx(model, cfg, out)
+    echo(f"wrote {out} ({out.stat().st_size / 1e6:.2f} MB, opset 17, dynamic batch, BatchNorm folded)")
+    if images is not None:
+        for label, candidate in (("BatchNorm folding vs PyTorch:", fold_batchnorm(model)),
+                                 ("ONNX Runtime vs PyTorch:     ", OnnxClassifier(out))):
+            result = compare(model, candidate, images)
+            echo(f"{label} max |logit diff| {result['max_abs_diff']:.2e}, top-1 agreement "
+                 f"{100 * result['top1_agreement']:.2f}% on {result['images']} {kind}")
+    return out

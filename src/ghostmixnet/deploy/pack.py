@@ -1,0 +1,34 @@
+"""A training checkpoint's weights as a file to ship: half precision, safetensors, hash-named
+(:mod:`~ghostmixnet.model.weights`), with its config and what its run recorded."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from ..config import config_of
+from ..model.checkpoint import load_checkpoint, resolve_checkpoint
+from ..model.weights import sha256_of, write_weights
+
+
+def pack_checkpoint(checkpoint: Path | str, out_dir: Path, stem: str | None = None,
+                    metadata: dict[str, Any] | None = None, echo: Callable[[str], None] | None = None) -> Path:
+    """Write a training checkpoint's weights (a run folder stands for its ``best.pt``) as a weights file in
+    ``out_dir``, with its config and what its run recorded: the epoch and, from the run's ``test.json``, the
+    validation and test accuracy. ``stem`` defaults to ``MODEL_cifar10``. ``echo`` is told what was written."""
+    path = resolve_checkpoint(Path(checkpoint))
+    ckpt = load_checkpoint(path)
+    cfg = config_of(ckpt, path)
+    meta: dict[str, Any] = {"epoch": ckpt.get("epoch"), "source": f"{path.parent.name}/{path.name}"}
+    test = path.parent / "test.json"
+    if test.is_file() and path.suffix == ".pt":
+        recorded = json.loads(test.read_text())
+        meta.update(test_accuracy=recorded.get("accuracy"), val_accuracy=recorded.get("best_val_acc"))
+    meta.update(metadata or {})
+    written = write_weights(ckpt["model"], cfg.to_dict(), out_dir, stem or f"{cfg.model.replace('-', '_')}_cifar10",
+                            meta)
+    if echo is not None:
+        echo(f"wrote {written} ({written.stat().st_size / 1e6:.2f} MB, sha256 {sha256_of(written)})")
+    return written

@@ -1,0 +1,169 @@
+"""int8 post-training static quantization of an exported ONNX model with ONNX Runtime.
+
+Weights are quantized per output channel (int8), activations per tensor (uint8) with ranges
+calibrated on training images. Layers that may quantize badly can be kept in float: the depthwise
+"cheap" convolutions of the Ghost modules, the Squeeze-and-Excitation branches, the stem, the head.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..data.cifar import ArraySet
+from ..data.splits import load_splits, stratified_split
+from ..files import check_output
+from ..infer.evaluate import evaluate
+from ..infer.load import model_from_checkpoint
+from ..infer.logits import normalize_uint8
+from ..infer.onnx import OnnxClassifier
+from ..model.checkpoint import beside, resolve_checkpoint
+from .export import export_onnx
+
+KEEP_FLOAT_CHOICES = ("depthwise", "se", "stem", "head")
+CALIBRATION_METHODS = ("percentile", "minmax", "entropy")
+# Only the layers that carry the arithmetic are quantized. Quantizing the elementwise ops too (the
+# residual Add, SE's Mul, pooling) puts a requantization on every skip connection: measured on a
+# trained ghostmixnet, that cost about 1.5 points of accuracy for no speed.
+QUANTIZED_OPS = ["Conv", "Gemm", "MatMul"]
+
+
+def float_nodes(onnx_path: Path, keep_float: Iterable[str]) -> list[str]:
+    """Names of the nodes to leave in float: unfolded BatchNorms always, plus on request depthwise
+    convolutions (group > 1), the SE branches, the stem convolution and/or the classifier."""
+    import onnx  # optional, as all of ONNX here: the 'deploy' extra
+
+    keep = set(keep_float)
+    unknown = keep - set(KEEP_FLOAT_CHOICES)
+    if unknown:
+        raise ValueError(f"unknown --keep-float {sorted(unknown)}; choose from {', '.join(KEEP_FLOAT_CHOICES)}")
+    names = []
+    nodes = list(onnx.load(str(onnx_path)).graph.node)
+    convs = [n for n in nodes if n.op_type == "Conv"]
+    if "stem" in keep and convs:
+        names.append(convs[0].name)
+    if "head" in keep:
+        names += [n.name for n in nodes if n.op_type == "Gemm"]
+    for node in nodes:
+        group = next((a.i for a in node.attribute if a.name == "group"), 1)
+        # The BatchNorms that could not be folded have rank-1 per-channel scales, which ONNX Runtime's
+        # per-channel path rejects (it warns and falls back to one scale per tensor): keep them float.
+        if (node.op_type == "BatchNormalization"
+                or ("depthwise" in keep and node.op_type == "Conv" and group > 1)
+                or ("se" in keep and "/se/" in node.name)):
+            names.append(node.name)
+    return names
+
+
+def _calibration_reader(images: np.ndarray, input_name: str, batch_size: int = 64):
+    """An ONNX Runtime calibration reader that feeds normalized image batches once.
+
+    Every batch has the same size (the largest divisor of the image count up to ``batch_size``): the
+    percentile and entropy calibrators stack the batches' outputs, and a short last batch breaks that."""
+    from onnxruntime.quantization import CalibrationDataReader
+
+    batch_size = max(d for d in range(1, max(1, min(batch_size, len(images))) + 1) if len(images) % d == 0)
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            super().__init__()
+            self.batches = iter([normalize_uint8(images[i:i + batch_size], torch.device("cpu")).numpy()
+                                 for i in range(0, len(images), batch_size)])
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            batch = next(self.batches, None)
+            return None if batch is None else {input_name: batch}
+
+    return Reader()
+
+
+def quantize_onnx(float_path: Path, out_path: Path, calibration_images: np.ndarray,
+                  keep_float: Iterable[str] = (), reduce_range: bool = False, calibration: str = "percentile",
+                  percentile: float = 99.99) -> Path:
+    """Write an int8 QDQ model calibrated on ``calibration_images`` ((N, 32, 32, 3) uint8).
+
+    ``calibration`` chooses how activation ranges are set: ``percentile`` clips each range at the
+    ``percentile``-th percentile of the observed magnitudes (robust to the rare large activations
+    that otherwise waste most of the 256 levels), ``minmax`` takes the full observed range,
+    ``entropy`` minimizes the KL divergence of the quantized histogram. ``reduce_range`` quantizes
+    weights to 7 bits, which avoids the overflow of 8-bit products on x86 CPUs without VNNI.
+    """
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    if calibration not in CALIBRATION_METHODS:
+        raise ValueError(f"unknown calibration {calibration!r}; choose from {', '.join(CALIBRATION_METHODS)}")
+    if not 0 < percentile <= 100:
+        raise ValueError(f"--percentile must be in (0, 100], got {percentile}")
+    exclude = float_nodes(float_path, keep_float)
+    method = {"percentile": CalibrationMethod.Percentile, "minmax": CalibrationMethod.MinMax,
+              "entropy": CalibrationMethod.Entropy}[calibration]
+    with tempfile.TemporaryDirectory() as tmp:
+        prepared = Path(tmp) / "prepared.onnx"
+        quant_pre_process(str(float_path), str(prepared), skip_symbolic_shape=True)
+        import onnx
+
+        input_name = onnx.load(str(prepared)).graph.input[0].name
+        quantize_static(str(prepared), str(out_path), _calibration_reader(calibration_images, input_name),
+                        quant_format=QuantFormat.QDQ, per_channel=True, reduce_range=reduce_range,
+                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                        calibrate_method=method, nodes_to_exclude=exclude, op_types_to_quantize=QUANTIZED_OPS,
+                        extra_options={"CalibPercentile": percentile})
+    _copy_metadata(float_path, out_path)
+    return Path(out_path)
+
+
+def _copy_metadata(src: Path, dst: Path) -> None:
+    """Carry the ghostmixnet metadata (config, classes) over to the quantized file."""
+    import onnx
+
+    source, target = onnx.load(str(src)), onnx.load(str(dst))
+    have = {p.key for p in target.metadata_props}
+    for prop in source.metadata_props:
+        if prop.key not in have:
+            target.metadata_props.add(key=prop.key, value=prop.value)
+    onnx.save(target, str(dst))
+
+
+def calibration_images(train: ArraySet, count: int, seed: int) -> np.ndarray:
+    """Up to ``count`` training images, the same number from each class (drawn with ``seed``), to calibrate
+    the int8 model's activation ranges on: never validation or test images, which score it."""
+    _, pick = stratified_split(train.labels, min(count, len(train)), seed=seed)
+    return train.images[pick]
+
+
+def quantize_checkpoint(checkpoint: Path, out: Path | None, data_dir: Path, calibration_count: int = 512,
+                        keep_float: Iterable[str] = (), reduce_range: bool = False, calibration: str = "percentile",
+                        percentile: float = 99.99, eval_images: int = 10000,
+                        echo: Callable[[str], None] = print) -> Path:
+    """Export a checkpoint (a run folder stands for its ``best.pt``) to ONNX, quantize it to int8 as ``out``
+    (default: beside it, with ``-int8.onnx``; :func:`quantize_onnx`, calibrated on :func:`calibration_images`
+    of its own training split) and, with ``eval_images``, print the test accuracy of both on that many test
+    images."""
+    checkpoint = resolve_checkpoint(checkpoint)
+    out = Path(out) if out is not None else beside(checkpoint, checkpoint.stem + "-int8.onnx")
+    check_output(out, [checkpoint])
+    model, cfg, _ = model_from_checkpoint(checkpoint)
+    keep = list(keep_float)
+    splits = load_splits(data_dir, cfg.val_size, cfg.split_seed)
+    images = calibration_images(splits.train, calibration_count, seed=cfg.split_seed + 2)
+    with tempfile.TemporaryDirectory() as tmp:
+        float_path = export_onnx(model, cfg, Path(tmp) / "float.onnx")
+        quantize_onnx(float_path, out, images, keep_float=keep, reduce_range=reduce_range, calibration=calibration,
+                      percentile=percentile)
+        method = f"percentile {percentile}" if calibration == "percentile" else calibration
+        echo(f"wrote {out} ({out.stat().st_size / 1e6:.2f} MB; float {float_path.stat().st_size / 1e6:.2f} MB); "
+             f"calibrated ({method}) on {len(images)} training images; kept in float: {', '.join(keep) or 'nothing'}"
+             f"{'; 7-bit weights' if reduce_range else ''}")
+        if eval_images > 0:
+            test = splits.test.subset(np.arange(min(eval_images, len(splits.test))))
+            cpu = torch.device("cpu")
+            fp = evaluate(OnnxClassifier(float_path), test.images, test.labels, cpu)
+            q = evaluate(OnnxClassifier(out), test.images, test.labels, cpu)
+            echo(f"test accuracy on {len(test)} images: float {100 * fp.accuracy:.2f}%, int8 {100 * q.accuracy:.2f}% "
+                 f"({100 * (q.accuracy - fp.accuracy):+.2f} points)")
+    return out

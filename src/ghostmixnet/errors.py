@@ -1,0 +1,39 @@
+"""The package's errors: one class per kind of bad input, each message saying what is wrong and what to do.
+
+A leaf module: it imports nothing of the package, so every layer can raise these and the command line
+can tell an expected error (one line, no traceback) from a bug.
+"""
+
+from __future__ import annotations
+
+
+class GhostMixNetError(Exception):
+    """Base of the errors this package raises on purpose."""
+
+
+class DataError(GhostMixNetError):
+    """A data file or folder is missing, malformed or unsafe; the message says how to fix it."""
+
+
+class CheckpointError(GhostMixNetError):
+    """A checkpoint is missing, unreadable, unsafe or for another model; the message says which."""
+
+
+class WeightsError(GhostMixNetError, ValueError):
+    """A weights file is missing, altered or not ghostmixnet's; the message says which and what to do."""
+
+
+class ExportError(GhostMixNetError):
+    """An export or an exported file is unusable; the message says why."""
+
+
+class RunError(GhostMixNetError):
+    """A run cannot start or continue as asked; the message says why and what to do."""
+
+
+class NonFiniteLossError(RunError, FloatingPointError):
+    """The loss became NaN or infinite; the weights were not updated with it."""
+
+
+EXPECTED_ERRORS: tuple[type[BaseException], ...] = (GhostMixNetError, ValueError, FloatingPointError, OSError)
+"""What a user's input or machine can cause: reported in one line, without a traceback."""

@@ -1,0 +1,66 @@
+"""Scoring a model on a labelled set: loss, accuracy and confusion matrix, shared among processes."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..device import Compute
+from .logits import predict_logits
+
+
+@dataclass
+class EvalResult:
+    """Loss, accuracy and confusion matrix (rows: true class, columns: predicted) of one evaluation."""
+
+    loss: float
+    accuracy: float
+    confusion: np.ndarray
+
+    @property
+    def per_class_accuracy(self) -> np.ndarray:
+        return np.diag(self.confusion) / np.maximum(self.confusion.sum(1), 1)
+
+    def summary(self, classes: Sequence[str]) -> dict[str, Any]:
+        """As JSON-able values: accuracy, loss, per-class accuracy (by class name) and the confusion matrix."""
+        return {"accuracy": self.accuracy, "loss": self.loss,
+                "per_class_accuracy": {c: float(a) for c, a in zip(classes, self.per_class_accuracy)},
+                "confusion": self.confusion.tolist()}
+
+
+class Shard(Protocol):
+    """This process's share of an evaluation among several (a :class:`~ghostmixnet.train.distributed.DistEnv`)."""
+
+    rank: int
+    world_size: int
+
+    def all_reduce_sum(self, values: torch.Tensor) -> torch.Tensor: ...
+
+
+def evaluate(model: nn.Module, images: np.ndarray, labels: np.ndarray, compute: Compute | torch.device,
+             batch_size: int = 256, tta: bool = False, shard: Shard | None = None, tta_shift: int = 0) -> EvalResult:
+    """Plain cross-entropy loss, top-1 accuracy and confusion matrix over a labelled uint8 set.
+
+    ``tta`` averages each image's logits over its test-time views (:func:`tta_views`, ``tta_shift``). With a
+    ``shard`` of several processes each evaluates every ``world_size``-th image from its ``rank`` and the loss
+    sums and confusion matrices are summed across processes, weighted by count.
+    """
+    rank, world_size = (shard.rank, shard.world_size) if shard is not None else (0, 1)
+    logits = predict_logits(model, images[rank::world_size], compute, batch_size, tta, tta_shift)
+    targets = torch.as_tensor(labels[rank::world_size]).long()
+    num_classes = logits.shape[1] if logits.numel() else int(np.max(labels)) + 1
+    loss_sum = F.cross_entropy(logits, targets, reduction="sum").item() if logits.numel() else 0.0
+    preds = logits.argmax(1) if logits.numel() else targets
+    confusion = torch.bincount(targets * num_classes + preds, minlength=num_classes ** 2).double()
+    totals = torch.cat([confusion, torch.tensor([loss_sum], dtype=torch.float64)])
+    if shard is not None:
+        totals = shard.all_reduce_sum(totals)
+    confusion = totals[:-1].round().long().view(num_classes, num_classes).numpy()
+    count = max(int(confusion.sum()), 1)
+    return EvalResult(float(totals[-1]) / count, float(np.trace(confusion)) / count, confusion)

@@ -1,0 +1,36 @@
+"""Any model file as a classifier: a checkpoint, a run folder, a ``.safetensors`` weights file, the word
+``pretrained`` or an exported ONNX file, each with the config it was trained with."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from ..config import TrainConfig, config_of
+from ..data.cifar import CLASSES
+from ..errors import CheckpointError
+from ..model.checkpoint import ModelSpec, load_checkpoint, rebuild
+from .onnx import OnnxClassifier
+
+
+def model_from_checkpoint(path: Path) -> tuple[nn.Module, TrainConfig, dict[str, Any]]:
+    """Rebuild the model a checkpoint describes, with its weights, in eval mode on the CPU; with its config
+    and the checkpoint's contents."""
+    ckpt = load_checkpoint(path)
+    cfg = config_of(ckpt, path)
+    if cfg.num_classes != len(CLASSES):
+        raise CheckpointError(f"{path}: its model has {cfg.num_classes} outputs but CIFAR-10 has {len(CLASSES)} "
+                              "classes; use a checkpoint of a CIFAR-10 model")
+    model = rebuild(ckpt.get("model"), ModelSpec(cfg.model, cfg.num_classes, cfg.width, cfg.dropout), path)
+    return model, cfg, ckpt
+
+
+def load_classifier(path: Path) -> tuple[Any, TrainConfig | None, dict[str, Any]]:
+    """A model file (a run folder stands for its ``best.pt``) or an exported ONNX file as (callable model, its
+    config, extra info); the config is None for an ONNX file that ghostmixnet did not write."""
+    if Path(path).suffix.lower() == ".onnx":
+        clf = OnnxClassifier(path)
+        return clf, clf.config(), {"epoch": "exported"}
+    return model_from_checkpoint(path)

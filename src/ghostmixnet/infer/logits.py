@@ -1,0 +1,58 @@
+"""A model's logits for uint8 images: normalisation, test-time views and batched inference, on any device
+and in any precision (:class:`~ghostmixnet.device.Compute`); the model a module or an ONNX classifier."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..data.cifar import MEAN, STD
+from ..device import Compute, as_compute
+
+
+def normalize_uint8(images: np.ndarray | torch.Tensor, device: torch.device,
+                    channels_last: bool = False) -> torch.Tensor:
+    """(N, 32, 32, 3) uint8 to normalized float (N, 3, 32, 32): the same arithmetic as ToTensor + Normalize."""
+    x = torch.as_tensor(images).to(device).permute(0, 3, 1, 2).float().div_(255)
+    mean = torch.tensor(MEAN, device=device).view(1, 3, 1, 1)
+    std = torch.tensor(STD, device=device).view(1, 3, 1, 1)
+    x = (x - mean) / std
+    return x.contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+
+
+def iterate_arrays(images: np.ndarray, batch_size: int) -> Iterator[np.ndarray]:
+    for i in range(0, len(images), batch_size):
+        yield images[i:i + batch_size]
+
+
+def tta_views(x: torch.Tensor, shift: int = 0) -> list[torch.Tensor]:
+    """Test-time views of a normalized batch: it and its mirror, and with ``shift`` also both shifted by
+    ``shift`` pixels down-right and up-left (the edge reflected in), six views in all."""
+    views = [x]
+    if shift:
+        _, _, h, w = x.shape
+        padded = F.pad(x, (shift, shift, shift, shift), mode="reflect")
+        views += [padded[..., dy:dy + h, dx:dx + w] for dy, dx in ((0, 0), (2 * shift, 2 * shift))]
+    return views + [v.flip(3) for v in views]
+
+
+@torch.no_grad()
+def predict_logits(model: nn.Module, images: np.ndarray, compute: Compute | torch.device, batch_size: int = 256,
+                   tta: bool = False, tta_shift: int = 0) -> torch.Tensor:
+    """Logits (float32, on the CPU) for (N, 32, 32, 3) uint8 images, in batches, where and in what precision
+    ``compute`` says (a bare device: fp32); with ``tta`` the mean of the logits of the views of
+    :func:`tta_views` (each image and its mirror; with ``tta_shift``, shifted copies too)."""
+    compute = as_compute(compute)
+    model.eval()
+    outputs = []
+    for chunk in iterate_arrays(images, batch_size):
+        with compute.autocast():
+            x = normalize_uint8(chunk, compute.device, compute.channels_last)
+            views = tta_views(x, tta_shift) if tta else [x]
+            logits = sum(model(v.contiguous(memory_format=compute.memory_format)).float() for v in views) / len(views)
+            outputs.append(logits.cpu())
+    return torch.cat(outputs) if outputs else torch.empty(0)

@@ -1,0 +1,61 @@
+"""ONNX files as classifiers: run by ONNX Runtime (an optional dependency), called like a PyTorch model."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..config import TrainConfig
+from ..data.cifar import CLASSES
+from ..errors import ExportError
+
+
+class OnnxClassifier:
+    """An ONNX file run by ONNX Runtime, called like a PyTorch model on normalized (N, 3, 32, 32) tensors."""
+
+    def __init__(self, path: Path, threads: int | None = None) -> None:
+        import onnxruntime as ort  # optional: the 'deploy' extra
+
+        path = self.path = Path(path)
+        if not path.is_file():
+            raise ExportError(f"ONNX file {path} does not exist")
+        options = ort.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = threads
+        try:
+            self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        except Exception as e:  # onnxruntime raises its own exception types for any unreadable file
+            raise ExportError(f"{path} is not a usable ONNX model: {str(e).splitlines()[0]}") from None
+        self.input_name = self.session.get_inputs()[0].name
+        self.metadata = dict(self.session.get_modelmeta().custom_metadata_map)
+        outputs = self.session.get_outputs()
+        width = outputs[0].shape[-1] if outputs and outputs[0].shape else None
+        if len(outputs) != 1 or (isinstance(width, int) and width != len(CLASSES)):
+            raise ExportError(f"{path}: the model gives {len(outputs)} output(s) of width {width}, not one of "
+                              f"{len(CLASSES)} CIFAR-10 logits; use a model exported by `ghostmixnet export`")
+
+    def config(self) -> TrainConfig | None:
+        """The training config stored at export, if the file was written by ghostmixnet."""
+        raw = self.metadata.get("ghostmixnet_config")
+        try:
+            return TrainConfig.from_dict(json.loads(raw)) if raw else None
+        except (ValueError, TypeError) as e:
+            raise ExportError(f"{self.path}: its ghostmixnet_config metadata is invalid ({e})") from None
+
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        x = np.ascontiguousarray(images.detach().float().cpu().numpy())
+        logits = torch.from_numpy(self.session.run(None, {self.input_name: x})[0])
+        if logits.ndim != 2 or logits.shape[1] != len(CLASSES):  # a dynamic output width, checked when known
+            raise ExportError(f"{self.path}: the model gave logits of shape {tuple(logits.shape)}, not "
+                              f"(N, {len(CLASSES)})")
+        return logits
+
+    def eval(self) -> OnnxClassifier:
+        return self
+
+    def to(self, *_args: Any, **_kwargs: Any) -> OnnxClassifier:
+        return self

@@ -1,0 +1,130 @@
+"""Whole networks, described as data tables and built by name (with random weights: the factory above
+loads trained ones).
+
+All three share the reference skeleton: a 3x3 stem, three stages at 64/128/256 channels
+(strides 1, 2, 2), average pooling with kernel 4 (8x8 -> 2x2, not global), dropout and a linear
+classifier over the 4 * 256 = 1024 flattened features. They differ in the residual block.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from .layers import BasicBlock, GhostBlock, conv_bn
+
+IMAGE_SIZE = 32
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """One network of the family, as a table."""
+
+    block: str
+    """``ghost`` (GhostBlock) or ``basic`` (ResNet BasicBlock)."""
+    depths: tuple[int, ...]
+    """Blocks per stage."""
+    channels: tuple[int, ...] = (64, 128, 256)
+    """Output channels per stage at width 1."""
+    strides: tuple[int, ...] = (1, 2, 2)
+    """Stride of each stage's first block."""
+    stem_channels: int = 64
+    """Channels of the 3x3 stem at width 1."""
+    se_divisor: int | None = 16
+    """SE squeeze width is ``channels // se_divisor``; None means no SE."""
+    description: str = ""
+    """One line for ``ghostmixnet info`` and the ablation table."""
+
+
+ARCHITECTURES: dict[str, Architecture] = {
+    "ghostmixnet": Architecture(
+        "ghost", (4, 4, 4), se_divisor=16, description="GhostNet + SE: Ghost blocks [4, 4, 4], SE C/16 (the paper's)"
+    ),
+    "resnet": Architecture(
+        "basic", (3, 4, 3), se_divisor=None, description="ResNet: basic blocks [3, 4, 3] (ablation baseline)"
+    ),
+    "resnet-se": Architecture(
+        "basic", (3, 4, 3), se_divisor=2, description="ResNet + SE: basic blocks [3, 4, 3], SE squeeze C/2 (ablation)"
+    ),
+}
+
+BLOCKS: dict[str, Callable[..., nn.Module]] = {"ghost": GhostBlock, "basic": BasicBlock}
+
+
+def scale_channels(channels: int, width: float) -> int:
+    """Channels at a width multiplier, rounded to a multiple of 8 (at least 8) so tiny models stay valid."""
+    if width == 1.0:
+        return channels
+    return max(8, int(channels * width / 8 + 0.5) * 8)
+
+
+class CifarNet(nn.Module):
+    """A ResNet-style CIFAR classifier built from an :class:`Architecture` table."""
+
+    def __init__(self, arch: Architecture, num_classes: int = 10, width: float = 1.0, dropout: float = 0.2) -> None:
+        super().__init__()
+        stem = scale_channels(arch.stem_channels, width)
+        self.stem = conv_bn(3, stem, 3, 1, relu=True)
+        block = BLOCKS[arch.block]
+        stages: list[nn.Module] = []
+        in_ch = stem
+        for depth, channels, stride in zip(arch.depths, arch.channels, arch.strides):
+            out_ch = scale_channels(channels, width)
+            blocks = [block(in_ch if i == 0 else out_ch, out_ch, stride if i == 0 else 1, se_divisor=arch.se_divisor)
+                      for i in range(depth)]
+            stages.append(nn.Sequential(*blocks))
+            in_ch = out_ch
+        self.stages = nn.Sequential(*stages)
+        self.num_features = in_ch
+        self.pool = nn.AvgPool2d(4)
+        pooled = IMAGE_SIZE
+        for stride in arch.strides:
+            pooled //= stride
+        pooled //= 4
+        self.head_drop = nn.Dropout(dropout)
+        self.fc = nn.Linear(in_ch * pooled * pooled, num_classes)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """Image batch (N, 3, 32, 32) to the last stage's feature map (N, C, 8, 8)."""
+        return self.stages(self.stem(x))
+
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        """Feature map to logits (or to the pooled, flattened features with ``pre_logits``)."""
+        x = torch.flatten(self.pool(x), 1)
+        if pre_logits:
+            return x
+        return self.fc(self.head_drop(x))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(self.forward_features(x))
+
+
+def build_architecture(name: str, num_classes: int = 10, width: float = 1.0, dropout: float = 0.2) -> CifarNet:
+    """A registered architecture by name, freshly initialised; raises ValueError naming the known ones otherwise.
+    (:func:`~ghostmixnet.model.factory.build_model` adds the trained weights.)"""
+    if name not in ARCHITECTURES:
+        raise ValueError(f"unknown model {name!r}; choose one of: {', '.join(ARCHITECTURES)}")
+    if num_classes < 1:
+        raise ValueError(f"num_classes must be at least 1, got {num_classes}")
+    if width <= 0:
+        raise ValueError(f"width must be positive, got {width}")
+    if not 0.0 <= dropout < 1.0:
+        raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+    return CifarNet(ARCHITECTURES[name], num_classes=num_classes, width=width, dropout=dropout)
+
+
+def zero_init_residuals(model: nn.Module) -> nn.Module:
+    """Zero the last BatchNorm scale of every residual block's branch (each block then starts as its
+    shortcut); returns ``model``."""
+    for module in model.modules():
+        if hasattr(module, "zero_init_last"):
+            module.zero_init_last()
+    return model
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Trainable parameters."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)

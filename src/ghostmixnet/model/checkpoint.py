@@ -1,0 +1,168 @@
+"""Model files: checkpoints written atomically, read without executing code, and able to rebuild their model.
+
+A checkpoint is a dict of tensors and plain values (``torch.save``): the unwrapped model's state
+dict and the config that rebuilds the model (training checkpoints add what a resume needs:
+``ghostmixnet.train.resume``). It loads with ``weights_only=True``, so a hostile file cannot run code;
+a ``.safetensors`` weights file (:mod:`~ghostmixnet.model.weights`) reads as a checkpoint too.
+"""
+
+from __future__ import annotations
+
+import numbers
+import pickle
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..errors import CheckpointError
+from ..files import atomic_open
+from .architectures import CifarNet, build_architecture
+from .weights import PRETRAINED, WEIGHTS_DIR, read_weights, shipped_weights
+
+
+def save_atomic(obj: Any, path: Path, keep_previous: Path | None = None) -> None:
+    """``torch.save`` through :func:`~ghostmixnet.files.atomic_open`: a crash or kill during the save leaves
+    the previous file at ``path`` untouched; with ``keep_previous`` the replaced file is kept there."""
+    with atomic_open(path, "wb", keep_previous=keep_previous) as f:
+        torch.save(obj, f)
+
+
+def verify_archive(path: Path) -> None:
+    """Check a checkpoint's zip structure and every record's CRC-32: ``torch.load`` alone reads a file
+    with flipped bytes in its tensor data without complaint."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            bad = archive.testzip()
+    except (zipfile.BadZipFile, EOFError, OSError, ValueError) as e:
+        raise CheckpointError(f"{path} is truncated or corrupt, or not a checkpoint ({e})") from None
+    if bad is not None:
+        raise CheckpointError(f"{path} is corrupt: its record {bad!r} fails its CRC-32 check")
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The plain model inside DDP and ``torch.compile`` wrappers (in either order)."""
+    for _ in range(2):
+        model = getattr(model, "_orig_mod", model)
+        model = getattr(model, "module", model)
+    return model
+
+
+def resolve_checkpoint(path: Path) -> Path:
+    """``path``, or the ``best.pt`` in it when it is a run folder, or the shipped weights when it is the word
+    ``pretrained`` (and no such file or folder exists); a clear error when none of these exists."""
+    path = Path(path)
+    if str(path) == PRETRAINED and not path.exists():
+        return shipped_weights()
+    if path.is_dir():
+        if (path / "best.pt").is_file():
+            return path / "best.pt"
+        raise CheckpointError(f"{path} is a folder without best.pt; name a checkpoint file (a run's best.pt)")
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist")
+    return path
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    """Read a ghostmixnet checkpoint safely (``weights_only=True``) and check its shape. A ``.safetensors``
+    weights file (:mod:`~ghostmixnet.model.weights`: no pickle, hash-checked) reads as a checkpoint too."""
+    path = resolve_checkpoint(path)
+    if path.suffix == ".safetensors":
+        return read_weights(path)
+    verify_archive(path)
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        raise CheckpointError(
+            f"{path} was refused: it holds objects other than tensors and plain values, which could run code; "
+            "only checkpoints written by ghostmixnet are accepted") from None  # (never advise weights_only=False)
+    except (RuntimeError, EOFError, OSError, ValueError) as e:
+        raise CheckpointError(f"{path} is not a readable checkpoint (truncated or corrupt?): "
+                              f"{str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+    if not isinstance(ckpt, dict) or "model" not in ckpt or "config" not in ckpt:
+        raise CheckpointError(f"{path} is not a ghostmixnet checkpoint (it lacks the model weights or the config "
+                              "that rebuilds the model)")
+    return ckpt
+
+
+def load_weights(model: nn.Module, state: dict[str, torch.Tensor], path: Path | str = "checkpoint") -> None:
+    """Load a state dict strictly; a mismatch, or a weight that is NaN or infinite, is a
+    :class:`CheckpointError` naming the file and the differences."""
+    check_fits(unwrap(model).state_dict(), state, path)
+    bad = [k for k, v in state.items() if torch.is_tensor(v) and v.is_floating_point() and not torch.isfinite(v).all()]
+    if bad:
+        raise CheckpointError(f"{path} holds NaN or infinite weights ({len(bad)} tensors, e.g. {bad[0]}): a model "
+                              "with them predicts nothing meaningful; use another checkpoint (a run's last.prev.pt?)")
+    unwrap(model).load_state_dict(state)
+
+
+def check_fits(own: dict[str, torch.Tensor], state: dict[str, Any], path: Path | str = "checkpoint") -> None:
+    """Refuse ``state`` unless it has exactly the tensors of ``own`` (names and shapes)."""
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    wrong = [f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}" for k, v in own.items()
+             if k in state and hasattr(state[k], "shape") and state[k].shape != v.shape]
+    if missing or unexpected or wrong:
+        parts = []
+        if missing:
+            parts.append(f"{len(missing)} missing (e.g. {missing[0]})")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected (e.g. {unexpected[0]})")
+        if wrong:
+            parts.append(f"{len(wrong)} of another shape (e.g. {wrong[0]})")
+        raise CheckpointError(f"{path} holds weights for a different model or class count: "
+                              f"{'; '.join(parts)}")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What a model file must say of its model to rebuild it: the four config fields the builder takes."""
+
+    model: str = "ghostmixnet"
+    num_classes: int = 10
+    width: float = 1.0
+    dropout: float = 0.2
+
+    @classmethod
+    def of(cls, ckpt: dict[str, Any], path: Path | str = "checkpoint") -> ModelSpec:
+        """The spec a checkpoint's config gives (its fields' defaults where it is silent); a
+        :class:`CheckpointError` when the config is not one."""
+        config = ckpt.get("config")
+        if not isinstance(config, dict):
+            raise CheckpointError(f"{path}: its config is invalid: a dict of fields is expected")
+        spec = cls(**{k: config[k] for k in ("model", "num_classes", "width", "dropout") if k in config})
+        numbers_ok = (isinstance(spec.num_classes, int) and not isinstance(spec.num_classes, bool)
+                      and all(isinstance(v, numbers.Real) for v in (spec.width, spec.dropout)))
+        if not isinstance(spec.model, str) or not numbers_ok:
+            raise CheckpointError(f"{path}: its config is invalid: model, num_classes, width and dropout must be "
+                                  "a name, an integer and two numbers")
+        return spec
+
+
+def rebuild(state: Any, spec: ModelSpec, path: Path | str = "checkpoint") -> CifarNet:
+    """The model ``spec`` describes, holding the weights ``state``, in eval mode on the CPU."""
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{path} holds no model weights")
+    try:
+        # The config is a stranger's word: check it against the stored tensors on the meta device (no memory)
+        # before building the model for real, so a small file cannot make the tool allocate gigabytes.
+        with torch.device("meta"):
+            probe = build_architecture(spec.model, spec.num_classes, spec.width, spec.dropout)
+    except ValueError as e:
+        raise CheckpointError(f"{path}: its config is invalid: {e}") from None
+    check_fits(probe.state_dict(), state, path)
+    model = build_architecture(spec.model, spec.num_classes, spec.width, spec.dropout)
+    load_weights(model, state, path)
+    return model.eval()
+
+
+def beside(checkpoint: Path, name: str) -> Path:
+    """Where a command writes by default: beside the checkpoint (a run folder stands for its ``best.pt``), or
+    in the working directory for the shipped weights (never inside the installed package)."""
+    checkpoint = resolve_checkpoint(checkpoint) if Path(checkpoint).suffix.lower() != ".onnx" else Path(checkpoint)
+    if checkpoint.resolve().parent == WEIGHTS_DIR.resolve():
+        return Path(name)
+    return checkpoint.parent / name

@@ -1,0 +1,77 @@
+"""The models by name, with or without trained weights: the one definition of the package's entry points,
+which ``ghostmixnet``, ``hubconf.py`` and the timm registration all call.
+
+As timm's ``create_model`` sits above its model files, this factory sits above the architectures (which
+know nothing of weights) and the model files (:mod:`~ghostmixnet.model.checkpoint`,
+:mod:`~ghostmixnet.model.weights`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from torch import nn
+
+from ..errors import WeightsError
+from .architectures import CifarNet, build_architecture
+from .checkpoint import ModelSpec, load_checkpoint, load_weights, resolve_checkpoint
+from .weights import shipped_weights
+
+
+def build_model(name: str, num_classes: int = 10, width: float = 1.0, dropout: float = 0.2,
+                pretrained: bool = False) -> CifarNet:
+    """Build a registered model by name; raises ValueError naming the known models otherwise.
+
+    ``pretrained`` loads the weights shipped with the package (hash-checked, :mod:`~ghostmixnet.model.weights`),
+    trained on CIFAR-10; with another ``num_classes`` every layer but the new classifier starts from them
+    (fine-tuning).
+    """
+    model = build_architecture(name, num_classes=num_classes, width=width, dropout=dropout)
+    if pretrained:
+        load_pretrained(model, name)
+    return model
+
+
+def load_pretrained(model: nn.Module, name: str = "ghostmixnet", path: Path | str | None = None) -> nn.Module:
+    """Load trained weights into ``model``, in place, and return it: those shipped for ``name``, or ``path``
+    (a weights file, a checkpoint, a run folder, or the word ``pretrained``).
+
+    The architecture and width must match the weights'. A model with another number of classes keeps its
+    own, freshly initialised classifier (``fc``) and takes every other layer: the start of a fine-tuning.
+    """
+    path = shipped_weights(name) if path is None else resolve_checkpoint(Path(path))
+    ckpt = load_checkpoint(path)
+    spec = ModelSpec.of(ckpt, path)
+    if spec.model != name:
+        raise WeightsError(f"{path} holds weights of {spec.model!r}, not {name!r}")
+    state = ckpt["model"]
+    own = model.state_dict()
+    if own["fc.weight"].shape[0] != spec.num_classes:
+        state = {**{k: v for k, v in state.items() if not k.startswith("fc.")},
+                 **{k: v for k, v in own.items() if k.startswith("fc.")}}
+    load_weights(model, state, path)
+    return model
+
+
+# The public entry points: one function per model, the same arguments everywhere (torch.hub lists these).
+
+def ghostmixnet(pretrained: bool = False, num_classes: int = 10, width: float = 1.0, dropout: float = 0.2) -> CifarNet:
+    """The paper's model: 3,041,466 parameters at width 1; ``pretrained`` loads the shipped CIFAR-10 weights
+    (another ``num_classes`` keeps every layer but a new classifier)."""
+    return build_model("ghostmixnet", num_classes, width, dropout, pretrained)
+
+
+def resnet(pretrained: bool = False, num_classes: int = 10, width: float = 1.0, dropout: float = 0.2) -> CifarNet:
+    """The ablation baseline: 4,630,858 parameters at width 1 (no shipped weights)."""
+    return build_model("resnet", num_classes, width, dropout, pretrained)
+
+
+def resnet_se(pretrained: bool = False, num_classes: int = 10, width: float = 1.0, dropout: float = 0.2) -> CifarNet:
+    """The ablation baseline with SE: 4,907,498 parameters at width 1 (no shipped weights)."""
+    return build_model("resnet-se", num_classes, width, dropout, pretrained)
+
+
+ENTRY_POINTS: dict[str, Callable[..., CifarNet]] = {"ghostmixnet": ghostmixnet, "resnet": resnet,
+                                                     "resnet-se": resnet_se}
+"""Each registered architecture's entry point, by its name."""

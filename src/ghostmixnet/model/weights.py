@@ -1,0 +1,103 @@
+"""Trained weights as files that keep loading: safetensors (no pickle), half precision, the config that
+rebuilds the model in the file's metadata, and the first 8 hex digits of the file's sha256 in its name.
+
+Shipped weights live in the package (``ghostmixnet/model/shipped/``), so ``pip install`` carries them and they
+load offline. Every load checks the file's hash against its name, so a truncated or altered file is
+refused with a clear message rather than loaded into a model that silently predicts nonsense.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, safe_open, save
+
+from ..errors import WeightsError
+from ..files import atomic_open
+
+WEIGHTS_DIR = Path(__file__).parent / "shipped"
+"""Where the package keeps its shipped weights."""
+PRETRAINED = "pretrained"
+"""The word that names the shipped weights wherever a checkpoint is accepted (``ghostmixnet eval pretrained``)."""
+NAME = re.compile(r"^(?P<stem>[A-Za-z0-9_.]+)-(?P<hash>[0-9a-f]{8})\.safetensors$")
+
+
+def sha256_of(path: Path) -> str:
+    """The file's SHA-256 as hex, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def check_hash(path: Path) -> None:
+    """Refuse ``path`` unless its sha256 begins with the 8 hex digits its name ends in (torch.hub's rule)."""
+    match = NAME.match(Path(path).name)
+    if match is None:
+        raise WeightsError(f"{path}: a weights file's name ends in -HASH8.safetensors (the first 8 hex digits of "
+                           "its sha256), so that it can be checked; rename it, or write it with ghostmixnet")
+    actual = sha256_of(path)
+    if not actual.startswith(match["hash"]):
+        raise WeightsError(f"{path} is corrupted or altered: its sha256 begins {actual[:8]}, its name says "
+                           f"{match['hash']}. Reinstall ghostmixnet (pip install --force-reinstall ghostmixnet) "
+                           "or download the file again")
+
+
+def shipped_weights(model: str = "ghostmixnet", directory: Path | None = None) -> Path:
+    """The weights file shipped for ``model`` (CIFAR-10) in ``directory`` (the package's), or a clear error
+    when this install has none."""
+    directory = Path(directory) if directory is not None else WEIGHTS_DIR
+    found = sorted(Path(directory).glob(f"{model.replace('-', '_')}_cifar10-*.safetensors"))
+    if not found:
+        raise WeightsError(f"no shipped weights for {model!r} in {directory}: this install carries none for it; "
+                           "train a model (ghostmixnet train --recipe fast) and name its run folder instead")
+    if len(found) > 1:
+        raise WeightsError(f"several weights files for {model!r} in {directory}: {[p.name for p in found]}; "
+                           "keep one (reinstall ghostmixnet)")
+    return found[0]
+
+
+def read_weights(path: Path) -> dict[str, Any]:
+    """A weights file as a checkpoint dict (``model``: float32 state dict, ``config``, ``epoch``, ``metadata``),
+    its hash checked first."""
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(f"weights file {path} does not exist")
+    check_hash(path)
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            metadata = dict(f.metadata() or {})
+        tensors = load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as e:
+        raise WeightsError(f"{path} is not a readable safetensors file: {e}") from None
+    if "config" not in metadata:
+        raise WeightsError(f"{path} carries no ghostmixnet config in its metadata; it was not written by ghostmixnet")
+    state = {k: v.float() if v.is_floating_point() else v for k, v in tensors.items()}
+    info = {k: v for k, v in metadata.items() if k != "config"}
+    return {"model": state, "config": json.loads(metadata["config"]), "epoch": info.get("epoch", "shipped"),
+            "metadata": info}
+
+
+def write_weights(state_dict: dict[str, torch.Tensor], config: dict[str, Any], out_dir: Path, stem: str,
+                  metadata: dict[str, Any] | None = None) -> Path:
+    """Write ``state_dict`` in half precision (integer buffers as they are) with ``config`` (the run's config as
+    a dict: what rebuilds the model) and ``metadata`` as ``out_dir/STEM-HASH8.safetensors``; returns the path."""
+    tensors = {k: (v.detach().half() if v.is_floating_point() else v.detach()).contiguous().cpu()
+               for k, v in state_dict.items()}
+    meta = {"config": json.dumps(config), "format": "ghostmixnet-weights-1",
+            **{k: v if isinstance(v, str) else json.dumps(v) for k, v in (metadata or {}).items()}}
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    staging = out_dir / f"{stem}.safetensors.partial"
+    with atomic_open(staging, "wb") as f:
+        f.write(save(tensors, meta))
+    final = out_dir / f"{stem}-{sha256_of(staging)[:8]}.safetensors"
+    staging.replace(final)
+    return final

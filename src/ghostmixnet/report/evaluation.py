@@ -1,0 +1,105 @@
+"""An evaluation as people read it: accuracy, per-class accuracy and the confusion matrix, printed, as JSON
+and as a plot; and the command that evaluates a model file on the test set or its run's validation split."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..config import TrainConfig
+from ..data.cifar import CLASSES
+from ..data.splits import load_splits
+from ..device import resolve_device
+from ..errors import DataError
+from ..files import pyplot, save_figure, write_text_atomic
+from ..infer.evaluate import EvalResult, evaluate
+from ..infer.load import load_classifier
+from ..model.checkpoint import beside, resolve_checkpoint
+
+
+def confusion_text(confusion: np.ndarray, classes: Sequence[str]) -> str:
+    """The confusion matrix as an aligned table (rows: true class, columns: predicted)."""
+    short = [c[:5] for c in classes]
+    width = max(5, len(str(int(confusion.max()))) if confusion.size else 1)
+    lines = ["true \\ pred".ljust(12) + " ".join(s.rjust(width) for s in short)]
+    for name, row in zip(classes, confusion):
+        lines.append(name[:11].ljust(12) + " ".join(str(int(v)).rjust(width) for v in row))
+    return "\n".join(lines)
+
+
+def plot_confusion(confusion: np.ndarray, classes: Sequence[str], path: Path, title: str) -> None:
+    """Confusion matrix heat map with counts."""
+    fig, ax = pyplot().subplots(figsize=(7, 6), dpi=100)
+    ax.imshow(confusion, cmap="Blues")
+    ax.set_xticks(range(len(classes)), classes, rotation=45, ha="right")
+    ax.set_yticks(range(len(classes)), classes)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title)
+    high = confusion.max() / 2 if confusion.size else 0
+    for i, row in enumerate(confusion):
+        for j, v in enumerate(row):
+            ax.text(j, i, int(v), ha="center", va="center", fontsize=7, color="white" if v > high else "black")
+    fig.tight_layout()
+    save_figure(fig, path)
+
+
+def tta_views_text(shift: int) -> str:
+    return f"mirror and {shift}-pixel shifts" if shift else "mirror"
+
+
+def write_evaluation(result: EvalResult, checkpoint: Path, cfg: TrainConfig, epoch: Any, split: str, images: int,
+                     tta: bool, out: Path, echo: Callable[[str], None] = print) -> tuple[Path, Path]:
+    """Print an evaluation (accuracy, per-class accuracy, confusion matrix) and write it as
+    ``eval-CHECKPOINT-SPLIT.json`` and a confusion-matrix plot in ``out``; the two paths."""
+    name = "test" if split == "test" else f"validation split ({images} training images, seed {cfg.split_seed})"
+    echo(f"{checkpoint}: {cfg.model} (epoch {epoch}) on the {name}"
+         + (f", with test-time augmentation ({tta_views_text(cfg.tta_shift)})" if tta else ""))
+    if split == "test" and cfg.val_size == 0:
+        echo("note: this checkpoint was selected on the test set itself (--val-size 0), so this figure is optimistic")
+    echo(f"accuracy {100 * result.accuracy:.2f}% ({int(np.trace(result.confusion))}/{images}), "
+         f"loss {result.loss:.4f}")
+    echo("per-class accuracy:")
+    for c, a in zip(CLASSES, result.per_class_accuracy):
+        echo(f"  {c:<11} {100 * a:6.2f}%")
+    echo("confusion matrix (rows: true, columns: predicted):")
+    echo(confusion_text(result.confusion, CLASSES))
+    out.mkdir(parents=True, exist_ok=True)
+    stem = f"eval-{Path(checkpoint).stem}-{split}"
+    paths = out / f"{stem}.json", out / f"{stem}-confusion.png"
+    write_text_atomic(paths[0], json.dumps({"checkpoint": str(checkpoint), "split": split, "images": images,
+                                            "tta": tta, "tta_shift": cfg.tta_shift if tta else 0,
+                                            **result.summary(CLASSES)}, indent=2) + "\n")
+    plot_confusion(result.confusion, CLASSES, paths[1], f"{cfg.model}, {split}: {100 * result.accuracy:.2f}%")
+    echo(f"wrote {paths[0]} and {paths[1]}")
+    return paths
+
+
+def evaluate_checkpoint(checkpoint: Path, data_dir: Path, split: str = "test", out: Path | None = None,
+                        device: str = "auto", batch_size: int = 256, tta: bool | None = None,
+                        echo: Callable[[str], None] = print) -> EvalResult:
+    """Evaluate a model file (checkpoint, run folder, weights or ONNX file written by ghostmixnet) on CIFAR-10's
+    ``test`` set or its run's ``val`` split, with its run's test-time views unless ``tta`` says otherwise, and
+    report it (:func:`write_evaluation`) into ``out`` (default: beside the model)."""
+    if split not in ("test", "val"):
+        raise ValueError(f"split must be test or val, got {split!r}")
+    source = checkpoint if Path(checkpoint).suffix.lower() == ".onnx" else resolve_checkpoint(checkpoint)
+    model, cfg, ckpt = load_classifier(source)
+    if cfg is None:
+        raise DataError(f"{source} carries no ghostmixnet config (not exported by ghostmixnet), so its "
+                        "validation split is unknown; export it with `ghostmixnet export`")
+    if split == "val" and cfg.val_size == 0:
+        raise DataError("this run had no validation split (--val-size 0 selected on the test set); use --split test")
+    splits = load_splits(data_dir, cfg.val_size, cfg.split_seed)
+    data = splits.test if split == "test" else splits.val
+    dev = resolve_device(device)
+    tta = cfg.tta if tta is None else tta
+    result = evaluate(model.to(dev), data.images, data.labels, dev, batch_size=batch_size, tta=tta,
+                      tta_shift=cfg.tta_shift if tta else 0)
+    write_evaluation(result, source, cfg, ckpt.get("epoch", "?"), split, len(data), tta,
+                     out or beside(source, "."), echo)
+    return result

@@ -1,0 +1,103 @@
+"""What a request may bring and how it is read: size limits, the multipart body parsed in memory, each
+upload decoded as prediction reads images. Every refusal is a :class:`BadInput` with its HTTP status."""
+
+from __future__ import annotations
+
+import base64
+import email.parser
+import email.policy
+import io
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from ..data.images import to_8bit, to_cifar_image
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one request may bring."""
+
+    max_bytes: int = 20 * 2**20
+    """Request body size (413 above it)."""
+    max_files: int = 32
+    """Images per request."""
+    max_pixels: int = 40_000_000
+    """Pixels per image (width x height), checked before decoding: a decompression bomb is refused unread."""
+    top_k: int = 5
+
+
+DEFAULT_LIMITS = Limits()
+
+
+class BadInput(Exception):
+    """A request the service refuses: ``status`` and a message saying what is wrong."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def parse_multipart(body: bytes, content_type: str, limits: Limits) -> list[tuple[str, bytes]]:
+    """The uploaded files of a ``multipart/form-data`` body, parsed in memory: (filename, bytes) each."""
+    if not content_type.lower().startswith("multipart/form-data"):
+        raise BadInput(415, f"send images as multipart/form-data (field 'files'), not {content_type or 'nothing'}")
+    try:
+        message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
+            b"Content-Type: " + content_type.encode("latin-1", "replace") + b"\r\n\r\n" + body)
+        files = ([(part.get_filename() or "upload", part.get_payload(decode=True) or b"")
+                  for part in message.iter_parts() if part.get_filename() is not None]
+                 if message.is_multipart() else None)
+    except Exception:  # noqa: BLE001 - any malformed body is the client's error, not the server's
+        files = None
+    if files is None:
+        raise BadInput(400, "the multipart body could not be parsed (boundary missing or malformed)")
+    if not files:
+        raise BadInput(400, "no files in the request: upload images in the form field 'files'")
+    if len(files) > limits.max_files:
+        raise BadInput(413, f"{len(files)} files in one request; at most {limits.max_files}")
+    return files
+
+
+def decode_image(name: str, data: bytes, limits: Limits) -> tuple[np.ndarray, dict[str, Any]]:
+    """One upload as the 32x32 image the model sees and its description; a :class:`BadInput` otherwise."""
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            width, height = img.size
+            if width * height > limits.max_pixels:  # before decoding a single pixel
+                raise BadInput(413, f"{name}: {width}x{height} pixels is over the limit of {limits.max_pixels:,}")
+            img.load()
+            shown = ImageOps.exif_transpose(img)
+            info = {"file": name, "size": list(shown.size), "mode": img.mode}
+            return to_cifar_image(to_8bit(shown, name)), info
+    except BadInput:
+        raise
+    except UnidentifiedImageError:
+        raise BadInput(415, f"{name} is not an image PIL can read (PNG, JPEG, WebP, ...)") from None
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
+        raise BadInput(400, f"{name} could not be decoded (truncated or corrupt?): {e}") from None
+    except Exception as e:  # noqa: BLE001 - a stranger's file must never take the server down
+        raise BadInput(400, f"{name} could not be read: {type(e).__name__}") from None
+
+
+def png_data_url(image: np.ndarray) -> str:
+    """A (32, 32, 3) uint8 image as a PNG data URL, for the page to show what the model saw."""
+    buf = io.BytesIO()
+    Image.fromarray(image).save(buf, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+
+
+async def read_limited(request: Any, max_bytes: int) -> bytes:
+    """The request body, refused (413) as soon as it passes ``max_bytes``, whatever Content-Length claims."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > max_bytes:
+        raise BadInput(413, f"the upload is {int(declared):,} bytes; at most {max_bytes:,}")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > max_bytes:
+            raise BadInput(413, f"the upload is over {max_bytes:,} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)

@@ -1,0 +1,92 @@
+"""Sizing a run to a budget of training time: how many epochs of a schedule fit, from a measured throughput.
+
+A one-cycle schedule needs its length up front, so a run given a time budget first times a few of its
+own training steps on this machine and then trains as many whole epochs as fit. The time limit stays
+on as a guard, should the machine slow down.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..config import TrainConfig
+from ..data.augment import resolve_augment_chunk
+from ..data.cifar import ArraySet, load_cifar10
+from ..device import resolve_device
+from .throughput import training_throughput
+
+MARGIN = 0.85
+"""Share of the budget the planned steps may fill: room for steps slower than the measured ones. On the
+2-core CPU here a 30-step burst measured 115.6 images/s where the hour that followed sustained 99.7-114.9
+(docs/performance.md), and a run that outgrows its budget is cut before its last validation."""
+WARMUP_STEPS = 3
+"""Untimed steps before the timed ones (compilation happens in them)."""
+
+
+@dataclass(frozen=True)
+class BudgetPlan:
+    """What a budget of training time buys at a measured throughput."""
+
+    minutes: float
+    """The budget: training time, validation excluded."""
+    images_per_s: float
+    """Measured training throughput (images per second) of the run's own step on this machine."""
+    compile_seconds: float
+    """Time of the first, untimed steps (compilation)."""
+    train_images: int
+    """Images per epoch."""
+    epochs: int
+    """Whole epochs that fit."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def describe(self) -> str:
+        return (f"{self.images_per_s:.1f} images/s measured, first steps {self.compile_seconds:.0f} s -> "
+                f"{self.epochs} epochs of {self.train_images:,} images fit {self.minutes:g} training-minutes")
+
+
+def epochs_for_budget(minutes: float, images_per_s: float, compile_seconds: float, train_images: int,
+                      margin: float = MARGIN) -> int:
+    """Whole epochs of ``train_images`` that fit ``minutes`` at ``images_per_s`` (at least 1).
+
+    A run compiles twice (the full batches, then the epoch's last, partial one), so twice the measured
+    compile time comes off the budget first; the steps may fill ``margin`` of the rest.
+    """
+    if minutes <= 0 or images_per_s <= 0 or train_images < 1:
+        raise ValueError("a budget needs positive minutes, throughput and training images")
+    seconds_for_steps = 60 * minutes - 2 * compile_seconds
+    return max(1, math.floor(margin * seconds_for_steps * images_per_s / train_images))
+
+
+def plan_budget(cfg: TrainConfig, data: ArraySet, minutes: float, device: torch.device | None = None,
+                steps: int = 30, margin: float = MARGIN) -> BudgetPlan:
+    """Time ``steps`` of ``cfg``'s training step on ``device`` (fewer if ``data`` is small) with the first
+    images of ``data`` (the training set before the validation split) and size the run to ``minutes``."""
+    device = device or torch.device("cpu")
+    chunk = resolve_augment_chunk(cfg.augment_chunk, device) if cfg.augment_backend == "batched" else 1
+    warmup = -(-WARMUP_STEPS // chunk) * chunk
+    fit = len(data) // cfg.batch_size - warmup  # a small training set times the steps it has
+    steps = min(-(-steps // chunk) * chunk, fit - fit % chunk)
+    if steps < 1:
+        raise ValueError(f"timing the step needs at least {(warmup + chunk) * cfg.batch_size} training images "
+                         f"(batch {cfg.batch_size}), {len(data)} given")
+    needed = (warmup + steps) * cfg.batch_size
+    measured = training_throughput(cfg, data.subset(np.arange(needed)), steps, WARMUP_STEPS, device)
+    train_images = min(cfg.train_subset or len(data), len(data) - cfg.val_size)
+    epochs = epochs_for_budget(minutes, measured.images_per_s, measured.warmup_seconds, train_images, margin)
+    return BudgetPlan(minutes, measured.images_per_s, measured.warmup_seconds, train_images, epochs)
+
+
+def budget_config(cfg: TrainConfig, data_dir: Any, minutes: float, device: str = "auto",
+                  download: bool = False, steps: int = 30) -> tuple[TrainConfig, BudgetPlan]:
+    """``cfg`` with the epochs that fit ``minutes`` of training on ``device`` (timed on CIFAR-10 in ``data_dir``)."""
+    data = load_cifar10(data_dir, train=True, download=download)
+    plan = plan_budget(cfg, data, minutes, resolve_device(device), steps)
+    return dataclasses.replace(cfg, epochs=plan.epochs), plan

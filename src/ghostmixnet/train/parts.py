@@ -1,0 +1,106 @@
+"""A training run's parts, built once from its config, and the batches they train on.
+
+The run (:mod:`~ghostmixnet.train.run`) and the throughput benchmark (:mod:`~ghostmixnet.train.throughput`)
+both build their parts here and train with :func:`~ghostmixnet.train.loop.train_one_epoch`, so that what
+the benchmark times is what a run trains with: the model (compiled and wrapped for several processes as
+the config and device say), the optimizer, the schedule, the gradient scaler, the weight average, the
+augmentation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from ..config import TrainConfig
+from ..data.augment import BatchPipeline, augment_in_chunks, resolve_augment_chunk, train_transform
+from ..data.cifar import MEAN, STD, ArraySet
+from ..data.loading import SEED_BATCH_AUGMENT, DeviceBatches, ImageDataset, ResumableSampler, mix_seed
+from ..device import Compute, prepare_device
+from ..model.architectures import zero_init_residuals
+from ..model.factory import build_model, load_pretrained
+from ..model.fused_bn import set_fused_bn
+from .compile import compile_model
+from .optim import build_optimizer
+from .schedule import build_scheduler
+
+
+@dataclass
+class Training:
+    """Everything a training step touches. ``model`` is the plain module (what checkpoints hold);
+    ``train_model`` is what the steps call (compiled, and wrapped in DistributedDataParallel)."""
+
+    cfg: TrainConfig
+    compute: Compute
+    model: nn.Module
+    train_model: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    per_step_schedule: bool
+    scaler: torch.amp.GradScaler
+    ema: torch.optim.swa_utils.AveragedModel | None
+    pipeline: BatchPipeline | None
+    """The batched augmentation, or None when the DataLoader's workers augment (``torchvision``)."""
+    augment_chunk: int
+
+
+def build_training(cfg: TrainConfig, device: torch.device, steps_per_epoch: int,
+                   distributed: bool = False) -> Training:
+    """The parts of a run of ``cfg`` on ``device`` (seeded by ``cfg.seed``), with ``steps_per_epoch`` for
+    schedules stepped per step; ``distributed`` wraps the model in DistributedDataParallel."""
+    prepare_device(device)
+    compute = Compute.resolve(device, cfg.precision, cfg.channels_last)
+    torch.manual_seed(cfg.seed)
+    model = set_fused_bn(build_model(cfg.model, cfg.num_classes, cfg.width, cfg.dropout), cfg.fused_bn).to(device)
+    if cfg.zero_init_residual:
+        zero_init_residuals(model)
+    if cfg.init is not None:
+        load_pretrained(model, cfg.model, cfg.init)
+    if cfg.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    optimizer = build_optimizer(model, cfg, device)
+    scheduler, per_step_schedule = build_scheduler(cfg, optimizer, steps_per_epoch)
+    scaler = torch.amp.GradScaler(device.type, enabled=compute.precision == "fp16")
+    # The average includes BatchNorm statistics (use_buffers), so it can be evaluated as it is.
+    ema = (torch.optim.swa_utils.AveragedModel(model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(
+        cfg.ema_decay), use_buffers=True) if cfg.ema_decay else None)
+    train_model: nn.Module = model
+    if distributed:
+        if cfg.sync_bn:
+            train_model = nn.SyncBatchNorm.convert_sync_batchnorm(train_model)
+        train_model = nn.parallel.DistributedDataParallel(
+            train_model, device_ids=[device.index] if device.type == "cuda" else None)
+    if cfg.compile:
+        train_model = compile_model(train_model, cfg.compile_mode, device, distributed)
+    pipeline = BatchPipeline(cfg.augment, compile=cfg.compile) if cfg.augment_backend == "batched" else None
+    return Training(cfg, compute, model, train_model, optimizer, scheduler, per_step_schedule, scaler, ema, pipeline,
+                    resolve_augment_chunk(cfg.augment_chunk, device))
+
+
+def build_loader(t: Training, data: ArraySet, sampler: ResumableSampler,
+                 batch_size: int) -> Iterable[tuple[torch.Tensor, torch.Tensor]]:
+    """Raw batches in ``sampler``'s order: uint8 batches gathered on the device from the training set held
+    there (batched augmentation), or augmented batches from DataLoader workers (``torchvision``)."""
+    if t.pipeline is not None:
+        return DeviceBatches(data, sampler, batch_size, t.compute.device)
+    return DataLoader(ImageDataset(data, train_transform(t.cfg.augment)), batch_size=batch_size, sampler=sampler,
+                      num_workers=t.cfg.num_workers, pin_memory=t.compute.device.type == "cuda")
+
+
+def epoch_batches(t: Training, loader: Iterable[Any], epoch: int, first_step: int, rank: int = 0,
+                  mark: Callable[[str], None] | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Normalized training batches of ``epoch`` from ``loader``, whose first is step ``first_step``: the
+    loader's own with ``torchvision``; augmented on the device, a chunk at a time, with batched augmentation
+    (step s of the epoch draws from its own generator: a function of the seed, epoch, step and rank)."""
+    if t.pipeline is None:
+        return iter(loader)
+
+    def draws(i: int) -> torch.Generator:
+        return torch.Generator().manual_seed(mix_seed(SEED_BATCH_AUGMENT, t.cfg.seed, epoch, first_step + i, rank))
+
+    return augment_in_chunks(loader, t.pipeline, t.augment_chunk, draws, MEAN, STD, mark)

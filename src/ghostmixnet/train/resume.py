@@ -1,0 +1,122 @@
+"""What a training run saves to continue: the contents of ``last.pt``, reading it back (falling back to the
+checkpoint before it), and the config a resumed run continues with.
+
+A resumed run keeps its recipe (:class:`~ghostmixnet.config.RecipeConfig`) and may change any compute
+setting (:class:`~ghostmixnet.config.ComputeConfig`); of the recipe only ``epochs`` may grow, to run the
+same recipe for longer.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..config import COMPUTE_FIELDS, RECIPE_FIELDS, TrainConfig, config_of
+from ..errors import CheckpointError, RunError
+from ..model.checkpoint import load_checkpoint, load_weights, unwrap
+from .loop import EpochTotals
+from .parts import Training
+
+FORMAT_VERSION = 1
+LAST, PREVIOUS, BEST = "last.pt", "last.prev.pt", "best.pt"
+RUN_LONGER = "epochs"
+"""The one recipe field a resumed run may change: it continues the same recipe for more (or fewer) epochs."""
+
+
+@dataclass
+class RunState:
+    """Where a run stands between two steps, besides the states of its model, optimizer, scheduler, scaler
+    and weight average: together they are what ``last.pt`` holds, all a resumed run needs."""
+
+    epoch: int = 0
+    """Epochs finished."""
+    step: int = 0
+    """Steps done of the epoch in progress (0 at an epoch's end)."""
+    best_acc: float = -1.0
+    best_epoch: int = 0
+    history: list[dict[str, Any]] = field(default_factory=list)
+    """One metrics row per finished epoch."""
+    partial: EpochTotals = field(default_factory=EpochTotals)
+    """The epoch in progress's running totals."""
+
+
+def training_checkpoint(t: Training, state: RunState, processes: int) -> dict[str, Any]:
+    """The contents of ``last.pt`` for the parts ``t`` at ``state``, saved by a run of ``processes``."""
+    return {"format": FORMAT_VERSION, "model": unwrap(t.model).state_dict(), "config": t.cfg.to_dict(),
+            "epoch": state.epoch, "step": state.step, "partial": state.partial.to_dict(),
+            "optimizer": t.optimizer.state_dict(), "scheduler": t.scheduler.state_dict(),
+            "scaler": t.scaler.state_dict(), "best_acc": state.best_acc, "best_epoch": state.best_epoch,
+            "history": state.history, "processes": processes,
+            **({"ema": t.ema.state_dict()} if t.ema is not None else {})}
+
+
+def load_resume_checkpoint(out_dir: Path, log: Callable[[str], None] = print) -> tuple[dict[str, Any], Path]:
+    """The newest usable training checkpoint of a run: ``last.pt``, or the one before it if ``last.pt``
+    is missing, truncated or corrupt (saying so)."""
+    out_dir = Path(out_dir)
+    errors = []
+    for name in (LAST, PREVIOUS):
+        path = out_dir / name
+        if not path.exists():
+            errors.append(f"{path} does not exist")
+            continue
+        try:
+            ckpt = load_checkpoint(path)
+        except CheckpointError as e:
+            errors.append(str(e))
+            continue
+        if "optimizer" not in ckpt or "epoch" not in ckpt:
+            errors.append(f"{path} holds weights only, not the training state a resume needs")
+            continue
+        if name != LAST:
+            log(f"warning: {errors[0]}; resuming from the previous checkpoint {path} instead")
+        return ckpt, path
+    raise RunError("cannot resume: " + "; ".join(errors))
+
+
+def restore_training(t: Training, ckpt: dict[str, Any], path: Path, processes: int) -> RunState:
+    """Load a training checkpoint into the parts ``t``; the run's state. A checkpoint saved within an epoch
+    must be resumed by as many processes as saved it (their shards of the epoch differ otherwise)."""
+    load_weights(t.model, ckpt["model"], path)
+    t.optimizer.load_state_dict(ckpt["optimizer"])
+    t.scheduler.load_state_dict(ckpt["scheduler"])
+    t.scaler.load_state_dict(ckpt["scaler"])
+    if t.ema is not None:
+        if "ema" not in ckpt:
+            raise RunError(f"{path} holds no weight average although the config asks for one (ema_decay)")
+        t.ema.load_state_dict(ckpt["ema"])
+    state = RunState(ckpt["epoch"], ckpt.get("step", 0), ckpt["best_acc"], ckpt["best_epoch"], list(ckpt["history"]),
+                     EpochTotals.from_dict(ckpt["partial"]) if "partial" in ckpt else EpochTotals())
+    if state.step and ckpt.get("processes", 1) != processes:
+        raise RunError(f"{path} was saved in the middle of an epoch by {ckpt.get('processes', 1)} process(es); "
+                       f"resume it with that many (this run has {processes}), or from an epoch end")
+    return state
+
+
+def resume_config(out_dir: Path, overrides: dict[str, Any], recipe: str | None = None) -> tuple[TrainConfig, Path]:
+    """The config to continue the run in ``out_dir`` with, and the data folder it used: its own recipe (run
+    for ``epochs`` if that is given) computed as the ``overrides`` of compute settings say; an override of any
+    other recipe field is refused."""
+    ckpt, path = load_resume_checkpoint(out_dir, log=lambda _: None)  # train() says which file it uses
+    saved = config_of(ckpt, path)
+    del ckpt
+    asked = {**overrides, **({"recipe": recipe} if recipe is not None else {})}
+    check_resumable(asked, saved, out_dir)
+    learned = dataclasses.replace(saved.recipe_config(), epochs=overrides.get(RUN_LONGER, saved.epochs))
+    compute = dataclasses.replace(saved.compute_config(), **{k: v for k, v in overrides.items() if k in COMPUTE_FIELDS})
+    run = json.loads((out_dir / "run.json").read_text()) if (out_dir / "run.json").is_file() else {}
+    return TrainConfig.of(learned, compute), Path(run.get("data_dir", "data"))
+
+
+def check_resumable(asked: dict[str, Any], saved: TrainConfig, out_dir: Path) -> None:
+    """Refuse to continue a run saved with config ``saved`` when ``asked`` (fields and values) changes what
+    it learns."""
+    changed = [k for k, v in asked.items() if k in RECIPE_FIELDS and k != RUN_LONGER and getattr(saved, k) != v]
+    if changed:
+        raise RunError(f"a resumed run keeps the recipe it started with; {out_dir} differs in "
+                       f"{', '.join(f'{k} (was {getattr(saved, k)!r})' for k in changed)}; "
+                       "drop those flags or start a new run with --out")

@@ -1,0 +1,427 @@
+"""A training run from start to finish: data, parts, the epochs, checkpoints, outputs.
+
+Exact resume at any step rests on one rule: no random generator carries state from one step to the
+next. Shuffling is a function of (seed, epoch); each image's augmentation of (seed, epoch, index or
+step); mixing and dropout of (seed, epoch, step, rank). The state of a run between two steps is
+therefore the model, optimizer, scheduler, gradient scaler and the position (epoch, step), which every
+checkpoint holds; a resumed run replays the remaining steps exactly as an uninterrupted one.
+
+Several processes (``torchrun``) share the one code path: each trains on its shard of every global
+batch, DistributedDataParallel averages the gradients, metrics are summed across processes, and
+rank 0 alone logs and writes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import platform
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypedDict
+
+import numpy as np
+import torch
+
+from ..config import TrainConfig, config_of
+from ..data.cifar import CLASSES
+from ..data.loading import ResumableSampler
+from ..data.splits import Splits, load_splits
+from ..device import slow_precision_warning
+from ..errors import NonFiniteLossError, RunError
+from ..files import write_text_atomic
+from ..infer.evaluate import EvalResult, evaluate
+from ..model.architectures import count_parameters
+from ..model.checkpoint import load_checkpoint, load_weights, save_atomic, unwrap
+from ..model.factory import build_model
+from ..version import __version__
+from .compile import resolve_compile_mode
+from .distributed import DistEnv, init_distributed
+from .loop import EpochControl, EpochEnd, EpochTotals, train_one_epoch
+from .metrics import plot_curves, write_metrics
+from .parts import Training, build_loader, build_training, epoch_batches
+from .progress import Progress
+from .resume import (
+    BEST,
+    FORMAT_VERSION,
+    LAST,
+    PREVIOUS,
+    RunState,
+    check_resumable,
+    load_resume_checkpoint,
+    restore_training,
+    training_checkpoint,
+)
+
+EpochHook = Callable[[dict[str, Any], torch.nn.Module], "bool | None"]
+
+
+class RunSummary(TypedDict, total=False):
+    """What :func:`train` returns, whatever the way the run ended: the first seven keys always; ``step`` and
+    ``signal`` when a signal stopped it; ``time_limit_hit`` when it was finished (scored, if it validated an
+    epoch: ``test_acc``)."""
+
+    run_dir: str
+    epochs_done: int
+    epochs: int
+    best_val_acc: float
+    best_epoch: int
+    val_is_test: bool
+    train_seconds: float
+    """Training time so far, validation excluded."""
+    step: int
+    signal: int
+    time_limit_hit: bool
+    test_acc: float
+
+
+class RunLog:
+    """Prints a line and appends it to the run's ``train.log`` (on rank 0; other ranks stay silent)."""
+
+    def __init__(self, path: Path | None, echo: Callable[[str], None] | None = None) -> None:
+        self.path, self.echo = path, echo
+
+    def __call__(self, line: str) -> None:
+        if self.path is None:
+            return
+        if self.echo is None:
+            print(line, flush=True)  # flushed, so redirected logs of long runs stay current
+        else:
+            self.echo(line)
+        with open(self.path, "a") as f:
+            f.write(line + "\n")
+
+
+def selection_note(splits: Splits) -> str:
+    if splits.val_is_test:
+        return ("selecting checkpoints on the TEST set (--val-size 0, the paper's habit): "
+                "the test accuracy reported is optimistic, not an unbiased estimate")
+    return f"selecting checkpoints on a {len(splits.val)}-image validation split of the training set"
+
+
+@contextmanager
+def stop_requests() -> Iterator[dict[str, int]]:
+    """Turn SIGTERM and SIGINT into a request to stop after the current step (a second SIGINT
+    interrupts at once). Yields a dict whose ``signal`` is set to the signal's number when one came."""
+    request = {"signal": 0}
+    if threading.current_thread() is not threading.main_thread():  # handlers can only be set there
+        yield request
+        return
+
+    def handler(signum: int, _frame: Any) -> None:
+        if signum == signal.SIGINT and request["signal"]:
+            raise KeyboardInterrupt
+        request["signal"] = signum
+
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield request
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+
+
+def _all_finite(module: torch.nn.Module) -> bool:
+    return all(bool(torch.isfinite(p).all()) for p in module.parameters())
+
+
+def train(cfg: TrainConfig, data_dir: Path, out_dir: Path, *, device: str = "auto", resume: bool = False,
+          download: bool = False, stop_after: int | None = None, log_every: int = 50, checkpoint_every: int = 0,
+          echo: Callable[[str], None] | None = None, time_limit: float | None = None,
+          epoch_end: EpochHook | None = None) -> RunSummary:
+    """Train (or, with ``resume``, continue) the run in ``out_dir``; returns the run's summary.
+
+    ``stop_after`` ends this invocation after that many epochs, leaving a resumable run;
+    ``checkpoint_every`` also saves ``last.pt`` every that many steps within an epoch. SIGTERM or
+    SIGINT saves after the current step and stops; the summary's ``signal`` then names it. ``time_limit``
+    (seconds) stops the same way once the run's training time (validation excluded) reaches it, then
+    reports the test accuracy of the best checkpoint so far (the summary's ``time_limit_hit`` is True).
+    ``epoch_end`` is called on rank 0 after each epoch's validation with the epoch's metrics row and the
+    trained weights (the module, unwrapped), e.g. to score extra data; its time is not training time. If it
+    returns True the run ends there as at a time limit (one process only: ranks must stop together).
+    Launched by torchrun, the processes of one run each call this with the same arguments.
+    """
+    if checkpoint_every < 0:
+        raise ValueError(f"--checkpoint-every must not be negative, got {checkpoint_every}")
+    if log_every < 1:
+        raise ValueError(f"--log-every must be at least 1, got {log_every}")
+    if stop_after is not None and stop_after < 1:
+        raise ValueError(f"--stop-after must be at least 1 epoch, got {stop_after}")
+    if time_limit is not None and not time_limit > 0:
+        raise ValueError(f"--time-limit must be a positive number of minutes, got {time_limit / 60:g}")
+    env = init_distributed(device)
+    try:
+        with stop_requests() as stop:
+            return _train(cfg, Path(data_dir), Path(out_dir), env, resume, download, stop_after, log_every,
+                          checkpoint_every, echo, stop, time_limit, epoch_end)
+    finally:
+        env.close()
+
+
+def _train(cfg: TrainConfig, data_dir: Path, out_dir: Path, env: DistEnv, resume: bool, download: bool,
+           stop_after: int | None, log_every: int, checkpoint_every: int, echo: Callable[[str], None] | None,
+           stop: dict[str, int], time_limit: float | None, epoch_end: EpochHook | None = None) -> RunSummary:
+    # Set up: refuse what cannot work before touching the run folder; data first, so a missing or bad
+    # data folder leaves no empty run folder behind.
+    check_can_start(cfg, out_dir, env, resume)
+    splits = load_splits(data_dir, cfg.val_size, cfg.split_seed, cfg.train_subset, download=download)
+    if env.is_main:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    env.barrier()
+    log = RunLog(out_dir / "train.log" if env.is_main else None, echo)
+    per_rank = cfg.batch_size // env.world_size
+    sampler = ResumableSampler(len(splits.train), env.world_size, env.rank, cfg.seed)
+    steps_per_epoch = -(-sampler.num_samples // per_rank)
+    t = build_training(cfg, env.device, steps_per_epoch, env.distributed)
+    # Resume: the parts' states and the run's position from last.pt (or the one before it).
+    state = RunState()
+    if resume:
+        ckpt, path = load_resume_checkpoint(out_dir, log)
+        check_resumable(cfg.to_dict(), config_of(ckpt, path), out_dir)  # whoever the caller: CLI, seeds, ablation
+        state = restore_training(t, ckpt, path, env.world_size)
+        where = f"step {state.step} of epoch {state.epoch + 1}" if state.step else f"epoch {state.epoch}"
+        log(f"resuming {out_dir} after {where} (of {cfg.epochs} epochs) from {path.name}")
+    run = Run(cfg, env, out_dir, splits, t, log, state, per_rank)
+    run.describe(data_dir)
+    loader = build_loader(t, splits.train, sampler, per_rank)
+    # On a GPU each read of the loss makes the host wait for the step; the CPU has nothing to wait for.
+    control = EpochControl(steps_per_epoch, sync_every=1 if env.device.type == "cpu" else max(1, log_every),
+                           checkpoint_every=checkpoint_every, save=run.save_at, stop=stop)
+    start_epoch = state.epoch
+    # For each epoch: train, validate, save, log; stop early when asked to or out of time.
+    while state.epoch < cfg.epochs and (stop_after is None or state.epoch - start_epoch < stop_after):
+        sampler.set_epoch(state.epoch, start=state.step * per_rank)
+        lr = t.optimizer.param_groups[0]["lr"]
+        end = run.train_epoch(loader, control, time_limit, log_every)
+        if end.step < steps_per_epoch:  # stopped within the epoch
+            run.save_last()
+            if end.out_of_time:
+                log(f"time limit of {time_limit:.0f} s of training reached at step {end.step} of epoch "
+                    f"{state.epoch + 1}")
+                return run.finish(time_limit_hit=True)
+            log(f"{signal.Signals(end.signal).name} received: saved step {end.step} of epoch {state.epoch + 1} to "
+                f"{out_dir / LAST}; continue with: ghostmixnet train --resume {out_dir}")
+            return run.stopped(end.signal, step=end.step)
+        caller_stops = run.close_epoch(lr, epoch_end)
+        if end.signal and state.epoch < cfg.epochs:
+            # A signal during the epoch's last step: the epoch-end checkpoint already holds it.
+            log(f"{signal.Signals(end.signal).name} received: stopped after epoch {state.epoch}; "
+                f"continue with: ghostmixnet train --resume {out_dir}")
+            return run.stopped(end.signal, step=0)
+        if end.out_of_time and state.epoch < cfg.epochs:
+            log(f"time limit of {time_limit:.0f} s of training reached after epoch {state.epoch}")
+            return run.finish(time_limit_hit=True)
+        if caller_stops and state.epoch < cfg.epochs:
+            log(f"stopped after epoch {state.epoch} as the caller asked")
+            return run.finish(time_limit_hit=True)
+    # Finish once: score the best checkpoint on the test set, or say how to continue.
+    if state.epoch < cfg.epochs:
+        log(f"stopped after epoch {state.epoch} of {cfg.epochs}; continue with: ghostmixnet train --resume {out_dir}")
+        return run.summary()
+    return run.finish(time_limit_hit=False)
+
+
+def check_can_start(cfg: TrainConfig, out_dir: Path, env: DistEnv, resume: bool) -> None:
+    """Refuse a run that cannot start: nothing to resume, a run already there, or a setup that cannot work."""
+    if resume:
+        if not (out_dir / LAST).is_file() and not (out_dir / PREVIOUS).is_file():
+            raise RunError(f"cannot resume: {out_dir / LAST} does not exist")
+    elif (out_dir / LAST).exists() or (out_dir / PREVIOUS).exists():
+        raise RunError(f"{out_dir} already holds a run; continue it with --resume {out_dir} or choose another --out")
+    elif out_dir.is_dir() and any(out_dir.iterdir()):
+        # A new run never writes into a folder with other files: it would replace or mix with them.
+        found = sorted(p.name for p in out_dir.iterdir())
+        what = ("a run that never saved a checkpoint" if (out_dir / "run.json").exists()
+                else "files that are not a ghostmixnet run")
+        raise RunError(f"{out_dir} is not empty: it holds {what} ({', '.join(found[:5])}"
+                       f"{', ...' if len(found) > 5 else ''}); a new run needs an empty or new folder: choose "
+                       "another --out (or delete what is there)")
+    elif out_dir.exists() and not out_dir.is_dir():
+        raise RunError(f"--out {out_dir} is a file, not a folder; choose a folder for the run")
+    if cfg.sync_bn and env.distributed and env.device.type == "cpu":
+        raise RunError("--sync-bn needs GPUs: PyTorch's SyncBatchNorm does not run on the CPU; drop the flag "
+                       "(each process then normalizes over its own share of the batch)")
+    if cfg.batch_size % env.world_size:
+        raise RunError(f"--batch-size {cfg.batch_size} is the global batch and must divide evenly among the "
+                       f"{env.world_size} processes; use a multiple of {env.world_size}")
+
+
+@dataclass
+class Run:
+    """One run's context, read by every stage of :func:`_train`: its config, processes, folder, data,
+    parts, log and state (the state changes as the run goes; the rest does not)."""
+
+    cfg: TrainConfig
+    env: DistEnv
+    out_dir: Path
+    splits: Splits
+    t: Training
+    log: RunLog
+    state: RunState
+    per_rank: int
+
+    @property
+    def val_name(self) -> str:
+        return "test-as-val" if self.splits.val_is_test else "val"
+
+    def trained_seconds(self) -> float:
+        """Training time of the finished epochs."""
+        return sum(row["seconds"] for row in self.state.history)
+
+    def describe(self, data_dir: Path) -> None:
+        """Write config.json and run.json (rank 0) and log what is about to run."""
+        cfg, env, t, splits = self.cfg, self.env, self.t, self.splits
+        dev, precision = t.compute.device, t.compute.precision
+        if env.is_main:
+            cfg.save(self.out_dir / "config.json")
+            write_text_atomic(self.out_dir / "run.json", json.dumps({
+                "ghostmixnet": __version__, "torch": torch.__version__, "python": platform.python_version(),
+                "machine": platform.machine(), "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+                "device": str(dev), "processes": env.world_size, "threads": torch.get_num_threads(),
+                "data_dir": str(Path(data_dir).resolve()), "train_images": len(splits.train),
+                "val_images": len(splits.val), "val_is_test": splits.val_is_test,
+                "parameters": count_parameters(t.model)}, indent=2) + "\n")
+        procs = f" x {env.world_size} processes ({self.per_rank} each)" if env.distributed else ""
+        compiled = (f", compiled ({resolve_compile_mode(cfg.compile_mode, dev, env.distributed)})" if cfg.compile
+                    else "")
+        self.log(f"{cfg.model} (width {cfg.width}, {count_parameters(t.model):,} parameters), recipe {cfg.recipe}, "
+                 f"{cfg.epochs} epochs, batch {cfg.batch_size}{procs}, {precision}{compiled}, on {dev}; "
+                 f"{len(splits.train):,} training images; {selection_note(splits)}")
+        warning = slow_precision_warning(dev, precision)
+        if warning:
+            self.log(warning)
+
+    def train_epoch(self, loader: Any, control: EpochControl, time_limit: float | None, log_every: int) -> EpochEnd:
+        """Train the rest of the current epoch (:func:`train_one_epoch`); the state's step follows it."""
+        s = self.state
+        control.progress = Progress(control.steps_per_epoch, f"epoch {s.epoch + 1}/{self.cfg.epochs}", self.log,
+                                    every=log_every, enabled=self.env.is_main)
+        control.seconds_left = None if time_limit is None else time_limit - self.trained_seconds()
+        batches = epoch_batches(self.t, loader, s.epoch, s.step + 1, self.env.rank)
+        try:
+            end = train_one_epoch(self.t, batches, s.epoch, s.step, s.partial, control, self.env)
+        except NonFiniteLossError as e:
+            raise NonFiniteLossError(f"{e} and {self.out_dir / LAST} keeps the last good state. Lower --lr, use "
+                                     "--precision fp32, or resume to retry") from None
+        finally:
+            control.progress.close()
+        s.step = end.step
+        return end
+
+    def save_at(self, step: int) -> None:
+        """Save ``last.pt`` after ``step`` of the current epoch."""
+        self.state.step = step
+        self.save_last()
+
+    def save_last(self) -> None:
+        """Save the training state to ``last.pt`` (the one before it kept as ``last.prev.pt``), on rank 0."""
+        if not self.env.is_main:
+            return
+        if not _all_finite(self.t.model):  # never let a poisoned checkpoint replace a good one
+            raise NonFiniteLossError(f"the weights hold NaN or infinite values at epoch {self.state.epoch + 1} step "
+                                     f"{self.state.step}; nothing was saved, {self.out_dir / LAST} is the last good "
+                                     "checkpoint")
+        save_atomic(training_checkpoint(self.t, self.state, self.env.world_size), self.out_dir / LAST,
+                    keep_previous=self.out_dir / PREVIOUS)
+
+    def close_epoch(self, lr: float, epoch_end: EpochHook | None) -> bool:
+        """After an epoch's last step: step a per-epoch schedule, record, validate (and keep the best),
+        save, write metrics and plots, log. Whether ``epoch_end`` asked to stop."""
+        cfg, s = self.cfg, self.state
+        if not self.t.per_step_schedule:
+            self.t.scheduler.step()
+        s.epoch, s.step = s.epoch + 1, 0
+        stats, s.partial = s.partial, EpochTotals()
+        row = {"epoch": s.epoch, "val_split": "test" if self.splits.val_is_test else "val", "lr": lr,
+               "train_loss": stats.loss_sum / max(stats.images, 1), "val_loss": None, "val_acc": None,
+               "weights": None, "images_per_s": stats.images / max(stats.seconds, 1e-9), "seconds": stats.seconds}
+        s.history.append(row)
+        improved, scores = False, ""
+        if s.epoch % cfg.val_every == 0 or s.epoch == cfg.epochs:
+            improved, scores = self.validate(row)
+        caller_stops = self.env.is_main and epoch_end is not None and bool(epoch_end(row, unwrap(self.t.model)))
+        if self.env.is_main:
+            self.save_last()
+            write_metrics(self.out_dir / "metrics.csv", s.history)
+            plot_curves(s.history, self.out_dir, "test set (selection)" if self.splits.val_is_test else "validation")
+        name = self.val_name
+        val_text = (f" {name}_loss {row['val_loss']:.4f} {name}_acc {100 * row['val_acc']:.2f}%{scores}"
+                    f"{' (best)' if improved else ''}" if row["val_acc"] is not None else "")
+        self.log(f"epoch {s.epoch}/{cfg.epochs} lr {lr:.3g} train_loss {row['train_loss']:.4f}{val_text} "
+                 f"{row['images_per_s']:.1f} img/s {row['seconds']:.0f}s")
+        return caller_stops
+
+    def candidates(self) -> dict[str, torch.nn.Module]:
+        """The weights validation chooses among: the trained ones and, if kept, their moving average."""
+        return {"trained": unwrap(self.t.model), **({"average": self.t.ema.module} if self.t.ema is not None else {})}
+
+    def score(self, module: torch.nn.Module, images: np.ndarray, labels: np.ndarray,
+              precision: str | None = None) -> EvalResult:
+        """``module`` on a labelled set, shared among the processes (in the training precision by default)."""
+        self.env.broadcast_state(module)  # every process evaluates with rank 0's BatchNorm statistics
+        compute = dataclasses.replace(self.t.compute, precision=precision or self.t.compute.precision)
+        return evaluate(module, images, labels, compute, tta=self.cfg.tta, shard=self.env,
+                        tta_shift=self.cfg.tta_shift)
+
+    def validate(self, row: dict[str, Any]) -> tuple[bool, str]:
+        """Score every candidate on the validation split into ``row``; save the best one as ``best.pt`` if it
+        beats the best so far. Whether it did, and each candidate's score when there are several."""
+        s, splits = self.state, self.splits
+        results = {name: self.score(module, splits.val.images, splits.val.labels)
+                   for name, module in self.candidates().items()}
+        name = max(results, key=lambda k: results[k].accuracy)  # ties keep the trained weights
+        val = results[name]
+        scores = (" (" + ", ".join(f"{k} {100 * r.accuracy:.2f}%" for k, r in results.items()) + ")"
+                  if len(results) > 1 else "")
+        row.update(val_loss=val.loss, val_acc=val.accuracy, weights=name)
+        if val.accuracy <= s.best_acc:
+            return False, scores
+        s.best_acc, s.best_epoch = val.accuracy, s.epoch
+        if self.env.is_main:
+            save_atomic({"format": FORMAT_VERSION, "model": self.candidates()[name].state_dict(),
+                         "config": self.cfg.to_dict(), "epoch": s.epoch, "weights": name, "val_acc": val.accuracy,
+                         "val_is_test": splits.val_is_test}, self.out_dir / BEST)
+        return True, scores
+
+    def summary(self, **outcome: Any) -> RunSummary:
+        """The run's summary as it stands, with the keys of how it ended (``outcome``)."""
+        s = self.state
+        return RunSummary(run_dir=str(self.out_dir), epochs_done=s.epoch, epochs=self.cfg.epochs,
+                          best_val_acc=s.best_acc, best_epoch=s.best_epoch, val_is_test=self.splits.val_is_test,
+                          train_seconds=self.trained_seconds() + s.partial.seconds, **outcome)
+
+    def stopped(self, signum: int, step: int) -> RunSummary:
+        """The summary of a run stopped by a signal, resumable."""
+        return self.summary(step=step, signal=signum)
+
+    def finish(self, time_limit_hit: bool) -> RunSummary:
+        """Score the best checkpoint on the test set once; the run's summary."""
+        cfg, s, splits, log = self.cfg, self.state, self.splits, self.log
+        summary = self.summary(time_limit_hit=time_limit_hit)
+        if s.best_epoch == 0:
+            log("no validated checkpoint yet, so no test accuracy")
+            return summary
+        scored = build_model(cfg.model, cfg.num_classes, cfg.width, cfg.dropout).to(self.t.compute.device)
+        if self.env.is_main:
+            best = load_checkpoint(self.out_dir / BEST)
+            load_weights(scored, best["model"], self.out_dir / BEST)
+        t0 = time.perf_counter()
+        # In fp32 whatever the training precision, as `ghostmixnet eval` scores: one checkpoint, one figure.
+        test = self.score(scored, splits.test.images, splits.test.labels, "fp32")  # other ranks get rank 0's
+        if self.env.is_main:
+            result = {"split": "test", "images": len(splits.test), "checkpoint": BEST, "best_epoch": s.best_epoch,
+                      "selected_on": "test set (optimistic: --val-size 0)" if splits.val_is_test
+                      else f"validation split ({len(splits.val)} training images)", "tta": cfg.tta,
+                      "tta_shift": cfg.tta_shift, "precision": "fp32",
+                      "best_val_acc": s.best_acc, **test.summary(CLASSES), "seconds": time.perf_counter() - t0}
+            write_text_atomic(self.out_dir / "test.json", json.dumps(result, indent=2) + "\n")
+        log(f"test accuracy of best.pt (epoch {s.best_epoch}, {self.val_name}_acc {100 * s.best_acc:.2f}%): "
+            f"{100 * test.accuracy:.2f}% on {len(splits.test):,} images"
+            + (" [selected on the test set itself: optimistic]" if splits.val_is_test else ""))
+        summary["test_acc"] = test.accuracy
+        return summary
