@@ -17,10 +17,10 @@ import time
 import torch
 from PIL import Image
 
-from ghostmixnet import augment, batch_autoaugment
-from ghostmixnet.augment import BatchPipeline, train_transform
-from ghostmixnet.batch_augment import normalize
-from ghostmixnet.data import MEAN, STD, load_cifar10
+from ghostmixnet.data import augment, batch_autoaugment
+from ghostmixnet.data.augment import BatchPipeline, train_transform
+from ghostmixnet.data.batch_ops import normalize
+from ghostmixnet.data.cifar import MEAN, STD, load_cifar10
 
 
 def main() -> None:

@@ -39,14 +39,15 @@ from typing import Any
 import torch
 
 from ghostmixnet import __version__
-from ghostmixnet.bench import time_calls
 from ghostmixnet.config import REFERENCE_COMPUTE, TrainConfig, make_config
-from ghostmixnet.data import load_cifar10
-from ghostmixnet.engine import autocast, evaluate, resolve_device
+from ghostmixnet.data.cifar import load_cifar10
+from ghostmixnet.deploy.bench import time_calls
+from ghostmixnet.device import autocast, resolve_device
 from ghostmixnet.files import write_text_atomic
-from ghostmixnet.models import build_model
-from ghostmixnet.throughput import synchronize, training_throughput
-from ghostmixnet.trainer import train
+from ghostmixnet.infer.evaluate import evaluate
+from ghostmixnet.model.factory import build_model
+from ghostmixnet.train.run import train
+from ghostmixnet.train.throughput import synchronize, training_throughput
 
 # The authors' run, test accuracy (%) after these epochs (reference-recipe.md; selected on that test set).
 PUBLISHED_CURVE = {1: 53.38, 5: 78.53, 10: 82.91, 20: 88.14, 30: 89.55, 40: 92.13, 50: 92.34, 60: 91.05,

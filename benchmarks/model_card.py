@@ -27,15 +27,19 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ghostmixnet.checkpoint import model_from_checkpoint, resolve_checkpoint
-from ghostmixnet.cost import stage_costs
-from ghostmixnet.data import CLASSES, load_splits
-from ghostmixnet.engine import evaluate, predict_logits
-from ghostmixnet.export import OnnxClassifier, export_onnx
-from ghostmixnet.models import count_parameters
-from ghostmixnet.pretrained import PRETRAINED, sha256_of
-from ghostmixnet.quantize import calibration_images, quantize_onnx
-from ghostmixnet.report import calibration_bins, plot_reliability
+from ghostmixnet.data.cifar import CLASSES
+from ghostmixnet.data.splits import load_splits
+from ghostmixnet.deploy.export import export_onnx
+from ghostmixnet.deploy.quantize import calibration_images, quantize_onnx
+from ghostmixnet.infer.evaluate import evaluate
+from ghostmixnet.infer.load import model_from_checkpoint
+from ghostmixnet.infer.logits import predict_logits
+from ghostmixnet.infer.onnx import OnnxClassifier
+from ghostmixnet.model.architectures import count_parameters
+from ghostmixnet.model.checkpoint import resolve_checkpoint
+from ghostmixnet.model.cost import stage_costs
+from ghostmixnet.model.weights import PRETRAINED, sha256_of
+from ghostmixnet.report.calibration import calibration_bins, plot_reliability
 
 
 def accuracy(logits: torch.Tensor, labels: np.ndarray) -> float:

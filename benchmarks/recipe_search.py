@@ -27,12 +27,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ghostmixnet.checkpoint import load_checkpoint
 from ghostmixnet.cli import build_parser, config_overrides
 from ghostmixnet.config import TrainConfig, make_config
-from ghostmixnet.data import load_splits
-from ghostmixnet.engine import Compute, evaluate, resolve_device
-from ghostmixnet.models import build_model
+from ghostmixnet.data.splits import load_splits
+from ghostmixnet.device import Compute, resolve_device
+from ghostmixnet.infer.evaluate import evaluate
+from ghostmixnet.model.checkpoint import load_checkpoint
+from ghostmixnet.model.factory import build_model
 
 
 def read_grid(path: Path) -> list[tuple[str, dict[str, str]]]:

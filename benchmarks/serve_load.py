@@ -23,8 +23,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ghostmixnet.data import load_cifar10
-from ghostmixnet.serve import Limits, create_app, load_served_model
+from ghostmixnet.data.cifar import load_cifar10
+from ghostmixnet.serve.app import create_app, load_served_model
+from ghostmixnet.serve.uploads import Limits
 
 
 def free_port() -> int:

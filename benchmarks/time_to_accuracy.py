@@ -28,12 +28,12 @@ import argparse
 import json
 from pathlib import Path
 
-from ghostmixnet.budget import MARGIN, plan_budget
 from ghostmixnet.config import make_config
-from ghostmixnet.data import load_cifar10
-from ghostmixnet.engine import resolve_device
-from ghostmixnet.seeds import run_seeds, seeds_markdown
-from ghostmixnet.trainer import RunError
+from ghostmixnet.data.cifar import load_cifar10
+from ghostmixnet.device import resolve_device
+from ghostmixnet.errors import RunError
+from ghostmixnet.train.budget import MARGIN, plan_budget
+from ghostmixnet.train.seeds import run_seeds, seeds_markdown
 
 
 def seeds_arg(text: str) -> list[int]:
@@ -42,7 +42,7 @@ def seeds_arg(text: str) -> list[int]:
 
 def calibrate(args: argparse.Namespace, common: dict, out: Path) -> dict:
     """The epochs of the fast recipe that fit the budget, from a short timed run of its training step
-    (:func:`ghostmixnet.budget.plan_budget`, what `ghostmixnet train --time-budget` does), saved in
+    (:func:`ghostmixnet.train.budget.plan_budget`, what `ghostmixnet train --time-budget` does), saved in
     ``out/calibration.json`` and read back by later invocations, so seeds added later train as many epochs."""
     path = out / "calibration.json"
     if path.is_file():

@@ -24,8 +24,8 @@ import argparse
 import numpy as np
 
 from ghostmixnet.config import RECIPES, REFERENCE_COMPUTE, make_config
-from ghostmixnet.data import load_cifar10
-from ghostmixnet.throughput import training_throughput
+from ghostmixnet.data.cifar import load_cifar10
+from ghostmixnet.train.throughput import training_throughput
 
 
 def main() -> None:

@@ -70,7 +70,7 @@ def tiny_config():
 @pytest.fixture
 def trained_like():
     """Builds a tiny model with random BatchNorm statistics, as after training, so folding has work to do."""
-    from ghostmixnet.models import build_model
+    from ghostmixnet.model.factory import build_model
 
     def make(name: str = "ghostmixnet") -> torch.nn.Module:
         torch.manual_seed(0)

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import torch
 
-import ghostmixnet.trainer as trainer
-import ghostmixnet.training as training
+import ghostmixnet.train.parts as training
+import ghostmixnet.train.run as trainer
 from ghostmixnet.config import REFERENCE_COMPUTE, make_config
 
 built = []

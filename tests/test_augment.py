@@ -7,11 +7,11 @@ from PIL import Image
 from test_batch_augment import assert_close_uint8
 from torchvision import transforms as T
 
-from ghostmixnet import augment as A
-from ghostmixnet.augment import eval_transform, train_transform
-from ghostmixnet.batch_augment import normalize
-from ghostmixnet.data import MEAN, STD
-from ghostmixnet.engine import normalize_uint8
+from ghostmixnet.data import augment as A
+from ghostmixnet.data.augment import eval_transform, train_transform
+from ghostmixnet.data.batch_ops import normalize
+from ghostmixnet.data.cifar import MEAN, STD
+from ghostmixnet.infer.logits import normalize_uint8
 
 
 def test_paper_pipeline_order_and_parameters():

@@ -5,7 +5,7 @@ import torch
 from torchvision import transforms as T
 from torchvision.transforms.v2 import functional as TF
 
-from ghostmixnet import batch_augment as B
+from ghostmixnet.data import batch_ops as B
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,7 @@ import torch
 from torchvision import transforms as T
 from torchvision.transforms.autoaugment import _apply_op
 
-from ghostmixnet import batch_autoaugment as A
+from ghostmixnet.data import batch_autoaugment as A
 
 NEAREST = T.InterpolationMode.NEAREST
 

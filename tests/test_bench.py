@@ -1,10 +1,10 @@
 import pytest
 import torch
 
-from ghostmixnet.bench import fast_model, format_bench, percentile, run_bench, time_calls
-from ghostmixnet.checkpoint import save_atomic
 from ghostmixnet.cli import main
 from ghostmixnet.config import make_config
+from ghostmixnet.deploy.bench import fast_model, format_bench, percentile, run_bench, time_calls
+from ghostmixnet.model.checkpoint import save_atomic
 
 
 def test_time_calls_excludes_warmup_and_percentiles_interpolate():

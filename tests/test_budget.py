@@ -2,7 +2,7 @@ import math
 
 import pytest
 
-from ghostmixnet.budget import MARGIN, budget_config, epochs_for_budget
+from ghostmixnet.train.budget import MARGIN, budget_config, epochs_for_budget
 
 
 @pytest.mark.parametrize("minutes, rate, compile_s, images", [(60, 150.0, 30.0, 45000), (10, 1200.0, 5.0, 45000),

@@ -2,9 +2,11 @@ import pytest
 import torch
 from conftest import Exploit
 
-from ghostmixnet.checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint, save_atomic
 from ghostmixnet.config import make_config
-from ghostmixnet.models import build_model
+from ghostmixnet.errors import CheckpointError
+from ghostmixnet.infer.load import model_from_checkpoint
+from ghostmixnet.model.checkpoint import load_checkpoint, save_atomic
+from ghostmixnet.model.factory import build_model
 
 
 def tiny_checkpoint(path, model_name="ghostmixnet", config_model=None):

@@ -7,15 +7,10 @@ import torch
 from conftest import synthetic_images, write_batch
 
 from ghostmixnet import data
-from ghostmixnet.data import (
-    DataError,
-    find_cifar_folder,
-    load_cifar10,
-    load_splits,
-    read_batch,
-    read_course_pickle,
-    stratified_split,
-)
+from ghostmixnet.data.cifar import find_cifar_folder, load_cifar10, read_batch
+from ghostmixnet.data.course import read_course_pickle
+from ghostmixnet.data.splits import load_splits, stratified_split
+from ghostmixnet.errors import DataError
 
 
 def test_reads_official_layout(cifar_dir):
@@ -137,7 +132,8 @@ def test_real_cifar10(real_data_dir):
 
 
 def test_device_batches_serve_what_the_data_loader_serves(cifar_dir):
-    from ghostmixnet.data import DeviceBatches, ImageDataset, ResumableSampler, load_cifar10
+    from ghostmixnet.data.cifar import load_cifar10
+    from ghostmixnet.data.loading import DeviceBatches, ImageDataset, ResumableSampler
 
     data = load_cifar10(cifar_dir, train=True)
     sampler = ResumableSampler(len(data), seed=3)
@@ -170,7 +166,7 @@ def test_protocol_5_pickles_load_and_hostile_ones_do_not(tmp_path):
 
 
 def test_each_use_of_randomness_has_its_own_seed_stream():
-    from ghostmixnet.data import SEED_BATCH_AUGMENT, SEED_IMAGE_AUGMENT, SEED_STEP, mix_seed
+    from ghostmixnet.data.loading import SEED_BATCH_AUGMENT, SEED_IMAGE_AUGMENT, SEED_STEP, mix_seed
 
     for i in range(50):
         image, step = mix_seed(SEED_IMAGE_AUGMENT, 0, 1, i), mix_seed(SEED_STEP, 0, 1, i, 0)

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from ghostmixnet.models import build_model
+from ghostmixnet.model.factory import build_model
 
 WORKER = Path(__file__).with_name("ddp_worker.py")
 

@@ -5,19 +5,13 @@ import pytest
 import torch
 from torch import nn
 
-from ghostmixnet.engine import (
-    Compute,
-    Progress,
-    evaluate,
-    forward_backward,
-    native_cpu_support,
-    optimizer_step,
-    predict_logits,
-    resolve_device,
-    resolve_precision,
-)
-from ghostmixnet.mix import BatchMixer
-from ghostmixnet.models import build_model
+from ghostmixnet.data.mix import BatchMixer
+from ghostmixnet.device import Compute, native_cpu_support, resolve_device, resolve_precision
+from ghostmixnet.infer.evaluate import evaluate
+from ghostmixnet.infer.logits import predict_logits
+from ghostmixnet.model.factory import build_model
+from ghostmixnet.train.progress import Progress
+from ghostmixnet.train.step import forward_backward, optimizer_step
 
 
 class FixedLogits(nn.Module):
@@ -145,7 +139,7 @@ def test_fused_step_with_a_non_finite_loss_changes_nothing(loss_value):
 
 
 def test_compile_mode_auto_uses_cuda_graphs_for_one_process_on_a_gpu():
-    from ghostmixnet.engine import resolve_compile_mode
+    from ghostmixnet.train.compile import resolve_compile_mode
 
     assert resolve_compile_mode("auto", torch.device("cuda")) == "reduce-overhead"
     assert resolve_compile_mode("auto", torch.device("cuda"), distributed=True) == "default"
@@ -154,7 +148,7 @@ def test_compile_mode_auto_uses_cuda_graphs_for_one_process_on_a_gpu():
 
 
 def test_shifted_tta_averages_six_views():
-    from ghostmixnet.engine import tta_views
+    from ghostmixnet.infer.logits import tta_views
 
     x = torch.arange(2 * 3 * 8 * 8, dtype=torch.float32).view(2, 3, 8, 8)
     views = tta_views(x, 2)
@@ -174,7 +168,7 @@ def test_shifted_tta_averages_six_views():
 
 def test_parameter_groups_keep_weight_decay_off_norms_and_biases():
     from ghostmixnet.config import make_config
-    from ghostmixnet.engine import build_optimizer, parameter_groups
+    from ghostmixnet.train.optim import build_optimizer, parameter_groups
 
     model = build_model("ghostmixnet", width=0.125)
     decayed, free = parameter_groups(model, 0.05, decay_norm_and_bias=False)
@@ -198,7 +192,7 @@ def test_parameter_groups_keep_weight_decay_off_norms_and_biases():
 
 def test_weight_decay_does_not_move_an_excluded_parameter():
     from ghostmixnet.config import make_config
-    from ghostmixnet.engine import build_optimizer
+    from ghostmixnet.train.optim import build_optimizer
 
     model = nn.Sequential(nn.Linear(3, 3), nn.BatchNorm1d(3))
     optimizer = build_optimizer(model, make_config("fast", lr=0.1, weight_decay=0.5, decay_norm_and_bias=False),
@@ -215,8 +209,8 @@ def test_weight_decay_does_not_move_an_excluded_parameter():
 def test_compiled_ghost_module_has_finite_bf16_gradients_on_the_cpu():
     # torch.compile's 512-bit CPU kernels gave this module non-finite gradients under bf16 autocast (a NaN
     # loss from the second training step); compile_model holds the generated code to 256-bit vectors.
-    from ghostmixnet.engine import compile_model
-    from ghostmixnet.layers import GhostModule
+    from ghostmixnet.model.layers import GhostModule
+    from ghostmixnet.train.compile import compile_model
 
     torch._dynamo.reset()
     torch.manual_seed(0)

@@ -2,10 +2,12 @@ import numpy as np
 import pytest
 import torch
 
-from ghostmixnet.checkpoint import save_atomic
 from ghostmixnet.cli import main
 from ghostmixnet.config import make_config
-from ghostmixnet.export import ExportError, OnnxClassifier, compare, export_onnx, fold_batchnorm
+from ghostmixnet.deploy.export import compare, export_onnx, fold_batchnorm
+from ghostmixnet.errors import ExportError
+from ghostmixnet.infer.onnx import OnnxClassifier
+from ghostmixnet.model.checkpoint import save_atomic
 
 pytest.importorskip("onnxruntime")
 

@@ -9,10 +9,12 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ghostmixnet.checkpoint import CheckpointError, load_checkpoint, save_atomic
 from ghostmixnet.cli import main
-from ghostmixnet.data import DataError, read_batch, read_course_pickle
-from ghostmixnet.predict import load_image
+from ghostmixnet.data.cifar import read_batch
+from ghostmixnet.data.course import read_course_pickle
+from ghostmixnet.data.images import load_image
+from ghostmixnet.errors import CheckpointError, DataError
+from ghostmixnet.model.checkpoint import load_checkpoint, save_atomic
 
 # A fixed number of examples, derandomized: the same inputs in every CI run, within the time budget.
 FUZZ = settings(max_examples=60, deadline=None, derandomize=True,
@@ -51,7 +53,7 @@ def _valid_checkpoint() -> bytes:
     import io
 
     from ghostmixnet.config import make_config
-    from ghostmixnet.models import build_model
+    from ghostmixnet.model.factory import build_model
 
     buf = io.BytesIO()
     torch.save({"model": build_model("ghostmixnet", width=0.125).state_dict(),
@@ -167,7 +169,8 @@ class _Payload:
 # ---- 2. Never overwrite what the user did not ask to overwrite ----
 
 def test_a_new_run_refuses_a_folder_that_holds_other_files(cifar_dir, tmp_path, capsys, tiny_config):
-    from ghostmixnet.trainer import RunError, train
+    from ghostmixnet.errors import RunError
+    from ghostmixnet.train.run import train
 
     project = tmp_path / "project"
     project.mkdir()
@@ -214,28 +217,30 @@ def test_resume_with_another_out_is_refused(tmp_path, capsys):
 # ---- 1. A foreign file must not exhaust the machine ----
 
 def test_a_small_checkpoint_claiming_a_huge_model_is_refused_before_allocating(tmp_path, trained_like, monkeypatch):
-    import ghostmixnet.checkpoint as checkpoint
+    import ghostmixnet.model.checkpoint as checkpoint
     from ghostmixnet.config import make_config
+    from ghostmixnet.infer.load import model_from_checkpoint
 
     path = tmp_path / "tiny.pt"
     save_atomic({"model": trained_like().state_dict(), "config": make_config("paper", width=40.0).to_dict()}, path)
     assert path.stat().st_size < 400_000
-    real, built = checkpoint.build_model, []
+    real, built = checkpoint.build_architecture, []
 
     def watched(*args, **kwargs):
         model = real(*args, **kwargs)
         built.append(next(model.parameters()).device.type)
         return model
 
-    monkeypatch.setattr(checkpoint, "build_model", watched)
+    monkeypatch.setattr(checkpoint, "build_architecture", watched)
     with pytest.raises(CheckpointError, match="tiny.pt holds weights for a different model"):
-        checkpoint.model_from_checkpoint(path)
+        model_from_checkpoint(path)
     assert built == ["meta"]  # the 19-GB model was only ever described, never allocated
 
 
 def test_models_of_another_output_width_are_refused_at_load(tmp_path, trained_like, capsys):
     from ghostmixnet.config import make_config
-    from ghostmixnet.export import ExportError, OnnxClassifier
+    from ghostmixnet.errors import ExportError
+    from ghostmixnet.infer.onnx import OnnxClassifier
 
     wide = tmp_path / "wide.pt"
     model = trained_like()
@@ -256,7 +261,7 @@ def test_models_of_another_output_width_are_refused_at_load(tmp_path, trained_li
 def test_phone_orientation_16_bit_and_float_images(tmp_path):
     from PIL import Image
 
-    from ghostmixnet.predict import load_image
+    from ghostmixnet.data.images import load_image
 
     sideways = Image.new("RGB", (60, 20), "red")
     exif = Image.Exif()
@@ -404,7 +409,9 @@ def test_bad_onnx_metadata_names_the_file(tmp_path, trained_like):
     import onnx
 
     from ghostmixnet.config import make_config
-    from ghostmixnet.export import ExportError, OnnxClassifier, export_onnx
+    from ghostmixnet.deploy.export import export_onnx
+    from ghostmixnet.errors import ExportError
+    from ghostmixnet.infer.onnx import OnnxClassifier
 
     path = export_onnx(trained_like(), make_config("paper", width=0.125), tmp_path / "m.onnx")
     model = onnx.load(str(path))
@@ -455,7 +462,7 @@ def test_foreign_files_are_refused_within_a_memory_limit(tmp_path, trained_like)
 def test_16_bit_and_float_pixels_are_scaled_not_clipped(height, width, data):
     from PIL import Image
 
-    from ghostmixnet.predict import to_8bit
+    from ghostmixnet.data.images import to_8bit
 
     raw = np.array(data.draw(st.lists(st.integers(0, 65535), min_size=height * width, max_size=height * width)),
                    dtype=np.uint16).reshape(height, width)

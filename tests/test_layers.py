@@ -8,9 +8,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ghostmixnet.fused_bn import set_fused_bn
-from ghostmixnet.layers import BasicBlock, GhostBlock, GhostModule
-from ghostmixnet.models import build_model
+from ghostmixnet.model.factory import build_model
+from ghostmixnet.model.fused_bn import set_fused_bn
+from ghostmixnet.model.layers import BasicBlock, GhostBlock, GhostModule
 
 
 class SpecGhostModule(nn.Module):

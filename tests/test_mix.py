@@ -3,7 +3,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ghostmixnet.mix import BatchMixer, cutmix_box
+from ghostmixnet.data.mix import BatchMixer, cutmix_box
 
 
 def distinct_images(n=8, size=32):

@@ -7,8 +7,8 @@ import torch
 from conftest import load_benchmark
 
 from ghostmixnet.config import make_config
-from ghostmixnet.models import build_model
-from ghostmixnet.pretrained import write_weights
+from ghostmixnet.model.factory import build_model
+from ghostmixnet.model.weights import write_weights
 
 
 @pytest.fixture(scope="module")

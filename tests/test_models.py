@@ -2,7 +2,8 @@ import pytest
 import torch
 from torch import nn
 
-from ghostmixnet.models import ARCHITECTURES, build_model, count_parameters, ghostmixnet, resnet, resnet_se
+from ghostmixnet.model.architectures import ARCHITECTURES, count_parameters
+from ghostmixnet.model.factory import build_model, ghostmixnet, resnet, resnet_se
 
 
 @pytest.mark.parametrize("name, params", [("ghostmixnet", 3_041_466), ("resnet", 4_630_858),
@@ -57,7 +58,7 @@ def test_bad_builder_arguments(kwargs, message):
 
 @pytest.mark.parametrize("name", ["ghostmixnet", "resnet", "resnet-se"])
 def test_zero_init_residual_makes_every_block_its_shortcut(name):
-    from ghostmixnet.models import zero_init_residuals
+    from ghostmixnet.model.architectures import zero_init_residuals
 
     torch.manual_seed(0)
     model = zero_init_residuals(build_model(name, width=0.125)).eval()

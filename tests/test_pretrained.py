@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 import torch
 
-import ghostmixnet.pretrained as pretrained
-from ghostmixnet.checkpoint import CheckpointError
+import ghostmixnet.model.weights as pretrained
 from ghostmixnet.cli import main
 from ghostmixnet.config import make_config
-from ghostmixnet.models import build_model
-from ghostmixnet.pretrained import WeightsError, check_hash, read_weights, shipped_weights, write_weights
+from ghostmixnet.errors import CheckpointError, WeightsError
+from ghostmixnet.model.factory import build_model
+from ghostmixnet.model.weights import check_hash, read_weights, shipped_weights, write_weights
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -115,7 +115,7 @@ def test_the_command_line_classifies_with_the_shipped_weights(shipped, tmp_path,
 
 
 def test_train_init_starts_from_the_weights(shipped):
-    from ghostmixnet.training import build_training
+    from ghostmixnet.train.parts import build_training
 
     cfg = make_config("fast", init="pretrained", compile=False, num_classes=100)
     t = build_training(cfg, torch.device("cpu"), steps_per_epoch=2)

@@ -3,19 +3,20 @@ import torch
 
 pytest.importorskip("onnxruntime")
 
-from ghostmixnet.data import load_cifar10  # noqa: E402
-from ghostmixnet.engine import predict_logits  # noqa: E402
-from ghostmixnet.export import OnnxClassifier, export_onnx  # noqa: E402
-from ghostmixnet.models import build_model  # noqa: E402
-from ghostmixnet.quantize import float_nodes, quantize_onnx  # noqa: E402
-from ghostmixnet.trainer import train  # noqa: E402
+from ghostmixnet.data.cifar import load_cifar10  # noqa: E402
+from ghostmixnet.deploy.export import export_onnx  # noqa: E402
+from ghostmixnet.deploy.quantize import float_nodes, quantize_onnx  # noqa: E402
+from ghostmixnet.infer.logits import predict_logits  # noqa: E402
+from ghostmixnet.infer.onnx import OnnxClassifier  # noqa: E402
+from ghostmixnet.model.factory import build_model  # noqa: E402
+from ghostmixnet.train.run import train  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def float_onnx(cifar_dir, tmp_path_factory):
     """A tiny model trained for six epochs on the synthetic set (so its predictions mean something), in ONNX."""
-    from ghostmixnet.checkpoint import model_from_checkpoint
     from ghostmixnet.config import make_config
+    from ghostmixnet.infer.load import model_from_checkpoint
 
     out = tmp_path_factory.mktemp("q")
     cfg = make_config("basic", width=0.25, epochs=6, batch_size=16, val_size=50, num_workers=0, lr=3e-3,
@@ -60,7 +61,7 @@ def test_int8_model_runs_and_agrees_with_float(float_onnx, cifar_dir, tmp_path, 
 def test_calibration_batches_are_equal_and_feed_every_image_once(count):
     import numpy as np
 
-    from ghostmixnet.quantize import _calibration_reader
+    from ghostmixnet.deploy.quantize import _calibration_reader
 
     images = np.random.default_rng(0).integers(0, 256, (count, 32, 32, 3), dtype=np.uint8)
     reader = _calibration_reader(images, "input")

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from ghostmixnet.config import make_config
-from ghostmixnet.schedule import OneCycle, build_scheduler
+from ghostmixnet.train.schedule import OneCycle, build_scheduler
 
 
 def _lrs(cfg, steps_per_epoch):

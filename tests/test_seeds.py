@@ -4,7 +4,7 @@ import statistics
 import pytest
 
 from ghostmixnet.cli import main
-from ghostmixnet.seeds import mean_std
+from ghostmixnet.train.seeds import mean_std
 
 TINY = ["--width", "0.125", "--batch-size", "32", "--val-size", "50", "--num-workers", "0", "--epochs", "1",
         "--no-compile"]
@@ -40,8 +40,8 @@ def test_seeds_command_rejects_bad_seeds(cifar_dir, tmp_path, capsys):
 
 
 def test_a_run_stopped_by_a_signal_says_how_to_resume(cifar_dir, tmp_path, monkeypatch):
-    import ghostmixnet.seeds as seeds
-    from ghostmixnet.training import RunError
+    import ghostmixnet.train.seeds as seeds
+    from ghostmixnet.errors import RunError
 
     monkeypatch.setattr(seeds, "train", lambda *a, **k: {"epochs_done": 3, "signal": 2, "best_val_acc": 0.5})
     with pytest.raises(RunError, match="stopped by SIGINT after 3 epochs; run the same command again to resume"):

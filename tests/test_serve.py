@@ -12,17 +12,18 @@ pytest.importorskip("fastapi", reason="the serve extra (fastapi) is not installe
 pytest.importorskip("httpx", reason="FastAPI's test client needs httpx")
 from fastapi.testclient import TestClient  # noqa: E402
 
-from ghostmixnet.checkpoint import save_atomic  # noqa: E402
 from ghostmixnet.config import make_config  # noqa: E402
-from ghostmixnet.data import CLASSES  # noqa: E402
-from ghostmixnet.serve import Batcher, Limits, create_app, load_served_model  # noqa: E402
+from ghostmixnet.data.cifar import CLASSES  # noqa: E402
+from ghostmixnet.model.checkpoint import save_atomic  # noqa: E402
+from ghostmixnet.serve.app import Batcher, create_app, load_served_model  # noqa: E402
+from ghostmixnet.serve.uploads import Limits  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
     import torch
 
-    from ghostmixnet.models import build_model
+    from ghostmixnet.model.factory import build_model
 
     torch.manual_seed(0)
     folder = tmp_path_factory.mktemp("run")
@@ -112,8 +113,8 @@ def test_bad_uploads_get_a_json_error_and_the_server_stays_up(served, case, stat
 def test_an_onnx_model_is_served_too(served, tmp_path):
     import torch
 
-    from ghostmixnet.export import export_onnx
-    from ghostmixnet.models import build_model
+    from ghostmixnet.deploy.export import export_onnx
+    from ghostmixnet.model.factory import build_model
 
     torch.manual_seed(0)
     path = export_onnx(build_model("ghostmixnet", width=0.125).eval(), make_config("paper", width=0.125),

@@ -17,10 +17,11 @@ if CHROMIUM is None:
 pytest.importorskip("fastapi", reason="the serve extra (fastapi) is not installed")
 playwright = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
 
-from ghostmixnet.checkpoint import save_atomic  # noqa: E402
 from ghostmixnet.config import make_config  # noqa: E402
-from ghostmixnet.data import CLASSES, load_cifar10  # noqa: E402
-from ghostmixnet.serve import Limits, create_app, load_served_model  # noqa: E402
+from ghostmixnet.data.cifar import CLASSES, load_cifar10  # noqa: E402
+from ghostmixnet.model.checkpoint import save_atomic  # noqa: E402
+from ghostmixnet.serve.app import create_app, load_served_model  # noqa: E402
+from ghostmixnet.serve.uploads import Limits  # noqa: E402
 
 # What a sandboxed, offline machine needs: no GPU, no sandbox as root, no background connections.
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -32,7 +33,7 @@ def server(tmp_path_factory):
     import torch
     import uvicorn
 
-    from ghostmixnet.models import build_model
+    from ghostmixnet.model.factory import build_model
 
     folder = tmp_path_factory.mktemp("run")
     torch.manual_seed(0)

@@ -12,10 +12,12 @@ import pytest
 import torch
 
 from ghostmixnet.cli import main
-from ghostmixnet.data import CLASSES, load_cifar10
-from ghostmixnet.engine import evaluate
-from ghostmixnet.models import build_model, count_parameters
-from ghostmixnet.pretrained import WEIGHTS_DIR, WeightsError, read_weights, sha256_of, shipped_weights
+from ghostmixnet.data.cifar import CLASSES, load_cifar10
+from ghostmixnet.errors import WeightsError
+from ghostmixnet.infer.evaluate import evaluate
+from ghostmixnet.model.architectures import count_parameters
+from ghostmixnet.model.factory import build_model
+from ghostmixnet.model.weights import WEIGHTS_DIR, read_weights, sha256_of, shipped_weights
 
 REPO = Path(__file__).resolve().parents[1]
 CARD = REPO / "docs" / "model-card" / "model-card.json"

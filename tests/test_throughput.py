@@ -2,9 +2,9 @@ import pytest
 import torch
 
 from ghostmixnet.config import make_config
-from ghostmixnet.data import load_cifar10
-from ghostmixnet.engine import resolve_precision
-from ghostmixnet.throughput import training_throughput
+from ghostmixnet.data.cifar import load_cifar10
+from ghostmixnet.device import resolve_precision
+from ghostmixnet.train.throughput import training_throughput
 
 
 @pytest.mark.parametrize("backend,precision", [("torchvision", "fp32"), ("batched", "auto")])

@@ -5,7 +5,7 @@ import json
 import pytest
 from conftest import load_benchmark
 
-from ghostmixnet.trainer import RunError
+from ghostmixnet.errors import RunError
 
 
 @pytest.fixture(scope="module")

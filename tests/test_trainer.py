@@ -5,8 +5,9 @@ import time
 import pytest
 import torch
 
-from ghostmixnet.checkpoint import load_checkpoint
-from ghostmixnet.trainer import RunError, train
+from ghostmixnet.errors import RunError
+from ghostmixnet.model.checkpoint import load_checkpoint
+from ghostmixnet.train.run import train
 
 
 def quiet(_line):
@@ -100,16 +101,16 @@ def test_step_checkpoints_keep_the_previous_one(cifar_dir, tmp_path, tiny_config
 TRAIN_SCRIPT = """
 import sys, time
 from pathlib import Path
-import ghostmixnet.engine as engine
+import ghostmixnet.train.step as engine
 from ghostmixnet.config import make_config
-from ghostmixnet.trainer import train
+from ghostmixnet.train.run import train
 
 real = engine.forward_backward
 def slow(*args, **kwargs):  # slow steps, so that the parent can signal in the middle of an epoch
     time.sleep(0.15)
     return real(*args, **kwargs)
-import ghostmixnet.training
-ghostmixnet.training.forward_backward = slow
+import ghostmixnet.train.loop
+ghostmixnet.train.loop.forward_backward = slow
 cfg = make_config("paper", width=0.125, epochs=2, batch_size=16, val_size=50, num_workers=0, compile=False)
 summary = train(cfg, Path(sys.argv[1]), Path(sys.argv[2]), checkpoint_every=2, resume=sys.argv[3] == "resume",
                 echo=lambda line: print(line, flush=True))
@@ -175,7 +176,8 @@ def test_truncated_checkpoint_falls_back_to_the_previous(cifar_dir, tmp_path, ti
 
 
 def test_corrupt_bytes_are_detected(tmp_path, tiny_config):
-    from ghostmixnet.checkpoint import CheckpointError, save_atomic
+    from ghostmixnet.errors import CheckpointError
+    from ghostmixnet.model.checkpoint import save_atomic
 
     save_atomic({"model": {"w": torch.randn(256, 256)}, "config": tiny_config().to_dict()}, tmp_path / "a.pt")
     data = bytearray((tmp_path / "a.pt").read_bytes())
@@ -186,8 +188,8 @@ def test_corrupt_bytes_are_detected(tmp_path, tiny_config):
 
 
 def test_non_finite_loss_stops_without_saving(cifar_dir, tmp_path, tiny_config, monkeypatch):
-    import ghostmixnet.training as training
-    from ghostmixnet.trainer import NonFiniteLossError
+    import ghostmixnet.train.loop as training
+    from ghostmixnet.errors import NonFiniteLossError
 
     cfg = tiny_config(batch_size=16, num_workers=0)
     run = tmp_path / "run"
@@ -278,9 +280,9 @@ def test_augmenting_in_chunks_changes_nothing_a_run_learns(cifar_dir, tmp_path, 
 
 
 def test_test_json_scores_in_fp32_as_eval_does(cifar_dir, tmp_path, tiny_config):
-    from ghostmixnet.checkpoint import model_from_checkpoint
-    from ghostmixnet.data import load_cifar10
-    from ghostmixnet.engine import evaluate
+    from ghostmixnet.data.cifar import load_cifar10
+    from ghostmixnet.infer.evaluate import evaluate
+    from ghostmixnet.infer.load import model_from_checkpoint
 
     train(tiny_config(precision="bf16", epochs=1), cifar_dir, tmp_path / "run", echo=quiet)
     test = json.loads((tmp_path / "run" / "test.json").read_text())

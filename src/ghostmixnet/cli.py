@@ -43,6 +43,7 @@ NO_FLAG = {"recipe"}  # fields with a dedicated flag, or none
 # What an ablation may set: the budget, the same for every row, never the rows' models or recipes.
 ABLATION_BUDGET = {"epochs", "batch_size", "train_subset", "val_size", "split_seed", "seed", "precision", "width",
                    "num_workers", "channels_last", "compile", "compile_mode", "augment_chunk"}
+RECIPE_HELP = "preset recipe [paper]: " + "; ".join(f"{name}: {note}" for name, note in RECIPE_NOTES.items())
 CHOICES = {"model": list(ARCHITECTURES), "augment": list(AUGMENTATIONS), "precision": list(PRECISIONS),
            "augment_backend": list(AUGMENT_BACKENDS), "schedule": list(SCHEDULES),
            "compile_mode": list(COMPILE_MODES), "optimizer": list(OPTIMIZERS)}
@@ -88,16 +89,8 @@ def _recipe_in(argv: Sequence[str]) -> str:
     return "paper"
 
 
-def _recipe_help() -> str:
-    return "preset recipe [paper]: " + "; ".join(f"{name}: {note}" for name, note in RECIPE_NOTES.items())
-
-
 def _names(text: str) -> tuple[str, ...]:
     return tuple(k.strip() for k in text.split(",") if k.strip())
-
-
-def _stderr(line: str) -> None:
-    print(line, file=sys.stderr)
 
 
 def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
@@ -115,11 +108,20 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
         p.set_defaults(run=run)
         return p
 
+    for add in (_training_commands, _inference_commands, _deployment_commands, _service_commands):
+        add(command, recipe)
+    return parser
+
+
+Command = Callable[..., argparse.ArgumentParser]
+
+
+def _training_commands(command: Command, recipe: str) -> None:
     p = command("train", cmd_train, "train a model with a recipe (or resume a run)",
                 description="Train a model on CIFAR-10. Every recipe field can be overridden by its flag; the defaults "
                             "shown are the chosen recipe's (--recipe NAME --help shows another's). The default recipe, "
                             "paper, trains 200 epochs: about two days on a CPU; --recipe fast trains 10.")
-    p.add_argument("--recipe", choices=list(RECIPES), default=None, help=_recipe_help())
+    p.add_argument("--recipe", choices=list(RECIPES), default=None, help=RECIPE_HELP)
     p.add_argument("--data-dir", type=Path, default=None, help="folder holding cifar-10-batches-py [./data]")
     p.add_argument("--download", action="store_true", help="download CIFAR-10 into --data-dir if missing")
     p.add_argument("--out", type=Path, default=None, help="run folder [runs/MODEL-RECIPE-TIME]")
@@ -139,7 +141,30 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
                    help="size the run to this much training time: time a few steps here, train the epochs that fit "
                         "(instead of --epochs) and stop at the budget should the machine slow down")
     add_config_flags(p, recipe=recipe)
+    p = command("seeds", cmd_seeds, "train a recipe with several seeds: mean and std",
+                description="Train one recipe once per seed (folders seed-N under --out; finished seeds are read "
+                            "back, unfinished ones resumed) and print each run's validation and test accuracy with "
+                            "their mean and standard deviation.")
+    p.add_argument("--recipe", choices=list(RECIPES), default="paper", help=RECIPE_HELP)
+    p.add_argument("--seeds", default="0,1", help="comma-separated seeds [0,1]")
+    p.add_argument("--data-dir", type=Path, default=Path("data"))
+    p.add_argument("--out", type=Path, default=None, help="parent folder [runs/RECIPE-seeds]")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--time-limit", type=float, default=None, metavar="MINUTES",
+                   help="stop each run after this much training and score its best checkpoint")
+    add_config_flags(p, only={f.name for f in dataclasses.fields(TrainConfig)} - {"seed"}, recipe=recipe)
 
+    p = command("ablation", cmd_ablation, "train the paper's four table rows on one budget",
+                description="Train the four rows of the paper's table with the same budget and write ablation.md. "
+                            "Finished rows are skipped and unfinished ones resumed.")
+    p.add_argument("--data-dir", type=Path, default=Path("data"))
+    p.add_argument("--out", type=Path, default=Path("runs/ablation"))
+    p.add_argument("--device", default="auto")
+    add_config_flags(p, only=ABLATION_BUDGET)
+
+
+
+def _inference_commands(command: Command, recipe: str) -> None:
     p = command("eval", cmd_eval, "accuracy, per-class accuracy and confusion matrix",
                 description="Evaluate a checkpoint on the CIFAR-10 test set or the run's validation split.")
     p.add_argument("checkpoint", type=Path)
@@ -161,7 +186,13 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
                    help="skip image files that cannot be decoded, saying which and why (and in the CSV's error "
                         "column), instead of stopping at the first")
     _inference_flags(p)
+    p = command("info", cmd_info, "parameters and MACs of a model, per stage")
+    p.add_argument("model", choices=list(ARCHITECTURES))
+    p.add_argument("--width", type=float, default=1.0)
+    p.add_argument("--num-classes", type=int, default=10)
 
+
+def _deployment_commands(command: Command, recipe: str) -> None:
     p = command("export", cmd_export, "export a checkpoint to ONNX (BatchNorm folded), verified",
                 description="Export to ONNX with BatchNorm folded and a dynamic batch, then check ONNX Runtime's "
                             "logits against PyTorch's on CIFAR-10 test images, or on generated ones when --data-dir "
@@ -218,32 +249,9 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     p.add_argument("--data-dir", type=Path, default=None,
                    help="CIFAR-10, to calibrate the int8 model on training images [random images: same speed]")
 
-    p = command("info", cmd_info, "parameters and MACs of a model, per stage")
-    p.add_argument("model", choices=list(ARCHITECTURES))
-    p.add_argument("--width", type=float, default=1.0)
-    p.add_argument("--num-classes", type=int, default=10)
 
-    p = command("seeds", cmd_seeds, "train a recipe with several seeds: mean and std",
-                description="Train one recipe once per seed (folders seed-N under --out; finished seeds are read "
-                            "back, unfinished ones resumed) and print each run's validation and test accuracy with "
-                            "their mean and standard deviation.")
-    p.add_argument("--recipe", choices=list(RECIPES), default="paper", help=_recipe_help())
-    p.add_argument("--seeds", default="0,1", help="comma-separated seeds [0,1]")
-    p.add_argument("--data-dir", type=Path, default=Path("data"))
-    p.add_argument("--out", type=Path, default=None, help="parent folder [runs/RECIPE-seeds]")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--time-limit", type=float, default=None, metavar="MINUTES",
-                   help="stop each run after this much training and score its best checkpoint")
-    add_config_flags(p, only={f.name for f in dataclasses.fields(TrainConfig)} - {"seed"}, recipe=recipe)
 
-    p = command("ablation", cmd_ablation, "train the paper's four table rows on one budget",
-                description="Train the four rows of the paper's table with the same budget and write ablation.md. "
-                            "Finished rows are skipped and unfinished ones resumed.")
-    p.add_argument("--data-dir", type=Path, default=Path("data"))
-    p.add_argument("--out", type=Path, default=Path("runs/ablation"))
-    p.add_argument("--device", default="auto")
-    add_config_flags(p, only=ABLATION_BUDGET)
-
+def _service_commands(command: Command, recipe: str) -> None:
     p = command("serve", cmd_serve, "a classification service and web page (extra: serve)",
                 description="Serve a model over HTTP: POST /predict (multipart images), GET /health, GET /model, a "
                             "web page at / and the API's documentation at /docs. Needs pip install "
@@ -254,7 +262,6 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto")
     p.add_argument("--max-upload-mb", type=float, default=20.0, help="request size limit [20]")
     p.add_argument("--max-files", type=int, default=32, help="images per request [32]")
-    return parser
 
 
 def _inference_flags(p: argparse.ArgumentParser) -> None:
@@ -270,9 +277,8 @@ def cmd_train(a: argparse.Namespace) -> int:
     summary = launch(a.recipe, config_overrides(a), data_dir=a.data_dir, out=a.out, resume=a.resume, device=a.device,
                      download=a.download, stop_after=a.stop_after, log_every=a.log_every,
                      checkpoint_every=a.checkpoint_every, time_limit=a.time_limit, time_budget=a.time_budget)
-    if summary.get("signal"):
-        return 128 + summary["signal"]  # the shell's convention for "ended by this signal", so schedulers requeue
-    return 0
+    # A run ended by a signal exits as the shell's convention says (128 + its number), so schedulers requeue it.
+    return 128 + summary["signal"] if summary.get("signal") else 0
 
 
 def cmd_eval(a: argparse.Namespace) -> None:
@@ -280,7 +286,7 @@ def cmd_eval(a: argparse.Namespace) -> None:
 
 
 def cmd_predict(a: argparse.Namespace) -> None:
-    predict_files(a.inputs, a.weights, a.out, a.device, a.batch_size, a.tta, a.skip_bad, note=_stderr)
+    predict_files(a.inputs, a.weights, a.out, a.device, a.batch_size, a.tta, a.skip_bad)
 
 
 def cmd_pack(a: argparse.Namespace) -> None:
@@ -299,7 +305,7 @@ def cmd_quantize(a: argparse.Namespace) -> None:
 
 def cmd_bench(a: argparse.Namespace) -> None:
     print(bench(a.source, batch_size=a.batch_size, threads=a.threads, repeats=a.repeats, warmup=a.warmup,
-                backends=a.backends, compile=a.compile, data_dir=a.data_dir, log=_stderr))
+                backends=a.backends, compile=a.compile, data_dir=a.data_dir))
 
 
 def cmd_info(a: argparse.Namespace) -> None:
@@ -314,8 +320,7 @@ def cmd_seeds(a: argparse.Namespace) -> None:
 
 
 def cmd_ablation(a: argparse.Namespace) -> None:
-    print(run_ablation(a.data_dir, a.out, config_overrides(a), device=a.device), end="")
-    print(f"wrote {a.out / 'ablation.md'}")
+    print(run_ablation(a.data_dir, a.out, config_overrides(a), device=a.device) + f"wrote {a.out / 'ablation.md'}")
 
 
 def cmd_serve(a: argparse.Namespace) -> None:
@@ -340,7 +345,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not isinstance(e, EXPECTED_ERRORS):
             print("(an unexpected error; rerun with --debug for the traceback)", file=sys.stderr)
         return 1
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import errno
 import os
+import sys
 import tempfile
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -56,6 +57,11 @@ def check_output(out: Path, inputs: Iterable[Path], flag: str = "--out") -> None
                              f"{flag} file")
 
 
+def to_stderr(line: str) -> None:
+    """Print ``line`` to standard error: where commands say what they are doing, apart from their results."""
+    print(line, file=sys.stderr)
+
+
 def write_text_atomic(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` atomically (:func:`atomic_open`)."""
     with atomic_open(path) as f:
@@ -79,7 +85,7 @@ def _fsync_dir(folder: Path) -> None:
 def pyplot() -> Any:
     """matplotlib's pyplot on its file-only backend (no screen needed). Imported on first use: matplotlib
     takes about a second to import, which commands that draw nothing should not pay."""
-    import matplotlib
+    import matplotlib  # heavy: imported by the commands that draw, when they draw
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

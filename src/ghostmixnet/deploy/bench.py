@@ -25,6 +25,7 @@ from torch import nn
 from ..config import TrainConfig
 from ..data.cifar import load_cifar10
 from ..device import native_cpu_support
+from ..files import to_stderr
 from ..infer.load import model_from_checkpoint
 from ..infer.onnx import OnnxClassifier
 from ..model.architectures import ARCHITECTURES, IMAGE_SIZE, build_architecture, count_parameters
@@ -266,7 +267,7 @@ def format_bench(rows: list[BenchRow], info: dict[str, float | str]) -> str:
 
 def bench(source: str, batch_size: int = 256, threads: int | None = None, repeats: int = 50, warmup: int = 10,
           backends: tuple[str, ...] = BACKENDS, compile: bool = False, data_dir: Path | None = None,
-          log: Callable[[str], None] = print) -> str:
+          log: Callable[[str], None] = to_stderr) -> str:
     """:func:`run_bench`, its int8 model calibrated on 256 CIFAR-10 training images from ``data_dir`` (random
     images without it: the same speed), as the table of :func:`format_bench`."""
     calibration = load_cifar10(data_dir, train=True).images[:256] if data_dir is not None else None

@@ -64,7 +64,7 @@ def _calibration_reader(images: np.ndarray, input_name: str, batch_size: int = 6
 
     Every batch has the same size (the largest divisor of the image count up to ``batch_size``): the
     percentile and entropy calibrators stack the batches' outputs, and a short last batch breaks that."""
-    from onnxruntime.quantization import CalibrationDataReader
+    from onnxruntime.quantization import CalibrationDataReader  # optional: the 'deploy' extra
 
     batch_size = max(d for d in range(1, max(1, min(batch_size, len(images))) + 1) if len(images) % d == 0)
 
@@ -92,7 +92,7 @@ def quantize_onnx(float_path: Path, out_path: Path, calibration_images: np.ndarr
     ``entropy`` minimizes the KL divergence of the quantized histogram. ``reduce_range`` quantizes
     weights to 7 bits, which avoids the overflow of 8-bit products on x86 CPUs without VNNI.
     """
-    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static  # optional
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     if calibration not in CALIBRATION_METHODS:
@@ -105,7 +105,7 @@ def quantize_onnx(float_path: Path, out_path: Path, calibration_images: np.ndarr
     with tempfile.TemporaryDirectory() as tmp:
         prepared = Path(tmp) / "prepared.onnx"
         quant_pre_process(str(float_path), str(prepared), skip_symbolic_shape=True)
-        import onnx
+        import onnx  # optional: the 'deploy' extra
 
         input_name = onnx.load(str(prepared)).graph.input[0].name
         quantize_static(str(prepared), str(out_path), _calibration_reader(calibration_images, input_name),
@@ -119,7 +119,7 @@ def quantize_onnx(float_path: Path, out_path: Path, calibration_images: np.ndarr
 
 def _copy_metadata(src: Path, dst: Path) -> None:
     """Carry the ghostmixnet metadata (config, classes) over to the quantized file."""
-    import onnx
+    import onnx  # optional: the 'deploy' extra
 
     source, target = onnx.load(str(src)), onnx.load(str(dst))
     have = {p.key for p in target.metadata_props}

@@ -85,10 +85,12 @@ def read_weights(path: Path) -> dict[str, Any]:
             "metadata": info}
 
 
-def write_weights(state_dict: dict[str, torch.Tensor], config: dict[str, Any], out_dir: Path, stem: str,
+def write_weights(state_dict: dict[str, torch.Tensor], config: Any, out_dir: Path, stem: str,
                   metadata: dict[str, Any] | None = None) -> Path:
-    """Write ``state_dict`` in half precision (integer buffers as they are) with ``config`` (the run's config as
-    a dict: what rebuilds the model) and ``metadata`` as ``out_dir/STEM-HASH8.safetensors``; returns the path."""
+    """Write ``state_dict`` in half precision (integer buffers as they are) with ``config`` (the run's config, as
+    a dict or an object with ``to_dict``: what rebuilds the model) and ``metadata`` as
+    ``out_dir/STEM-HASH8.safetensors``; returns the path."""
+    config = config.to_dict() if hasattr(config, "to_dict") else dict(config)
     tensors = {k: (v.detach().half() if v.is_floating_point() else v.detach()).contiguous().cpu()
                for k, v in state_dict.items()}
     meta = {"config": json.dumps(config), "format": "ghostmixnet-weights-1",

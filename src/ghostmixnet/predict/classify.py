@@ -14,7 +14,7 @@ from ..data.cifar import CLASSES
 from ..data.course import read_course_file
 from ..data.images import ImageInput
 from ..device import resolve_device
-from ..files import atomic_open, check_output
+from ..files import atomic_open, check_output, to_stderr
 from ..infer.load import load_classifier
 from ..infer.logits import predict_logits
 from ..model.checkpoint import resolve_checkpoint
@@ -99,7 +99,7 @@ def is_model_path(path: Path) -> bool:
 
 def predict_files(inputs: Sequence[Path], weights: Path | None = None, out: Path | None = None, device: str = "auto",
                   batch_size: int = 256, tta: bool | None = None, skip_bad: bool = False,
-                  echo: Callable[[str], None] = print, note: Callable[[str], None] = print) -> int:
+                  echo: Callable[[str], None] = print, note: Callable[[str], None] = to_stderr) -> int:
     """Classify ``inputs`` (:func:`predict_inputs`) with the model ``weights`` names, else the first input when
     it names one (:func:`is_model_path`), else the shipped weights; with its run's test-time views unless
     ``tta`` says otherwise. ``note`` is told which model was taken. Returns the number of inputs classified."""
