@@ -1,4 +1,5 @@
-"""Shared fixtures: a tiny CIFAR-10 folder in the official format, the real data when present."""
+"""Shared fixtures: a tiny CIFAR-10 folder in the official format, the real data when present, a stand-in
+for the shipped weights."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ import pytest
 import torch
 
 from ghostmixnet.config import make_config
+from ghostmixnet.model.factory import build_model
+from ghostmixnet.model.weights import write_weights
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
@@ -84,6 +87,24 @@ def trained_like():
                     m.bias.uniform_(-0.2, 0.2)
         return model.eval()
     return make
+
+
+# Used by model/test_weights.py and model/test_factory.py. It lives here rather than in tests/model/conftest.py:
+# conftest files outside packages share the module name ``conftest``, so a second one would shadow this file
+# for the ``from conftest import ...`` of the test modules.
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    """A random full-width model and its weights file, as the shipped ones would be written."""
+    torch.manual_seed(0)
+    model = build_model("ghostmixnet").eval()
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_var.uniform_(0.5, 2.0)
+    folder = tmp_path_factory.mktemp("weights")
+    path = write_weights(model.state_dict(), make_config("fast"), folder, "ghostmixnet_cifar10",
+                         {"test_accuracy": 0.1})
+    return model, path
 
 
 class Exploit:

@@ -82,6 +82,17 @@ def test_resume_keeps_the_recipe(run_dir, capsys):
     assert main(["train", "--resume", str(run_dir)]) == 0  # already complete: evaluates, trains nothing
 
 
+def test_resume_may_change_the_compute_settings(cifar_dir, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", "--epochs", "2", "--stop-after", "1", "--data-dir", str(cifar_dir), "--out", str(out),
+                 *TINY]) == 0
+    assert main(["train", "--resume", str(out), "--precision", "fp32", "--augment-backend", "torchvision",
+                 "--num-workers", "0"]) == 0
+    assert "epoch 2/2" in capsys.readouterr().out
+    saved = json.loads((out / "config.json").read_text())
+    assert (saved["precision"], saved["augment_backend"], saved["epochs"]) == ("fp32", "torchvision", 2)
+
+
 def expect_error(capsys, argv, message):
     assert main(argv) == 1
     err = capsys.readouterr().err

@@ -90,3 +90,17 @@ def test_every_field_is_documented():
     docs = field_docs()
     assert set(docs) == {f.name for f in dataclasses.fields(TrainConfig)}
     assert all(len(d) > 10 for d in docs.values())
+
+
+def test_the_recipe_and_the_compute_settings_split_the_fields():
+    from ghostmixnet.config import COMPUTE_FIELDS, RECIPE_FIELDS, ComputeConfig, RecipeConfig
+
+    names = {f.name for f in dataclasses.fields(TrainConfig)}
+    assert set(RECIPE_FIELDS) | set(COMPUTE_FIELDS) == names and not set(RECIPE_FIELDS) & set(COMPUTE_FIELDS)
+    assert set(REFERENCE_COMPUTE) <= set(COMPUTE_FIELDS)  # the switches back to the reference path change no recipe
+    cfg = make_config("fast", width=0.5, precision="bf16")
+    assert TrainConfig.of(cfg.recipe_config(), cfg.compute_config()) == cfg
+    with pytest.raises(ValueError, match="precision 'fp8' is unknown"):
+        ComputeConfig(precision="fp8")
+    with pytest.raises(ValueError, match="lr must be positive"):
+        RecipeConfig(lr=0.0)

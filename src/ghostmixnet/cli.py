@@ -94,6 +94,7 @@ def _names(text: str) -> tuple[str, ...]:
 
 
 def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The parser of every command (``argv`` only tells it which recipe's values ``--help`` shows)."""
     recipe = _recipe_in(list(sys.argv[1:] if argv is None else argv))
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--debug", action="store_true", help="show the full traceback on errors")

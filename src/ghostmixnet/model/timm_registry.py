@@ -1,9 +1,9 @@
 """GhostMixNet in timm's model registry: ``timm.create_model("ghostmixnet_cifar10", pretrained=True)``.
 
-Imported by the package when timm is installed (timm stays optional). The entry point builds the model
-through the package's own entry point (:func:`~ghostmixnet.model.factory.ghostmixnet`), which loads the
-shipped, hash-checked weights; its ``pretrained_cfg``
-tells timm's data helpers the input size and normalisation the weights were trained with.
+Imported by the package when timm is installed (timm stays optional). The registered function calls the
+package's own entry point (:func:`~ghostmixnet.model.factory.ghostmixnet`), which loads the shipped,
+hash-checked weights, and adds the ``pretrained_cfg`` that tells timm's data helpers the input size and
+normalisation the weights were trained with.
 """
 
 from __future__ import annotations

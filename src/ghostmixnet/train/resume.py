@@ -84,7 +84,8 @@ def restore_training(t: Training, ckpt: dict[str, Any], path: Path, processes: i
     load_weights(t.model, ckpt["model"], path)
     t.optimizer.load_state_dict(ckpt["optimizer"])
     t.scheduler.load_state_dict(ckpt["scheduler"])
-    t.scaler.load_state_dict(ckpt["scaler"])
+    if ckpt["scaler"]:  # empty when the run computed in another precision than fp16 until now
+        t.scaler.load_state_dict(ckpt["scaler"])
     if t.ema is not None:
         if "ema" not in ckpt:
             raise RunError(f"{path} holds no weight average although the config asks for one (ema_decay)")

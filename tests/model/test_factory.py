@@ -1,72 +1,24 @@
-"""Weights files (safetensors, fp16, hash-named) and every way of loading them: build_model, torch.hub,
-timm, the command line and ``train --init``. Full-width weights of a random model stand in for the
-shipped ones, in a temporary folder put in the package's place."""
-
-import shutil
-from pathlib import Path
+"""Every way of loading the shipped weights: build_model, torch.hub, timm, the command line and
+``train --init``. Full-width weights of a random model (the ``reference`` fixture of conftest.py)
+stand in for the shipped ones, in a temporary folder put in the package's place."""
 
 import numpy as np
 import pytest
 import torch
+from conftest import REPO
 
 import ghostmixnet.model.weights as pretrained
 from ghostmixnet.cli import main
 from ghostmixnet.config import make_config
-from ghostmixnet.errors import CheckpointError, WeightsError
+from ghostmixnet.errors import CheckpointError
 from ghostmixnet.model.factory import build_model
-from ghostmixnet.model.weights import check_hash, read_weights, shipped_weights, write_weights
-
-REPO = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(scope="module")
-def reference(tmp_path_factory):
-    """A random full-width model and its weights file, as the shipped ones would be written."""
-    torch.manual_seed(0)
-    model = build_model("ghostmixnet").eval()
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, torch.nn.BatchNorm2d):
-                m.running_var.uniform_(0.5, 2.0)
-    folder = tmp_path_factory.mktemp("weights")
-    path = write_weights(model.state_dict(), make_config("fast"), folder, "ghostmixnet_cifar10",
-                         {"test_accuracy": 0.1})
-    return model, path
+from ghostmixnet.model.weights import read_weights
 
 
 @pytest.fixture
 def shipped(reference, monkeypatch):
     monkeypatch.setattr(pretrained, "WEIGHTS_DIR", reference[1].parent)
     return reference
-
-
-def test_the_file_is_fp16_safetensors_named_by_its_hash(reference):
-    model, path = reference
-    assert path.name.startswith("ghostmixnet_cifar10-") and path.suffix == ".safetensors"
-    assert pretrained.sha256_of(path).startswith(path.stem.rsplit("-", 1)[1])
-    assert path.stat().st_size < 7 * 2**20
-    ckpt = read_weights(path)
-    assert ckpt["config"]["recipe"] == "fast" and ckpt["metadata"]["test_accuracy"] == "0.1"
-    for k, v in model.state_dict().items():
-        stored = ckpt["model"][k]
-        assert stored.dtype == v.dtype  # floats back to fp32, integer counters untouched
-        assert torch.equal(stored, v.half().float() if v.is_floating_point() else v)
-
-
-def test_an_altered_or_misnamed_file_is_refused(reference, tmp_path):
-    _, path = reference
-    altered = tmp_path / path.name
-    data = bytearray(path.read_bytes())
-    data[-100] ^= 0xFF
-    altered.write_bytes(bytes(data))
-    with pytest.raises(WeightsError, match="corrupted or altered"):
-        read_weights(altered)
-    misnamed = tmp_path / "weights.safetensors"
-    shutil.copy(path, misnamed)
-    with pytest.raises(WeightsError, match="HASH8"):
-        check_hash(misnamed)
-    with pytest.raises(WeightsError, match="no shipped weights"):
-        shipped_weights("ghostmixnet", tmp_path / "empty")
 
 
 def test_build_model_pretrained_loads_the_shipped_weights(shipped):

@@ -67,7 +67,7 @@ def cifar_png(path, real_data_dir_or_none) -> str:
 def test_the_page_classifies_an_uploaded_image(server, tmp_path, request):
     from pathlib import Path
 
-    shared = Path(__file__).resolve().parents[2] / "shared" / "data"
+    shared = Path(__file__).resolve().parents[3] / "shared" / "data"
     image = tmp_path / "cifar.png"
     cifar_png(image, shared if (shared / "cifar-10-batches-py").is_dir() else None)
     with playwright.sync_playwright() as pw:

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from test_batch_augment import assert_close_uint8
+from test_batch_ops import assert_close_uint8
 from torchvision import transforms as T
 
 from ghostmixnet.data import augment as A

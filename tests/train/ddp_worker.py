@@ -1,4 +1,4 @@
-"""Run by tests/test_distributed.py under torchrun: trains, then saves this rank's own weights."""
+"""Run by tests/train/test_distributed.py under torchrun: trains, then saves this rank's own weights."""
 
 import os
 import sys

@@ -68,3 +68,12 @@ def test_not_a_ghostmixnet_checkpoint(tmp_path):
         load_checkpoint(tmp_path / "plain.pt")
     with pytest.raises(CheckpointError, match="does not exist"):
         load_checkpoint(tmp_path / "missing.pt")
+
+
+def test_corrupt_bytes_are_detected(tmp_path, tiny_config):
+    save_atomic({"model": {"w": torch.randn(256, 256)}, "config": tiny_config().to_dict()}, tmp_path / "a.pt")
+    data = bytearray((tmp_path / "a.pt").read_bytes())
+    data[len(data) // 2] ^= 0xFF  # torch.load alone would read this without complaint
+    (tmp_path / "a.pt").write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match="corrupt|truncated"):
+        load_checkpoint(tmp_path / "a.pt")

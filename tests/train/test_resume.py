@@ -1,35 +1,15 @@
 import dataclasses
 import json
 import time
+from pathlib import Path
 
 import pytest
 import torch
+from test_run import quiet
 
 from ghostmixnet.errors import RunError
 from ghostmixnet.model.checkpoint import load_checkpoint
 from ghostmixnet.train.run import train
-
-
-def quiet(_line):
-    pass
-
-
-def test_run_folder_contents(cifar_dir, tmp_path, tiny_config):
-    summary = train(tiny_config(), cifar_dir, tmp_path / "run", echo=quiet)
-    run = tmp_path / "run"
-    for name in ("config.json", "run.json", "metrics.csv", "last.pt", "best.pt", "loss.png", "accuracy.png",
-                 "test.json", "train.log"):
-        assert (run / name).is_file(), name
-    rows = (run / "metrics.csv").read_text().splitlines()
-    assert rows[0] == "epoch,val_split,lr,train_loss,val_loss,val_acc,weights,images_per_s,seconds"
-    assert len(rows) == 3
-    test = json.loads((run / "test.json").read_text())
-    assert test["images"] == 100 and 0 <= test["accuracy"] <= 1 and len(test["confusion"]) == 10
-    assert test["selected_on"].startswith("validation split (50")
-    assert summary["test_acc"] == test["accuracy"]
-    best = load_checkpoint(run / "best.pt")
-    assert best["config"] == json.loads((run / "config.json").read_text())
-    assert "optimizer" not in best and "optimizer" in load_checkpoint(run / "last.pt")
 
 
 @pytest.mark.parametrize("workers,backend", [(0, "torchvision"), (2, "torchvision"), (0, "batched")])
@@ -47,33 +27,6 @@ def test_resume_equals_an_uninterrupted_run(cifar_dir, tmp_path, tiny_config, wo
         assert torch.equal(tensor, b["model"][key]), key
     assert a["history"][1]["val_loss"] == b["history"][1]["val_loss"]
     assert a["scheduler"] == b["scheduler"]
-
-
-def test_selection_on_test_set_is_said(cifar_dir, tmp_path, tiny_config):
-    lines = []
-    train(tiny_config(val_size=0, epochs=1), cifar_dir, tmp_path / "run", echo=lines.append)
-    assert any("selecting checkpoints on the TEST set" in line for line in lines)
-    assert any(line.startswith("epoch 1/1 lr") and "test-as-val_acc" in line for line in lines)
-    test = json.loads((tmp_path / "run" / "test.json").read_text())
-    assert test["selected_on"].startswith("test set")
-    assert (tmp_path / "run" / "metrics.csv").read_text().splitlines()[1].startswith("1,test,")
-    assert any("optimistic" in line for line in lines)
-
-
-def test_refuses_to_overwrite_or_resume_nothing(cifar_dir, tmp_path, tiny_config):
-    train(tiny_config(epochs=1), cifar_dir, tmp_path / "run", echo=quiet)
-    with pytest.raises(RunError, match="already holds a run.*--resume"):
-        train(tiny_config(epochs=1), cifar_dir, tmp_path / "run", echo=quiet)
-    with pytest.raises(RunError, match="cannot resume"):
-        train(tiny_config(), cifar_dir, tmp_path / "empty", resume=True, echo=quiet)
-
-
-def test_short_run_on_real_cifar10(real_data_dir, tmp_path, tiny_config):
-    summary = train(tiny_config(epochs=1, train_subset=256, val_size=200, batch_size=64), real_data_dir,
-                    tmp_path / "real", echo=quiet)
-    test = json.loads((tmp_path / "real" / "test.json").read_text())
-    assert test["images"] == 10_000 and summary["best_val_acc"] >= 0
-    assert json.loads((tmp_path / "real" / "run.json").read_text())["train_images"] == 256
 
 
 def _same_weights(a_dir, b_dir):
@@ -175,42 +128,6 @@ def test_truncated_checkpoint_falls_back_to_the_previous(cifar_dir, tmp_path, ti
     _same_weights(tmp_path / "straight", run)
 
 
-def test_corrupt_bytes_are_detected(tmp_path, tiny_config):
-    from ghostmixnet.errors import CheckpointError
-    from ghostmixnet.model.checkpoint import save_atomic
-
-    save_atomic({"model": {"w": torch.randn(256, 256)}, "config": tiny_config().to_dict()}, tmp_path / "a.pt")
-    data = bytearray((tmp_path / "a.pt").read_bytes())
-    data[len(data) // 2] ^= 0xFF  # torch.load alone would read this without complaint
-    (tmp_path / "a.pt").write_bytes(bytes(data))
-    with pytest.raises(CheckpointError, match="corrupt|truncated"):
-        load_checkpoint(tmp_path / "a.pt")
-
-
-def test_non_finite_loss_stops_without_saving(cifar_dir, tmp_path, tiny_config, monkeypatch):
-    import ghostmixnet.train.loop as training
-    from ghostmixnet.errors import NonFiniteLossError
-
-    cfg = tiny_config(batch_size=16, num_workers=0)
-    run = tmp_path / "run"
-    train(cfg, cifar_dir, run, stop_after=1, echo=quiet)
-    good = (run / "last.pt").read_bytes()
-    real, calls = training.forward_backward, []
-
-    def poisoned(*args, **kwargs):
-        calls.append(1)
-        loss = real(*args, **kwargs)
-        return loss * float("nan") if len(calls) == 4 else loss
-
-    monkeypatch.setattr(training, "forward_backward", poisoned)
-    with pytest.raises(NonFiniteLossError, match="epoch 2 step 4"):
-        train(cfg, cifar_dir, run, resume=True, checkpoint_every=2, echo=quiet)
-    saved = load_checkpoint(run / "last.pt")
-    assert saved["epoch"] == 1 and saved["step"] == 2  # the step-2 save happened, nothing after the NaN
-    assert all(torch.isfinite(t).all() for t in saved["model"].values() if t.is_floating_point())
-    assert good != (run / "last.pt").read_bytes()
-
-
 def test_fast_recipe_runs_and_resumes_exactly(cifar_dir, tmp_path, tiny_config):
     # The fast recipe's parts (one-cycle per step, weight average, fused BatchNorm, mirror TTA, sparse
     # validation) all carry across a resume; compile is left out only to keep the test short.
@@ -235,64 +152,6 @@ def test_fast_recipe_runs_and_resumes_exactly(cifar_dir, tmp_path, tiny_config):
     assert test["tta"] is True and summary["test_acc"] == test["accuracy"]
 
 
-def test_time_limit_stops_and_scores_the_best_so_far(cifar_dir, tmp_path, tiny_config):
-    cfg = tiny_config(epochs=3)
-    first = train(cfg, cifar_dir, tmp_path / "run", time_limit=1e-9, echo=quiet)
-    assert first["time_limit_hit"] and first["epochs_done"] == 0 and "test_acc" not in first
-    assert load_checkpoint(tmp_path / "run" / "last.pt")["step"] == 1  # saved, so it can be resumed
-    train(cfg, cifar_dir, tmp_path / "run2", stop_after=1, echo=quiet)
-    lines = []
-    second = train(cfg, cifar_dir, tmp_path / "run2", resume=True, time_limit=1e-9, echo=lines.append)
-    assert second["time_limit_hit"] and second["best_epoch"] == 1 and 0 <= second["test_acc"] <= 1
-    assert any("time limit" in line for line in lines)
-
-
-@pytest.mark.parametrize("augment", ["paper", "basic"])  # compiled colour operations fail first / the model
-def test_a_failing_compile_says_how_to_train_without_it(cifar_dir, tmp_path, tiny_config, monkeypatch, augment):
-    from torch._dynamo.exc import BackendCompilerFailed
-
-    def fail(*args, **kwargs):
-        raise BackendCompilerFailed(lambda: None, RuntimeError("no C++ compiler found"), None)
-
-    class Uncompilable(torch.nn.Module):
-        def __init__(self, model):
-            super().__init__()
-            self.model = model
-
-        forward = fail
-
-    def fake_compile(target, **kwargs):  # compiling is lazy: failures come at the first call
-        return Uncompilable(target) if isinstance(target, torch.nn.Module) else fail
-
-    monkeypatch.setattr(torch, "compile", fake_compile)
-    with pytest.raises(RunError, match="--no-compile"):
-        train(tiny_config(compile=True, epochs=1, augment=augment), cifar_dir, tmp_path / "run", echo=quiet)
-
-
-def test_augmenting_in_chunks_changes_nothing_a_run_learns(cifar_dir, tmp_path, tiny_config):
-    alone = tiny_config(augment_backend="batched", augment="paper", augment_chunk=1, epochs=1)
-    train(alone, cifar_dir, tmp_path / "alone", echo=quiet)
-    chunked = dataclasses.replace(alone, augment_chunk=3)
-    train(chunked, cifar_dir, tmp_path / "chunked", stop_after=None, checkpoint_every=2, echo=quiet)
-    a = load_checkpoint(tmp_path / "alone" / "last.pt")["model"]
-    b = load_checkpoint(tmp_path / "chunked" / "last.pt")["model"]
-    assert all(torch.equal(a[k], b[k]) for k in a)
-
-
-def test_test_json_scores_in_fp32_as_eval_does(cifar_dir, tmp_path, tiny_config):
-    from ghostmixnet.data.cifar import load_cifar10
-    from ghostmixnet.infer.evaluate import evaluate
-    from ghostmixnet.infer.load import model_from_checkpoint
-
-    train(tiny_config(precision="bf16", epochs=1), cifar_dir, tmp_path / "run", echo=quiet)
-    test = json.loads((tmp_path / "run" / "test.json").read_text())
-    assert test["precision"] == "fp32"
-    data = load_cifar10(cifar_dir, train=False)
-    model, _, _ = model_from_checkpoint(tmp_path / "run" / "best.pt")
-    result = evaluate(model, data.images, data.labels, torch.device("cpu"))  # fp32
-    assert test["accuracy"] == result.accuracy and test["loss"] == pytest.approx(result.loss, rel=1e-6)
-
-
 def test_the_trainer_refuses_to_resume_under_another_recipe_whoever_calls(cifar_dir, tmp_path, tiny_config):
     cfg = tiny_config()
     train(cfg, cifar_dir, tmp_path / "run", stop_after=1, echo=quiet)
@@ -300,3 +159,28 @@ def test_the_trainer_refuses_to_resume_under_another_recipe_whoever_calls(cifar_
         train(dataclasses.replace(cfg, lr=0.5), cifar_dir, tmp_path / "run", resume=True, echo=quiet)
     summary = train(dataclasses.replace(cfg, epochs=3), cifar_dir, tmp_path / "run", resume=True, echo=quiet)
     assert summary["epochs_done"] == 3  # what a resumed run may change, it may
+
+
+def test_a_resumed_run_may_change_any_compute_setting(cifar_dir, tmp_path, tiny_config):
+    # fp32 -> fp16 (a gradient scaler appears) -> bf16 with channels-last: the run goes on and records what it uses.
+    cfg = tiny_config(precision="fp32", epochs=3)
+    train(cfg, cifar_dir, tmp_path / "run", stop_after=1, echo=quiet)
+    changed = dataclasses.replace(cfg, precision="fp16", channels_last=True, augment_chunk=2)
+    assert train(changed, cifar_dir, tmp_path / "run", resume=True, stop_after=1, echo=quiet)["epochs_done"] == 2
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["precision"] == "fp16"
+    summary = train(dataclasses.replace(cfg, precision="bf16"), cifar_dir, tmp_path / "run", resume=True, echo=quiet)
+    assert summary["epochs_done"] == 3 and "test_acc" in summary
+
+
+def test_resume_config_keeps_the_recipe_and_takes_the_compute_settings(cifar_dir, tmp_path, tiny_config):
+    from ghostmixnet.config import COMPUTE_FIELDS
+    from ghostmixnet.train.resume import resume_config
+
+    cfg = tiny_config(epochs=2)
+    train(cfg, cifar_dir, tmp_path / "run", stop_after=1, echo=quiet)
+    resumed, data_dir = resume_config(tmp_path / "run", {"precision": "bf16", "compile": True, "epochs": 5})
+    assert resumed.recipe_config() == dataclasses.replace(cfg.recipe_config(), epochs=5)
+    assert (resumed.precision, resumed.compile) == ("bf16", True) and data_dir == Path(cifar_dir).resolve()
+    assert set(COMPUTE_FIELDS) >= {"precision", "compile", "channels_last", "augment_backend", "num_workers"}
+    with pytest.raises(RunError, match=r"keeps the recipe it started with.*mix_prob \(was 1.0\)"):
+        resume_config(tmp_path / "run", {"mix_prob": 0.5, "precision": "fp32"})

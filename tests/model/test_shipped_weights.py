@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import REPO
 
 from ghostmixnet.cli import main
 from ghostmixnet.data.cifar import CLASSES, load_cifar10
@@ -19,7 +20,6 @@ from ghostmixnet.model.architectures import count_parameters
 from ghostmixnet.model.factory import build_model
 from ghostmixnet.model.weights import WEIGHTS_DIR, read_weights, sha256_of, shipped_weights
 
-REPO = Path(__file__).resolve().parents[1]
 CARD = REPO / "docs" / "model-card" / "model-card.json"
 
 
