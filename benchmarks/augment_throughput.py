@@ -80,7 +80,7 @@ def breakdown(run, pipeline: BatchPipeline) -> None:
         return timed
 
     wrapped = []
-    # The pipeline (in ghostmixnet.augment) calls these by the names it imported them under.
+    # The pipeline (in ghostmixnet.data.augment) calls these by the names it imported them under.
     for module, name, label in [(augment, n, n) for n in ("pad_crop", "perspective", "posterize", "color_jitter",
                                                           "autoaugment")]:
         wrapped.append((module, name, getattr(module, name)))

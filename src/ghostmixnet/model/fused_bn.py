@@ -1,7 +1,7 @@
 """The fused double BatchNorm of the Ghost block: the same function as the plain block with one set of
 batch statistics per pair of BatchNorms (the Ghost module's and the block's after it).
 
-Exact to float rounding (tests/test_layers.py) but measured slower than PyTorch's native BatchNorm
+Exact to float rounding (tests/model/test_layers.py) but measured slower than PyTorch's native BatchNorm
 kernels on the CPUs here, so off in every recipe (``--fused-bn``); kept as the measured alternative.
 """
 
