@@ -352,19 +352,68 @@ def test_a_full_disk_says_so_and_keeps_the_previous_checkpoint(tmp_path, monkeyp
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["train", "--log-every", "0"], "--log-every must be at least 1"),
-    (["train", "--width", "inf"], "width must be a finite number"),
-    (["train", "--stop-after", "-1"], "--stop-after must be at least 1"),
-    (["train", "--time-limit", "-5"], "--time-limit must be a positive number of minutes"),
-    (["bench", "ghostmixnet", "--warmup", "-1"], "--warmup must not be negative"),
+    (["train", "--log-every", "0"], "argument --log-every: must be an integer of at least 1, got '0'"),
+    (["train", "--width", "inf"], "argument --width: must be a finite number, got 'inf'"),
+    (["train", "--stop-after", "-1"], "argument --stop-after: must be an integer of at least 1, got '-1'"),
+    (["train", "--time-limit", "-5"], "argument --time-limit: must be a positive finite number, got '-5'"),
+    (["bench", "ghostmixnet", "--warmup", "-1"], "argument --warmup: must be an integer of at least 0, got '-1'"),
+    (["eval", "pretrained", "--batch-size", "-1"], "argument --batch-size: must be an integer of at least 1"),
+    (["predict", "course.pkl", "--batch-size", "-4"], "argument --batch-size: must be an integer of at least 1"),
+    (["predict", "course.pkl", "--batch-size", "0"], "argument --batch-size: must be an integer of at least 1"),
+    (["quantize", "pretrained", "--percentile", "nan"], "argument --percentile: must be a finite number at most"),
+    (["info", "ghostmixnet", "--width", "1e400"], "argument --width: must be a positive finite number"),
+    (["serve", "pretrained", "--port", "70000"], "argument --port: must be an integer of at least 0 and at most 65535"),
+    (["serve", "pretrained", "--max-files", "2.5"], "argument --max-files: must be an integer of at least 1"),
 ])
-def test_bad_numbers_get_one_clear_line_and_leave_nothing_behind(cifar_dir, tmp_path, capsys, argv, message):
+def test_bad_numbers_are_refused_when_parsed_naming_the_option(cifar_dir, tmp_path, capsys, argv, message):
     out = tmp_path / "run"
     extra = ["--data-dir", str(cifar_dir), "--out", str(out), "--no-compile"] if argv[0] == "train" else []
-    assert main(argv + extra) == 1
+    assert main(argv + extra) == 2  # a usage error, as argparse reports any other
     err = capsys.readouterr().err
-    assert message in err and "Traceback" not in err and "unexpected" not in err
+    assert message in err and "Traceback" not in err
     assert not out.exists()
+
+
+def test_the_library_refuses_impossible_numbers_too(trained_like, tmp_path):
+    from ghostmixnet.infer.evaluate import evaluate
+    from ghostmixnet.infer.logits import predict_logits
+    from ghostmixnet.predict.classify import predict_inputs
+    from ghostmixnet.serve.uploads import Limits
+
+    images, labels = np.zeros((4, 32, 32, 3), np.uint8), np.arange(4)
+    for batch_size in (-1, 0, 2.5):
+        with pytest.raises(ValueError, match="batch_size must be an integer of at least 1"):
+            evaluate(trained_like(), images, labels, torch.device("cpu"), batch_size=batch_size)
+        with pytest.raises(ValueError, match="batch_size must be an integer of at least 1"):
+            predict_logits(trained_like(), images, torch.device("cpu"), batch_size=batch_size)
+    (tmp_path / "course.pkl").write_bytes(pickle.dumps({b"data": images}))
+    with pytest.raises(ValueError, match="batch_size must be an integer of at least 1"):
+        predict_inputs(trained_like(), [tmp_path / "course.pkl"], torch.device("cpu"), tmp_path / "s.csv", -4)
+    assert not (tmp_path / "s.csv").exists()
+    with pytest.raises(ValueError, match="max_files must be an integer of at least 1"):
+        Limits(max_files=0)
+
+
+def test_an_evaluation_scores_exactly_the_images_it_read(trained_like, monkeypatch):
+    import ghostmixnet.infer.evaluate as evaluation
+
+    real = evaluation.predict_logits
+    monkeypatch.setattr(evaluation, "predict_logits", lambda *a, **k: real(*a, **k)[:-1])  # one image lost
+    with pytest.raises(RuntimeError, match="scored 3 images of the 4 it read"):
+        evaluation.evaluate(trained_like(), np.zeros((4, 32, 32, 3), np.uint8), np.arange(4), torch.device("cpu"))
+
+
+def test_a_submission_has_one_row_per_image_or_is_not_written(trained_like, tmp_path, monkeypatch):
+    import ghostmixnet.predict.classify as classify
+
+    images = np.zeros((5, 32, 32, 3), np.uint8)
+    (tmp_path / "course.pkl").write_bytes(pickle.dumps({b"data": images}))
+    real = classify.predict_logits
+    monkeypatch.setattr(classify, "predict_logits", lambda *a, **k: real(*a, **k)[:-1])
+    with pytest.raises(RuntimeError, match=r"classified \d of the 5 images; .*s.csv was not written"):
+        classify.predict_inputs(trained_like(), [tmp_path / "course.pkl"], torch.device("cpu"), tmp_path / "s.csv",
+                                batch_size=2)
+    assert not (tmp_path / "s.csv").exists()
 
 
 def test_a_run_folder_stands_for_its_best_checkpoint(cifar_dir, tmp_path, capsys, trained_like):

@@ -10,24 +10,13 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from .config import (
-    AUGMENT_BACKENDS,
-    AUGMENTATIONS,
-    COMPILE_MODES,
-    OPTIMIZERS,
-    PRECISIONS,
-    RECIPE_NOTES,
-    RECIPES,
-    SCHEDULES,
-    TrainConfig,
-    field_docs,
-    make_config,
-)
+from .checks import count, number
+from .config import CHOICES, RECIPE_NOTES, RECIPES, TrainConfig, field_docs, make_config
 from .deploy.bench import BACKENDS, bench
 from .deploy.export import export_checkpoint
 from .deploy.pack import pack_checkpoint
 from .deploy.quantize import CALIBRATION_METHODS, quantize_checkpoint
-from .errors import EXPECTED_ERRORS
+from .errors import EXPECTED_ERRORS, one_line
 from .model.architectures import ARCHITECTURES
 from .model.cost import describe_model
 from .predict.classify import predict_files
@@ -44,15 +33,6 @@ NO_FLAG = {"recipe"}  # fields with a dedicated flag, or none
 ABLATION_BUDGET = {"epochs", "batch_size", "train_subset", "val_size", "split_seed", "seed", "precision", "width",
                    "num_workers", "channels_last", "compile", "compile_mode", "augment_chunk"}
 RECIPE_HELP = "preset recipe [paper]: " + "; ".join(f"{name}: {note}" for name, note in RECIPE_NOTES.items())
-CHOICES = {"model": list(ARCHITECTURES), "augment": list(AUGMENTATIONS), "precision": list(PRECISIONS),
-           "augment_backend": list(AUGMENT_BACKENDS), "schedule": list(SCHEDULES),
-           "compile_mode": list(COMPILE_MODES), "optimizer": list(OPTIMIZERS)}
-
-
-def _field_type(field: dataclasses.Field) -> type:
-    hint = typing.get_type_hints(TrainConfig)[field.name]
-    args = [a for a in typing.get_args(hint) if a is not type(None)]
-    return args[0] if args else hint
 
 
 def add_config_flags(parser: argparse.ArgumentParser, only: set[str] | None = None, recipe: str = "paper") -> None:
@@ -61,16 +41,17 @@ def add_config_flags(parser: argparse.ArgumentParser, only: set[str] | None = No
     be told from defaults."""
     docs, values = field_docs(), make_config(recipe if recipe in RECIPES else "paper").to_dict()
     group = parser.add_argument_group("recipe overrides (default: the recipe's value)")
-    for f in dataclasses.fields(TrainConfig):
+    for f, hint in ((f, typing.get_type_hints(TrainConfig)[f.name]) for f in dataclasses.fields(TrainConfig)):
         if f.name in NO_FLAG or (only is not None and f.name not in only):
             continue
-        flag, kind = "--" + f.name.replace("_", "-"), _field_type(f)
+        kind = next((a for a in typing.get_args(hint) if a is not type(None)), hint)  # int | None: int
+        flag = "--" + f.name.replace("_", "-")
         help_text = f"{docs.get(f.name, '')} [{recipe}: {values[f.name]}]"
         if kind is bool:
             group.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=help_text)
         else:
-            group.add_argument(flag, type=kind, default=None, choices=CHOICES.get(f.name),
-                               metavar=None if f.name in CHOICES else f.name.upper(), help=help_text)
+            group.add_argument(flag, type=_checked(number) if kind is float else kind, default=None, help=help_text,
+                               choices=CHOICES.get(f.name), metavar=None if f.name in CHOICES else f.name.upper())
 
 
 def config_overrides(args: argparse.Namespace) -> dict[str, Any]:
@@ -79,14 +60,29 @@ def config_overrides(args: argparse.Namespace) -> dict[str, Any]:
     return {k: v for k, v in vars(args).items() if k in names and v is not None}
 
 
-def _recipe_in(argv: Sequence[str]) -> str:
-    """The ``--recipe`` named on the command line (so that --help shows its values), else ``paper``."""
-    for i, arg in enumerate(argv):
-        if arg.startswith("--recipe="):
-            return arg.split("=", 1)[1]
-        if arg == "--recipe" and i + 1 < len(argv):
-            return argv[i + 1]
-    return "paper"
+class _Parser(argparse.ArgumentParser):
+    """Reports a usage error as the exit status :func:`main` returns (2, as argparse would exit with)."""
+
+    def error(self, message: str) -> typing.NoReturn:
+        self.print_usage(sys.stderr)
+        raise _UsageError(f"{self.prog}: error: {message}")
+
+
+class _UsageError(Exception):
+    pass
+
+
+def _checked(check: Callable[..., Any], **bounds: Any) -> Callable[[str], Any]:
+    """An argument type from a check of :mod:`ghostmixnet.checks`: a bad number is refused as it is parsed."""
+    def convert(text: str) -> Any:
+        try:
+            return check(text, "", **bounds)
+        except ValueError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
+    return convert
+
+
+COUNT, COUNT0, POSITIVE = _checked(count), _checked(count, minimum=0), _checked(number, above=0)
 
 
 def _names(text: str) -> tuple[str, ...]:
@@ -95,10 +91,12 @@ def _names(text: str) -> tuple[str, ...]:
 
 def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     """The parser of every command (``argv`` only tells it which recipe's values ``--help`` shows)."""
-    recipe = _recipe_in(list(sys.argv[1:] if argv is None else argv))
+    named = argparse.ArgumentParser(add_help=False)  # the recipe named, so that --help shows its values
+    named.add_argument("--recipe", default="paper")
+    recipe = named.parse_known_args(argv)[0].recipe
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--debug", action="store_true", help="show the full traceback on errors")
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="ghostmixnet", description="GhostMixNet: train, evaluate and use a compact CIFAR-10 classifier.",
         parents=[common])
     parser.add_argument("--version", action="version", version=f"ghostmixnet {__version__}")
@@ -128,17 +126,17 @@ def _training_commands(command: Command, recipe: str) -> None:
     p.add_argument("--out", type=Path, default=None, help="run folder [runs/MODEL-RECIPE-TIME]")
     p.add_argument("--resume", type=Path, default=None, metavar="RUN_DIR", help="continue a stopped run")
     p.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N, mps")
-    p.add_argument("--stop-after", type=int, default=None, metavar="N",
+    p.add_argument("--stop-after", type=COUNT, default=None, metavar="N",
                    help="end this invocation after N epochs, leaving a resumable run")
-    p.add_argument("--log-every", type=int, default=50, metavar="N",
+    p.add_argument("--log-every", type=COUNT, default=50, metavar="N",
                    help="steps between log lines when output is not a terminal")
-    p.add_argument("--checkpoint-every", type=int, default=0, metavar="N",
+    p.add_argument("--checkpoint-every", type=COUNT0, default=0, metavar="N",
                    help="also save last.pt every N steps within an epoch (0: at epoch ends only); SIGTERM and "
                         "SIGINT always save the current step before exiting")
-    p.add_argument("--time-limit", type=float, default=None, metavar="MINUTES",
+    p.add_argument("--time-limit", type=POSITIVE, default=None, metavar="MINUTES",
                    help="stop once training (validation excluded) has taken this long, saving the run, and report "
                         "the test accuracy of the best checkpoint so far")
-    p.add_argument("--time-budget", type=float, default=None, metavar="MINUTES",
+    p.add_argument("--time-budget", type=POSITIVE, default=None, metavar="MINUTES",
                    help="size the run to this much training time: time a few steps here, train the epochs that fit "
                         "(instead of --epochs) and stop at the budget should the machine slow down")
     add_config_flags(p, recipe=recipe)
@@ -151,7 +149,7 @@ def _training_commands(command: Command, recipe: str) -> None:
     p.add_argument("--data-dir", type=Path, default=Path("data"))
     p.add_argument("--out", type=Path, default=None, help="parent folder [runs/RECIPE-seeds]")
     p.add_argument("--device", default="auto")
-    p.add_argument("--time-limit", type=float, default=None, metavar="MINUTES",
+    p.add_argument("--time-limit", type=POSITIVE, default=None, metavar="MINUTES",
                    help="stop each run after this much training and score its best checkpoint")
     add_config_flags(p, only={f.name for f in dataclasses.fields(TrainConfig)} - {"seed"}, recipe=recipe)
 
@@ -189,8 +187,8 @@ def _inference_commands(command: Command, recipe: str) -> None:
     _inference_flags(p)
     p = command("info", cmd_info, "parameters and MACs of a model, per stage")
     p.add_argument("model", choices=list(ARCHITECTURES))
-    p.add_argument("--width", type=float, default=1.0)
-    p.add_argument("--num-classes", type=int, default=10)
+    p.add_argument("--width", type=POSITIVE, default=1.0)
+    p.add_argument("--num-classes", type=COUNT, default=10)
 
 
 def _deployment_commands(command: Command, recipe: str) -> None:
@@ -203,7 +201,7 @@ def _deployment_commands(command: Command, recipe: str) -> None:
     p.add_argument("--out", type=Path, default=None, help="file to write [the checkpoint's name with .onnx]")
     p.add_argument("--data-dir", type=Path, default=Path("data"),
                    help="CIFAR-10, for the verification images (generated ones without it)")
-    p.add_argument("--verify-images", type=int, default=512, metavar="N",
+    p.add_argument("--verify-images", type=COUNT0, default=512, metavar="N",
                    help="images to verify on; 0 skips verification")
 
     p = command("pack", cmd_pack, "a checkpoint's weights as a hash-named fp16 safetensors file",
@@ -221,17 +219,17 @@ def _deployment_commands(command: Command, recipe: str) -> None:
     p.add_argument("checkpoint", type=Path)
     p.add_argument("--data-dir", type=Path, default=Path("data"))
     p.add_argument("--out", type=Path, default=None, help="file to write [the checkpoint's name with -int8.onnx]")
-    p.add_argument("--calibration-images", type=int, default=512, metavar="N",
+    p.add_argument("--calibration-images", type=COUNT, default=512, metavar="N",
                    help="training images (outside the validation split) to calibrate activation ranges on")
     p.add_argument("--keep-float", type=_names, default=(), metavar="PARTS",
                    help="comma-separated parts to leave in float: depthwise, se, stem, head [none]")
     p.add_argument("--calibration", choices=CALIBRATION_METHODS, default="percentile",
                    help="how activation ranges are set from the calibration images [percentile]")
-    p.add_argument("--percentile", type=float, default=99.99,
+    p.add_argument("--percentile", type=_checked(number, above=0, maximum=100), default=99.99,
                    help="for --calibration percentile: the percentile of |activation| kept [99.99]")
     p.add_argument("--reduce-range", action=argparse.BooleanOptionalAction, default=False,
                    help="7-bit weights, for x86 CPUs without VNNI")
-    p.add_argument("--eval-images", type=int, default=10000, metavar="N",
+    p.add_argument("--eval-images", type=COUNT0, default=10000, metavar="N",
                    help="test images to compare float and int8 accuracy on; 0 skips")
 
     p = command("bench", cmd_bench, "latency and throughput: PyTorch, fast path, ONNX fp32/int8",
@@ -240,10 +238,10 @@ def _deployment_commands(command: Command, recipe: str) -> None:
                             "MODEL_OR_FILE is a model name (random weights), a checkpoint or an ONNX file (timed with "
                             "ONNX Runtime only).")
     p.add_argument("source", metavar="MODEL_OR_FILE")
-    p.add_argument("--batch-size", type=int, default=256, help="the large batch for throughput [256]")
-    p.add_argument("--threads", type=int, default=None, help="intra-op threads [PyTorch's default: the cores]")
-    p.add_argument("--repeats", type=int, default=50, help="timed batch-1 calls (a quarter as many large ones) [50]")
-    p.add_argument("--warmup", type=int, default=10, help="untimed calls first [10]")
+    p.add_argument("--batch-size", type=COUNT, default=256, help="the large batch for throughput [256]")
+    p.add_argument("--threads", type=COUNT, default=None, help="intra-op threads [PyTorch's default: the cores]")
+    p.add_argument("--repeats", type=COUNT, default=50, help="timed batch-1 calls (a quarter as many large ones) [50]")
+    p.add_argument("--warmup", type=COUNT0, default=10, help="untimed calls first [10]")
     p.add_argument("--backends", type=_names, default=BACKENDS, help=f"comma-separated subset of {', '.join(BACKENDS)}")
     p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=False,
                    help="torch.compile the fast path (needs a C++ compiler on the CPU)")
@@ -259,16 +257,16 @@ def _service_commands(command: Command, recipe: str) -> None:
                             "'ghostmixnet[serve]'.")
     p.add_argument("model", type=Path, metavar="MODEL", help="a checkpoint, a run folder or an ONNX file")
     p.add_argument("--host", default="127.0.0.1", help="address to bind [127.0.0.1: this machine only]")
-    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--port", type=_checked(count, minimum=0, maximum=65535), default=8000)
     p.add_argument("--device", default="auto")
-    p.add_argument("--max-upload-mb", type=float, default=20.0, help="request size limit [20]")
-    p.add_argument("--max-files", type=int, default=32, help="images per request [32]")
+    p.add_argument("--max-upload-mb", type=POSITIVE, default=20.0, help="request size limit [20]")
+    p.add_argument("--max-files", type=COUNT, default=32, help="images per request [32]")
 
 
 def _inference_flags(p: argparse.ArgumentParser) -> None:
     """Where and how a model is run over images: the flags ``eval`` and ``predict`` share."""
     p.add_argument("--device", default="auto")
-    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--batch-size", type=COUNT, default=256)
     p.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None,
                    help="average each image's logits over its test-time views: the mirror image, and shifted "
                         "copies if the run has --tta-shift [the run's tta setting]")
@@ -330,9 +328,12 @@ def cmd_serve(a: argparse.Namespace) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: runs a subcommand; errors print one line (a traceback only with ``--debug``)."""
-    args = build_parser(argv).parse_args(argv)
     try:
+        args = build_parser(argv).parse_args(argv)
         return args.run(args) or 0
+    except _UsageError as e:
+        print(e, file=sys.stderr)
+        return 2
     except BrokenPipeError:  # output piped into `head` and the like
         return 0
     except KeyboardInterrupt:
@@ -340,9 +341,9 @@ def main(argv: Sequence[str] | None = None) -> int:
               "ghostmixnet train --resume RUN_DIR", file=sys.stderr)
         return 130
     except Exception as e:
-        if args.debug:
+        if "--debug" in (sys.argv[1:] if argv is None else argv):
             raise
-        print(f"error: {e}" if str(e) else f"error: {type(e).__name__}", file=sys.stderr)
+        print(f"error: {one_line(e)}", file=sys.stderr)
         if not isinstance(e, EXPECTED_ERRORS):
             print("(an unexpected error; rerun with --debug for the traceback)", file=sys.stderr)
         return 1

@@ -29,10 +29,15 @@ AUGMENT_BACKENDS = ("torchvision", "batched")
 SCHEDULES = ("restarts", "onecycle")
 OPTIMIZERS = ("adamw", "sgd")
 COMPILE_MODES = ("auto", "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+CHOICES: dict[str, tuple[str, ...]] = {
+    "model": tuple(ARCHITECTURES), "augment": AUGMENTATIONS, "optimizer": OPTIMIZERS, "schedule": SCHEDULES,
+    "augment_backend": AUGMENT_BACKENDS, "compile_mode": COMPILE_MODES, "precision": PRECISIONS}
+"""The fields that take one of a few names, and the names."""
 
 
-def _unknown(name: str, value: Any, choices: tuple[str, ...] | dict) -> list[str]:
-    return [] if value in choices else [f"{name} {value!r} is unknown; choose one of: {', '.join(choices)}"]
+def _unknown(*names: str, of: Any) -> list[str]:
+    return [f"{name} {getattr(of, name)!r} is unknown; choose one of: {', '.join(CHOICES[name])}" for name in names
+            if getattr(of, name) not in CHOICES[name]]
 
 
 def _raise_if(problems: list[str]) -> None:
@@ -132,9 +137,7 @@ class RecipeConfig:
 
     def recipe_problems(self) -> list[str]:
         """What is wrong with the recipe fields (empty when nothing is)."""
-        problems = (_unknown("model", self.model, ARCHITECTURES) + _unknown("augment", self.augment, AUGMENTATIONS)
-                    + _unknown("optimizer", self.optimizer, OPTIMIZERS)
-                    + _unknown("schedule", self.schedule, SCHEDULES))
+        problems = _unknown("model", "augment", "optimizer", "schedule", of=self)
         if not 0 <= self.tta_shift <= 8:
             problems.append(f"tta_shift must be in [0, 8] pixels, got {self.tta_shift}")
         if not 0.0 <= self.warmup < 1.0:
@@ -221,9 +224,7 @@ class ComputeConfig:
 
     def compute_problems(self) -> list[str]:
         """What is wrong with the compute fields (empty when nothing is)."""
-        problems = (_unknown("augment_backend", self.augment_backend, AUGMENT_BACKENDS)
-                    + _unknown("compile_mode", self.compile_mode, COMPILE_MODES)
-                    + _unknown("precision", self.precision, PRECISIONS))
+        problems = _unknown("augment_backend", "compile_mode", "precision", of=self)
         if self.augment_chunk is not None and self.augment_chunk < 1:
             problems.append(f"augment_chunk must be at least 1 (or unset: chosen by device), got {self.augment_chunk}")
         if self.num_workers < 0:

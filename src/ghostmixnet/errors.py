@@ -37,3 +37,11 @@ class NonFiniteLossError(RunError, FloatingPointError):
 
 EXPECTED_ERRORS: tuple[type[BaseException], ...] = (GhostMixNetError, ValueError, FloatingPointError, OSError)
 """What a user's input or machine can cause: reported in one line, without a traceback."""
+
+
+def one_line(error: BaseException) -> str:
+    """What a user reads of ``error``: its message, without the ``[Errno N]`` prefix of the package's own
+    OSErrors (the message names the file and says what to do), or the error's type when it has none."""
+    if isinstance(error, OSError) and error.strerror and error.filename is None:
+        return error.strerror
+    return str(error) or type(error).__name__

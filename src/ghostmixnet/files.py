@@ -12,6 +12,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
+try:
+    import fcntl
+except ImportError:  # Windows: no advisory locks; exclusive_lock then runs unlocked
+    fcntl = None
+
 
 @contextmanager
 def atomic_open(path: Path, mode: str = "w", keep_previous: Path | None = None, **kwargs: Any) -> Iterator[IO]:
@@ -24,6 +29,8 @@ def atomic_open(path: Path, mode: str = "w", keep_previous: Path | None = None, 
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        if hasattr(os, "fchmod"):  # mkstemp makes it 0600: take the replaced file's mode, or the user's default
+            os.fchmod(fd, path.stat().st_mode & 0o7777 if path.is_file() else 0o666 & ~_umask())
         with os.fdopen(fd, mode, **kwargs) as f:
             yield f
             f.flush()
@@ -41,6 +48,13 @@ def atomic_open(path: Path, mode: str = "w", keep_previous: Path | None = None, 
         raise
 
 
+def _umask() -> int:
+    """The process's file-creation mask (reading it means setting it; it is set straight back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def _disk_full(error: BaseException) -> bool:
     """Whether a failed write ran out of disk space: ENOSPC, or PyTorch's zip writer's own words for it."""
     if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
@@ -49,12 +63,65 @@ def _disk_full(error: BaseException) -> bool:
 
 
 def check_output(out: Path, inputs: Iterable[Path], flag: str = "--out") -> None:
-    """Refuse an output path that is one of the inputs: writing it would replace what is being read."""
+    """Refuse, before any work, an output file that is one of the files read (links and ``..`` resolved):
+    writing it would replace what is being read; or one that cannot be written (:func:`check_writable`)."""
     target = Path(out).resolve()
     for given in inputs:
         if Path(given).resolve() == target:
             raise ValueError(f"{flag} {out} is also an input: writing it would replace {given}; choose another "
                              f"{flag} file")
+    check_writable(out, flag=flag)
+
+
+def check_writable(out: Path, folder: bool = False, flag: str = "--out") -> None:
+    """Refuse, before any work, an output file (or ``folder``) that cannot be written: a folder where a file
+    is meant or the other way round, a path through a file, or a place without write permission. Creates
+    nothing."""
+    out = Path(out)
+    if folder and out.exists() and not out.is_dir():
+        raise ValueError(f"{flag} {out} is a file; name a folder")
+    if not folder and out.is_dir():
+        raise ValueError(f"{flag} {out} is a folder; name a file to write")
+    place = out if folder else out.parent
+    existing = next(p for p in (place, *place.parents) if p.exists())
+    if not existing.is_dir():
+        raise ValueError(f"{flag} {out} cannot be written: {existing} is a file, not a folder; choose another {flag}")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".write-check.", dir=existing)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise OSError(e.errno, f"{flag} {out} cannot be written ({e.strerror} in {existing}); choose another "
+                               f"{flag}") from None
+
+
+@contextmanager
+def exclusive_lock(path: Path, busy: str) -> Iterator[None]:
+    """Hold an OS lock on the file ``path`` (created, and removed at the end) for the block; the operating
+    system releases it when the process ends, however it ends, so a killed process leaves no stale lock. If
+    another process holds it, raise ``OSError`` with ``busy`` and that process's id. Where the platform has
+    no ``fcntl`` (Windows) the block runs unlocked."""
+    if fcntl is None:
+        yield
+        return
+    with open(path, "a+") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            holder = f.read().strip() or "another process"
+            raise OSError(errno.EBUSY, f"{busy}: process {holder} holds it") from None
+        f.seek(0)
+        f.truncate()
+        f.write(str(os.getpid()))
+        f.flush()
+        try:
+            yield
+        finally:
+            # Removed while still held: a process that opened it meanwhile is refused as it should be, and
+            # one that opens the path afterwards makes a new file and goes ahead.
+            Path(path).unlink(missing_ok=True)
+            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def to_stderr(line: str) -> None:

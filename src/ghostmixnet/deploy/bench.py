@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..checks import count
 from ..config import TrainConfig
 from ..data.cifar import load_cifar10
 from ..device import native_cpu_support
@@ -169,12 +170,8 @@ def run_bench(source: str, batch_size: int = 256, threads: int | None = None, re
     ``calibration_images`` or, without them, on random images, which changes scales but not speed)
     in a temporary folder; an ONNX file is timed as it is, with ONNX Runtime only.
     """
-    for name, value in (("batch_size", batch_size), ("repeats", repeats), ("threads", threads)):
-        if value is not None and value < 1:
-            raise ValueError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
-    if warmup < 0:
-        raise ValueError(f"--warmup must not be negative, got {warmup}")
-    threads = threads or torch.get_num_threads()
+    batch_size, repeats, warmup = count(batch_size, "batch_size"), count(repeats, "repeats"), count(warmup, "warmup", 0)
+    threads = count(threads, "threads") if threads is not None else torch.get_num_threads()
     unknown = set(backends) - set(BACKENDS)
     if unknown:
         raise ValueError(f"unknown backend(s) {sorted(unknown)}; choose from {', '.join(BACKENDS)}")

@@ -19,6 +19,7 @@ import torch
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
+from ..checks import count
 from ..config import TrainConfig
 from ..data.cifar import CLASSES, MEAN, STD, find_cifar_folder, load_cifar10
 from ..errors import DataError
@@ -91,6 +92,7 @@ def export_checkpoint(checkpoint: Path, out: Path | None, data_dir: Path, verify
     """Export a checkpoint (a run folder stands for its ``best.pt``) to ONNX (:func:`export_onnx`) as ``out``
     (default: beside it, with ``.onnx``), then check BatchNorm folding and ONNX Runtime's logits against
     PyTorch's on ``verify_images`` images (:func:`verification_images`; 0 skips)."""
+    verify_images = count(verify_images, "verify_images", minimum=0)
     checkpoint = resolve_checkpoint(checkpoint)
     out = Path(out) if out is not None else beside(checkpoint, checkpoint.stem + ".onnx")
     check_output(out, [checkpoint])

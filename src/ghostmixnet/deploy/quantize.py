@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..checks import count
 from ..data.cifar import ArraySet
 from ..data.splits import load_splits, stratified_split
 from ..files import check_output
@@ -144,6 +145,8 @@ def quantize_checkpoint(checkpoint: Path, out: Path | None, data_dir: Path, cali
     (default: beside it, with ``-int8.onnx``; :func:`quantize_onnx`, calibrated on :func:`calibration_images`
     of its own training split) and, with ``eval_images``, print the test accuracy of both on that many test
     images."""
+    calibration_count = count(calibration_count, "calibration_images")
+    eval_images = count(eval_images, "eval_images", minimum=0)
     checkpoint = resolve_checkpoint(checkpoint)
     out = Path(out) if out is not None else beside(checkpoint, checkpoint.stem + "-int8.onnx")
     check_output(out, [checkpoint])

@@ -54,6 +54,8 @@ def evaluate(model: nn.Module, images: np.ndarray, labels: np.ndarray, compute: 
     rank, world_size = (shard.rank, shard.world_size) if shard is not None else (0, 1)
     logits = predict_logits(model, images[rank::world_size], compute, batch_size, tta, tta_shift)
     targets = torch.as_tensor(labels[rank::world_size]).long()
+    if len(logits) != len(targets):  # a figure over other images than those read is never reported
+        raise RuntimeError(f"the evaluation scored {len(logits)} images of the {len(targets)} it read")
     num_classes = logits.shape[1] if logits.numel() else int(np.max(labels)) + 1
     loss_sum = F.cross_entropy(logits, targets, reduction="sum").item() if logits.numel() else 0.0
     preds = logits.argmax(1) if logits.numel() else targets

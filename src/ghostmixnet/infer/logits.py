@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..checks import count
 from ..data.cifar import MEAN, STD
 from ..device import Compute, as_compute
 
@@ -25,6 +26,7 @@ def normalize_uint8(images: np.ndarray | torch.Tensor, device: torch.device,
 
 
 def iterate_arrays(images: np.ndarray, batch_size: int) -> Iterator[np.ndarray]:
+    """``images`` in consecutive slices of ``batch_size`` (the last one shorter)."""
     for i in range(0, len(images), batch_size):
         yield images[i:i + batch_size]
 
@@ -46,6 +48,7 @@ def predict_logits(model: nn.Module, images: np.ndarray, compute: Compute | torc
     """Logits (float32, on the CPU) for (N, 32, 32, 3) uint8 images, in batches, where and in what precision
     ``compute`` says (a bare device: fp32); with ``tta`` the mean of the logits of the views of
     :func:`tta_views` (each image and its mirror; with ``tta_shift``, shifted copies too)."""
+    batch_size = count(batch_size, "batch_size")
     compute = as_compute(compute)
     model.eval()
     outputs = []

@@ -109,8 +109,8 @@ def build_architecture(name: str, num_classes: int = 10, width: float = 1.0, dro
         raise ValueError(f"unknown model {name!r}; choose one of: {', '.join(ARCHITECTURES)}")
     if num_classes < 1:
         raise ValueError(f"num_classes must be at least 1, got {num_classes}")
-    if width <= 0:
-        raise ValueError(f"width must be positive, got {width}")
+    if not width > 0 or width == float("inf"):
+        raise ValueError(f"width must be a positive number, got {width}")
     if not 0.0 <= dropout < 1.0:
         raise ValueError(f"dropout must be in [0, 1), got {dropout}")
     return CifarNet(ARCHITECTURES[name], num_classes=num_classes, width=width, dropout=dropout)

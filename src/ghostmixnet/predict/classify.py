@@ -10,22 +10,26 @@ from typing import Any
 
 import torch
 
+from ..checks import count
 from ..data.cifar import CLASSES
 from ..data.course import read_course_file
 from ..data.images import ImageInput
 from ..device import resolve_device
+from ..errors import DataError
 from ..files import atomic_open, check_output, to_stderr
 from ..infer.load import load_classifier
 from ..infer.logits import predict_logits
 from ..model.checkpoint import resolve_checkpoint
 from ..model.weights import PRETRAINED
-from .inputs import is_pickle, iter_inputs
+from .inputs import collect_images, is_pickle, iter_inputs
 
 
 def predict_inputs(model: Any, inputs: Sequence[Path], device: torch.device, out: Path | None = None,
                    batch_size: int = 256, tta: bool = False, skip_bad: bool = False,
-                   echo: Callable[[str], None] = print, tta_shift: int = 0) -> int:
+                   echo: Callable[[str], None] = print, tta_shift: int = 0, reads: Sequence[Path] = ()) -> int:
     """Classify ``inputs`` with ``model`` (a module on ``device``, or an ONNX classifier), a chunk at a time.
+    ``out`` may be none of the files read: the inputs, the images in folders among them, and ``reads`` (the
+    model's file).
 
     Images: a line each (file, label, probability, displayed size and mode), and ``out`` as a CSV
     (file,label,probability; with ``skip_bad`` also error, which names each file that could not be read).
@@ -33,23 +37,31 @@ def predict_inputs(model: Any, inputs: Sequence[Path], device: torch.device, out
     index; ``out`` or ``submission.csv``) and the predicted class counts. CSV rows are written as they come,
     to a temporary file renamed over ``out`` at the end. Returns the number of inputs classified.
     """
+    batch_size = count(batch_size, "batch_size")
+    if any(is_pickle(p) for p in inputs):
+        if len(inputs) != 1:
+            raise DataError("give either image files and folders, or a single course test pickle, not both")
+        out = out or Path("submission.csv")
+        check_output(out, [*inputs, *reads])
+        return _predict_course(model, Path(inputs[0]), device, out, batch_size, tta, tta_shift, echo)
+    paths = collect_images(inputs, echo)  # paths only: cheap even for 50,000 files
     if out is not None:
-        check_output(out, inputs)
-    if len(inputs) == 1 and is_pickle(inputs[0]):
-        return _predict_course(model, Path(inputs[0]), device, out or Path("submission.csv"), batch_size, tta,
-                               tta_shift, echo)
-    done = 0
+        check_output(out, [*inputs, *paths, *reads])
+    done = rows = 0
     with atomic_open(out, newline="") if out is not None else nullcontext() as handle:
         writer = csv.writer(handle, lineterminator="\n") if handle else None
         if writer:
             writer.writerow(["file", "label", "probability"] + (["error"] if skip_bad else []))
         echo(f"{'file':<40}  {'label':<10} {'prob':>6}  input")
-        for images, infos in iter_inputs(inputs, chunk=batch_size, skip_bad=skip_bad, echo=echo):
+        for images, infos in iter_inputs(paths, chunk=batch_size, skip_bad=skip_bad, echo=echo):
             probs = (predict_logits(model, images, device, batch_size, tta, tta_shift).softmax(1) if len(images)
                      else torch.empty(0, len(CLASSES)))
             conf, labels = probs.max(1) if len(images) else (torch.empty(0), torch.empty(0, dtype=torch.long))
             _report_images(infos, labels, conf, writer, echo, skip_bad)
             done += len(labels)
+            rows += len(infos)
+        if rows != len(paths):  # one row per input, or no file at all
+            raise RuntimeError(f"classified {rows} of the {len(paths)} inputs; {out or 'nothing'} was not written")
     if out:
         echo(f"wrote {out}")
     return done
@@ -60,7 +72,7 @@ def _predict_course(model: Any, path: Path, device: torch.device, out: Path, bat
     images, ids = read_course_file(path)
     echo(f"{path}: {len(images)} images; IDs " + ("from its 'ids' entry" if ids is not None else "are row indices"))
     ids = ids if ids is not None else list(range(len(images)))
-    counts = torch.zeros(len(CLASSES), dtype=torch.long)
+    counts, rows = torch.zeros(len(CLASSES), dtype=torch.long), 0
     with atomic_open(out, newline="") as handle:
         writer = csv.writer(handle, lineterminator="\n")
         writer.writerow(["ID", "Labels"])
@@ -69,6 +81,9 @@ def _predict_course(model: Any, path: Path, device: torch.device, out: Path, bat
                                     tta_shift).argmax(1)
             counts += torch.bincount(labels, minlength=len(CLASSES))[: len(CLASSES)]
             writer.writerows((ids[start + i], int(label)) for i, label in enumerate(labels))
+            rows += len(labels)
+        if rows != len(images):  # one row per image, or no submission at all
+            raise RuntimeError(f"classified {rows} of the {len(images)} images; {out} was not written")
     summary = {CLASSES[i]: int(c) for i, c in enumerate(counts)}
     echo(f"wrote {out}: {len(images)} rows (ID,Labels); predicted counts: {summary}")
     return len(images)
@@ -116,4 +131,4 @@ def predict_files(inputs: Sequence[Path], weights: Path | None = None, out: Path
     tta = (cfg is not None and cfg.tta) if tta is None else tta
     dev = resolve_device(device)
     return predict_inputs(model.to(dev), inputs, dev, out, batch_size=batch_size, tta=tta, skip_bad=skip_bad,
-                          echo=echo, tta_shift=cfg.tta_shift if cfg is not None else 0)
+                          echo=echo, tta_shift=cfg.tta_shift if cfg is not None else 0, reads=[weights])

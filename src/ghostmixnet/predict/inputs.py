@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..checks import count
 from ..data.course import read_course_pickle
 from ..data.images import ImageInput, load_image
 from ..errors import DataError
@@ -51,8 +52,7 @@ def iter_inputs(inputs: Sequence[Path], chunk: int = 256, skip_bad: bool = False
     ``error`` says why, with no image) instead of stopping everything."""
     if not inputs:
         raise DataError("no inputs given: name image files, folders, or one course test pickle")
-    if chunk < 1:
-        raise ValueError(f"chunk must be at least 1, got {chunk}")
+    chunk = count(chunk, "chunk")
     pickles = [p for p in inputs if is_pickle(p)]
     if pickles:
         if len(inputs) != 1:

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from ..checks import count
 from ..data.images import to_8bit, to_cifar_image
 
 
@@ -27,6 +28,10 @@ class Limits:
     max_pixels: int = 40_000_000
     """Pixels per image (width x height), checked before decoding: a decompression bomb is refused unread."""
     top_k: int = 5
+
+    def __post_init__(self) -> None:
+        for name in ("max_bytes", "max_files", "max_pixels", "top_k"):
+            count(getattr(self, name), name)
 
 
 DEFAULT_LIMITS = Limits()

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from ..checks import number
 from ..config import TrainConfig, make_config
 from .budget import budget_config
 from .resume import resume_config
@@ -53,8 +54,7 @@ def _sized(cfg: TrainConfig, overrides: dict[str, Any], resume: bool, data_dir: 
         raise ValueError("--time-budget chooses the number of epochs; give --epochs or --time-budget, not both")
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         raise ValueError("--time-budget times one process; under torchrun give --epochs")
-    if minutes <= 0:
-        raise ValueError(f"--time-budget must be positive minutes, got {minutes}")
+    number(minutes, "--time-budget (minutes)", above=0)
     cfg, plan = budget_config(cfg, data_dir, minutes, device, download)
     echo(f"time budget: {plan.describe()}")
     return cfg

@@ -23,6 +23,8 @@ from .parts import Training
 
 FORMAT_VERSION = 1
 LAST, PREVIOUS, BEST = "last.pt", "last.prev.pt", "best.pt"
+LOCK = ".lock"
+"""The run folder's lock file, held while a run or resume writes into it."""
 RUN_LONGER = "epochs"
 """The one recipe field a resumed run may change: it continues the same recipe for more (or fewer) epochs."""
 

@@ -14,13 +14,14 @@ rank 0 alone logs and writes.
 from __future__ import annotations
 
 import dataclasses
+import errno
 import json
 import platform
 import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypedDict
@@ -28,13 +29,14 @@ from typing import Any, TypedDict
 import numpy as np
 import torch
 
+from ..checks import number
 from ..config import TrainConfig, config_of
 from ..data.cifar import CLASSES
 from ..data.loading import ResumableSampler
 from ..data.splits import Splits, load_splits
 from ..device import slow_precision_warning
 from ..errors import NonFiniteLossError, RunError
-from ..files import write_text_atomic
+from ..files import check_writable, exclusive_lock, write_text_atomic
 from ..infer.evaluate import EvalResult, evaluate
 from ..model.architectures import count_parameters
 from ..model.checkpoint import load_checkpoint, load_weights, save_atomic, unwrap
@@ -50,6 +52,7 @@ from .resume import (
     BEST,
     FORMAT_VERSION,
     LAST,
+    LOCK,
     PREVIOUS,
     RunState,
     check_resumable,
@@ -152,26 +155,50 @@ def train(cfg: TrainConfig, data_dir: Path, out_dir: Path, *, device: str = "aut
         raise ValueError(f"--log-every must be at least 1, got {log_every}")
     if stop_after is not None and stop_after < 1:
         raise ValueError(f"--stop-after must be at least 1 epoch, got {stop_after}")
-    if time_limit is not None and not time_limit > 0:
-        raise ValueError(f"--time-limit must be a positive number of minutes, got {time_limit / 60:g}")
+    if time_limit is not None:
+        number(time_limit, "time_limit (seconds)", above=0)
     env = init_distributed(device)
     try:
-        with stop_requests() as stop:
+        # Refuse what cannot work before touching the run folder, then hold it for the run.
+        check_can_start(cfg, Path(out_dir), env, resume)
+        with stop_requests() as stop, run_folder(Path(out_dir), env):
             return _train(cfg, Path(data_dir), Path(out_dir), env, resume, download, stop_after, log_every,
                           checkpoint_every, echo, stop, time_limit, epoch_end)
     finally:
         env.close()
 
 
+@contextmanager
+def run_folder(out_dir: Path, env: DistEnv) -> Iterator[None]:
+    """The run folder, held for the run: made if new (and removed again should the run end before writing
+    into it: a missing data folder leaves no empty run folder behind) and locked by rank 0, so that a second
+    run or resume into it is refused, naming the process that holds it."""
+    made = env.is_main and not out_dir.exists()
+    try:
+        with ExitStack() as held:
+            refusal = ""
+            if env.is_main:
+                try:
+                    check_writable(out_dir, folder=True)
+                    out_dir.mkdir(parents=True, exist_ok=True)
+                    held.enter_context(exclusive_lock(out_dir / LOCK, f"{out_dir} is in use by another run or resume"))
+                except OSError as e:
+                    busy = e.errno == errno.EBUSY
+                    refusal = f"{e.strerror or e}" + ("; wait for it to end, or choose another --out" if busy else "")
+            # Every process stops if rank 0 was refused.
+            if env.all_reduce_sum(torch.tensor([float(bool(refusal))], dtype=torch.float64))[0]:
+                raise RunError(refusal or f"{out_dir} is in use by another run or resume")
+            yield
+    finally:
+        if made and out_dir.is_dir() and not any(out_dir.iterdir()):
+            out_dir.rmdir()
+
+
 def _train(cfg: TrainConfig, data_dir: Path, out_dir: Path, env: DistEnv, resume: bool, download: bool,
            stop_after: int | None, log_every: int, checkpoint_every: int, echo: Callable[[str], None] | None,
            stop: dict[str, int], time_limit: float | None, epoch_end: EpochHook | None = None) -> RunSummary:
-    # Set up: refuse what cannot work before touching the run folder; data first, so a missing or bad
-    # data folder leaves no empty run folder behind.
-    check_can_start(cfg, out_dir, env, resume)
+    # Set up: the data, the run's log, the parts.
     splits = load_splits(data_dir, cfg.val_size, cfg.split_seed, cfg.train_subset, download=download)
-    if env.is_main:
-        out_dir.mkdir(parents=True, exist_ok=True)
     env.barrier()
     log = RunLog(out_dir / "train.log" if env.is_main else None, echo)
     per_rank = cfg.batch_size // env.world_size
@@ -233,9 +260,9 @@ def check_can_start(cfg: TrainConfig, out_dir: Path, env: DistEnv, resume: bool)
             raise RunError(f"cannot resume: {out_dir / LAST} does not exist")
     elif (out_dir / LAST).exists() or (out_dir / PREVIOUS).exists():
         raise RunError(f"{out_dir} already holds a run; continue it with --resume {out_dir} or choose another --out")
-    elif out_dir.is_dir() and any(out_dir.iterdir()):
+    elif out_dir.is_dir() and any(p.name != LOCK for p in out_dir.iterdir()):
         # A new run never writes into a folder with other files: it would replace or mix with them.
-        found = sorted(p.name for p in out_dir.iterdir())
+        found = sorted(p.name for p in out_dir.iterdir() if p.name != LOCK)
         what = ("a run that never saved a checkpoint" if (out_dir / "run.json").exists()
                 else "files that are not a ghostmixnet run")
         raise RunError(f"{out_dir} is not empty: it holds {what} ({', '.join(found[:5])}"
