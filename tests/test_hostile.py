@@ -1,6 +1,7 @@
 """Every place a file from a stranger enters: random and mutated bytes give a clear error, never code
 execution, never a crash from deep inside a library, never a hang."""
 
+import os
 import pickle
 
 import numpy as np
@@ -187,7 +188,8 @@ def test_a_new_run_refuses_a_folder_that_holds_other_files(cifar_dir, tmp_path, 
     assert (empty / "last.pt").is_file()
 
 
-@pytest.mark.parametrize("command", ["predict-pickle", "predict-image", "export", "quantize"])
+@pytest.mark.parametrize("command", ["predict-pickle", "predict-image", "export", "quantize", "predict-model",
+                                     "predict-weights", "predict-folder", "export-data"])
 def test_an_output_that_is_an_input_is_refused(cifar_dir, tmp_path, capsys, trained_like, command):
     from ghostmixnet.config import make_config
 
@@ -203,10 +205,50 @@ def test_an_output_that_is_an_input_is_refused(cifar_dir, tmp_path, capsys, trai
                     "predict-image": (["predict", str(ckpt), str(png), "--out", str(png)], png),
                     "export": (["export", str(ckpt), "--out", str(ckpt), "--verify-images", "0"], ckpt),
                     "quantize": (["quantize", str(ckpt), "--out", str(ckpt), "--data-dir", str(cifar_dir)], ckpt),
+                    "predict-model": (["predict", str(ckpt), str(png), "--out", str(ckpt)], ckpt),
+                    "predict-weights": (["predict", str(png), "--weights", str(ckpt), "--out", str(ckpt)], ckpt),
+                    "predict-folder": (["predict", str(tmp_path), "--weights", str(ckpt), "--out", str(png)], png),
+                    "export-data": (["export", str(ckpt), "--data-dir", str(cifar_dir), "--out",
+                                     str(cifar_dir / "cifar-10-batches-py" / "test_batch")],
+                                    cifar_dir / "cifar-10-batches-py" / "test_batch"),
                     }[command]
     before = victim.read_bytes()
     assert main(argv) == 1
     assert "is also an input" in capsys.readouterr().err and victim.read_bytes() == before
+
+
+def test_an_output_that_cannot_be_written_is_refused_before_the_work(tmp_path, capsys, trained_like, monkeypatch):
+    import ghostmixnet.report.evaluation as evaluation
+    from ghostmixnet.config import make_config
+
+    ckpt = tmp_path / "ck.pt"
+    save_atomic({"model": trained_like().state_dict(), "config": make_config("paper", width=0.125).to_dict()}, ckpt)
+    (tmp_path / "file.txt").write_text("x")
+    monkeypatch.setattr(evaluation, "evaluate", lambda *a, **k: pytest.fail("evaluated before checking --out"))
+    assert main(["eval", str(ckpt), "--out", str(tmp_path / "file.txt" / "results")]) == 1
+    err = capsys.readouterr().err
+    assert "--out" in err and "cannot be written" in err and "Errno" not in err and "Traceback" not in err
+
+
+def test_two_runs_into_one_folder_the_second_is_refused_naming_the_first(cifar_dir, tmp_path, tiny_config):
+    from ghostmixnet.errors import RunError
+    from ghostmixnet.files import exclusive_lock
+    from ghostmixnet.train.run import train
+
+    def quiet(_):
+        return None
+
+    cfg, run, empty = tiny_config(epochs=2), tmp_path / "run", tmp_path / "empty"
+    train(cfg, cifar_dir, run, stop_after=1, echo=quiet)
+    empty.mkdir()
+    in_use = r"is in use by another run or resume: process {} holds it; wait for it to end, or choose another --out"
+    with exclusive_lock(run / ".lock", "test"), exclusive_lock(empty / ".lock", "test"):  # as other runs hold them
+        with pytest.raises(RunError, match=in_use.format(os.getpid())):
+            train(cfg, cifar_dir, run, resume=True, echo=quiet)
+        with pytest.raises(RunError, match=in_use.format(os.getpid())):
+            train(cfg, cifar_dir, empty, echo=quiet)
+    summary = train(cfg, cifar_dir, run, resume=True, echo=quiet)  # released: the resume goes ahead
+    assert summary["epochs_done"] == 2 and not (run / ".lock").exists()
 
 
 def test_resume_with_another_out_is_refused(tmp_path, capsys):
@@ -360,7 +402,7 @@ def test_a_full_disk_says_so_and_keeps_the_previous_checkpoint(tmp_path, monkeyp
     (["eval", "pretrained", "--batch-size", "-1"], "argument --batch-size: must be an integer of at least 1"),
     (["predict", "course.pkl", "--batch-size", "-4"], "argument --batch-size: must be an integer of at least 1"),
     (["predict", "course.pkl", "--batch-size", "0"], "argument --batch-size: must be an integer of at least 1"),
-    (["quantize", "pretrained", "--percentile", "nan"], "argument --percentile: must be a finite number at most"),
+    (["quantize", "pretrained", "--percentile", "nan"], "--percentile: must be a positive finite number at most 100"),
     (["info", "ghostmixnet", "--width", "1e400"], "argument --width: must be a positive finite number"),
     (["serve", "pretrained", "--port", "70000"], "argument --port: must be an integer of at least 0 and at most 65535"),
     (["serve", "pretrained", "--max-files", "2.5"], "argument --max-files: must be an integer of at least 1"),

@@ -39,6 +39,13 @@ def read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     return images.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1).copy(), labels
 
 
+def cifar_files(data_dir: Path) -> list[Path]:
+    """The CIFAR-10 batch files in (or at) ``data_dir`` that exist: what reading it reads (so that no output
+    replaces one)."""
+    data_dir = Path(data_dir)
+    return [c / n for c in (data_dir / CIFAR_FOLDER, data_dir) for n in (*TRAIN_FILES, TEST_FILE) if (c / n).is_file()]
+
+
 def find_cifar_folder(data_dir: Path, download: bool = False) -> Path:
     """The ``cifar-10-batches-py`` folder in (or at) ``data_dir``, downloading it on request."""
     data_dir = Path(data_dir)

@@ -21,7 +21,7 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from ..checks import count
 from ..config import TrainConfig
-from ..data.cifar import CLASSES, MEAN, STD, find_cifar_folder, load_cifar10
+from ..data.cifar import CLASSES, MEAN, STD, cifar_files, find_cifar_folder, load_cifar10
 from ..errors import DataError
 from ..files import check_output
 from ..infer.load import model_from_checkpoint
@@ -95,7 +95,7 @@ def export_checkpoint(checkpoint: Path, out: Path | None, data_dir: Path, verify
     verify_images = count(verify_images, "verify_images", minimum=0)
     checkpoint = resolve_checkpoint(checkpoint)
     out = Path(out) if out is not None else beside(checkpoint, checkpoint.stem + ".onnx")
-    check_output(out, [checkpoint])
+    check_output(out, [checkpoint, *cifar_files(data_dir)])
     model, cfg, _ = model_from_checkpoint(checkpoint)
     images, kind = None, ""
     if verify_images > 0:  # read the data before writing anything, so a bad data file fails early

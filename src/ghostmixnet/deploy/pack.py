@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import config_of
+from ..files import check_writable
 from ..model.checkpoint import load_checkpoint, resolve_checkpoint
 from ..model.weights import sha256_of, write_weights
 
@@ -19,6 +20,7 @@ def pack_checkpoint(checkpoint: Path | str, out_dir: Path, stem: str | None = No
     ``out_dir``, with its config and what its run recorded: the epoch and, from the run's ``test.json``, the
     validation and test accuracy. ``stem`` defaults to ``MODEL_cifar10``. ``echo`` is told what was written."""
     path = resolve_checkpoint(Path(checkpoint))
+    check_writable(out_dir, folder=True)
     ckpt = load_checkpoint(path)
     cfg = config_of(ckpt, path)
     meta: dict[str, Any] = {"epoch": ckpt.get("epoch"), "source": f"{path.parent.name}/{path.name}"}

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from ..checks import count
-from ..data.cifar import ArraySet
+from ..data.cifar import ArraySet, cifar_files
 from ..data.splits import load_splits, stratified_split
 from ..files import check_output
 from ..infer.evaluate import evaluate
@@ -149,7 +149,7 @@ def quantize_checkpoint(checkpoint: Path, out: Path | None, data_dir: Path, cali
     eval_images = count(eval_images, "eval_images", minimum=0)
     checkpoint = resolve_checkpoint(checkpoint)
     out = Path(out) if out is not None else beside(checkpoint, checkpoint.stem + "-int8.onnx")
-    check_output(out, [checkpoint])
+    check_output(out, [checkpoint, *cifar_files(data_dir)])
     model, cfg, _ = model_from_checkpoint(checkpoint)
     keep = list(keep_float)
     splits = load_splits(data_dir, cfg.val_size, cfg.split_seed)

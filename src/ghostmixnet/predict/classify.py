@@ -123,7 +123,7 @@ def predict_files(inputs: Sequence[Path], weights: Path | None = None, out: Path
         weights, inputs = inputs[0], inputs[1:]
         if not inputs:
             raise ValueError(f"{weights} is a model; give images (or a course pickle) to classify after it")
-    weights = Path(PRETRAINED) if weights is None else Path(weights)
+    weights = named = Path(PRETRAINED) if weights is None else Path(weights)
     if weights.suffix.lower() != ".onnx":
         weights = resolve_checkpoint(weights)
     note(f"model: {weights.name}")  # which one was taken when none was named
@@ -131,4 +131,4 @@ def predict_files(inputs: Sequence[Path], weights: Path | None = None, out: Path
     tta = (cfg is not None and cfg.tta) if tta is None else tta
     dev = resolve_device(device)
     return predict_inputs(model.to(dev), inputs, dev, out, batch_size=batch_size, tta=tta, skip_bad=skip_bad,
-                          echo=echo, tta_shift=cfg.tta_shift if cfg is not None else 0, reads=[weights])
+                          echo=echo, tta_shift=cfg.tta_shift if cfg is not None else 0, reads=[named, weights])

@@ -11,11 +11,11 @@ from typing import Any
 import numpy as np
 
 from ..config import TrainConfig
-from ..data.cifar import CLASSES
+from ..data.cifar import CLASSES, cifar_files
 from ..data.splits import load_splits
 from ..device import resolve_device
 from ..errors import DataError
-from ..files import pyplot, save_figure, write_text_atomic
+from ..files import check_output, check_writable, pyplot, save_figure, write_text_atomic
 from ..infer.evaluate import EvalResult, evaluate
 from ..infer.load import load_classifier
 from ..model.checkpoint import beside, resolve_checkpoint
@@ -52,6 +52,12 @@ def tta_views_text(shift: int) -> str:
     return f"mirror and {shift}-pixel shifts" if shift else "mirror"
 
 
+def evaluation_files(out: Path, checkpoint: Path, split: str) -> tuple[Path, Path]:
+    """The JSON and the plot :func:`write_evaluation` writes into ``out``."""
+    stem = f"eval-{Path(checkpoint).stem}-{split}"
+    return Path(out) / f"{stem}.json", Path(out) / f"{stem}-confusion.png"
+
+
 def write_evaluation(result: EvalResult, checkpoint: Path, cfg: TrainConfig, epoch: Any, split: str, images: int,
                      tta: bool, out: Path, echo: Callable[[str], None] = print) -> tuple[Path, Path]:
     """Print an evaluation (accuracy, per-class accuracy, confusion matrix) and write it as
@@ -69,8 +75,7 @@ def write_evaluation(result: EvalResult, checkpoint: Path, cfg: TrainConfig, epo
     echo("confusion matrix (rows: true, columns: predicted):")
     echo(confusion_text(result.confusion, CLASSES))
     out.mkdir(parents=True, exist_ok=True)
-    stem = f"eval-{Path(checkpoint).stem}-{split}"
-    paths = out / f"{stem}.json", out / f"{stem}-confusion.png"
+    paths = evaluation_files(out, checkpoint, split)
     write_text_atomic(paths[0], json.dumps({"checkpoint": str(checkpoint), "split": split, "images": images,
                                             "tta": tta, "tta_shift": cfg.tta_shift if tta else 0,
                                             **result.summary(CLASSES)}, indent=2) + "\n")
@@ -88,6 +93,10 @@ def evaluate_checkpoint(checkpoint: Path, data_dir: Path, split: str = "test", o
     if split not in ("test", "val"):
         raise ValueError(f"split must be test or val, got {split!r}")
     source = checkpoint if Path(checkpoint).suffix.lower() == ".onnx" else resolve_checkpoint(checkpoint)
+    out = Path(out) if out is not None else beside(source, ".")
+    check_writable(out, folder=True)  # before the evaluation, which takes minutes, not after it
+    for written in evaluation_files(out, source, split):
+        check_output(written, [source, *cifar_files(data_dir)])
     model, cfg, ckpt = load_classifier(source)
     if cfg is None:
         raise DataError(f"{source} carries no ghostmixnet config (not exported by ghostmixnet), so its "
@@ -100,6 +109,5 @@ def evaluate_checkpoint(checkpoint: Path, data_dir: Path, split: str = "test", o
     tta = cfg.tta if tta is None else tta
     result = evaluate(model.to(dev), data.images, data.labels, dev, batch_size=batch_size, tta=tta,
                       tta_shift=cfg.tta_shift if tta else 0)
-    write_evaluation(result, source, cfg, ckpt.get("epoch", "?"), split, len(data), tta,
-                     out or beside(source, "."), echo)
+    write_evaluation(result, source, cfg, ckpt.get("epoch", "?"), split, len(data), tta, out, echo)
     return result
