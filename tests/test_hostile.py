@@ -1,8 +1,13 @@
 """Every place a file from a stranger enters: random and mutated bytes give a clear error, never code
 execution, never a crash from deep inside a library, never a hang."""
 
+import io
 import os
 import pickle
+import struct
+import zipfile
+import zlib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -546,6 +551,66 @@ def test_foreign_files_are_refused_within_a_memory_limit(tmp_path, trained_like)
                               env={**os.environ, "OPENBLAS_NUM_THREADS": "1"})
         assert done.returncode == 1 and message in done.stderr, done.stderr[-500:]
         assert "alloc" not in done.stderr and time.perf_counter() - started < 60
+
+
+def _huge_png(path: Path, side: int = 13000) -> Path:
+    """A PNG of a few hundred bytes whose header claims side x side pixels (no decoder gets to its data)."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", side, side, 8, 2, 0, 0, 0))
+                     + chunk(b"IDAT", zlib.compress(bytes(4096))) + chunk(b"IEND", b""))
+    return path
+
+
+def _zipped_zeros(path: Path, megabytes: int) -> Path:
+    """A checkpoint whose tensor record is ``megabytes`` of deflate-compressed zeros (PyTorch stores records
+    uncompressed)."""
+    buffer = io.BytesIO()
+    torch.save({"model": {"w": torch.zeros(4)}, "config": {}}, buffer)
+    source = zipfile.ZipFile(io.BytesIO(buffer.getvalue()))
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for record in source.infolist():
+            with archive.open(record.filename, "w", force_zip64=True) as out:
+                if record.filename.endswith("data/0"):
+                    for _ in range(megabytes):
+                        out.write(bytes(1 << 20))
+                else:
+                    out.write(source.read(record.filename))
+    return path
+
+
+def test_files_that_would_take_gigabytes_are_refused_in_seconds_under_a_memory_limit(cifar_dir, tmp_path,
+                                                                                     trained_like):
+    """Each in a process limited to 2 GB of data: one clear line in seconds, never an allocator error."""
+    import subprocess
+    import sys
+    import time
+
+    from ghostmixnet.config import make_config
+
+    bomb = _zipped_zeros(tmp_path / "zeros.pt", 2500)
+    assert bomb.stat().st_size < 4_000_000
+    photo = _huge_png(tmp_path / "huge.png")
+    run = tmp_path / "run"
+    run.mkdir()
+    claims = make_config("paper", width=40.0, val_size=50, compile=False)  # about 19 GB of weights
+    save_atomic({"model": trained_like().state_dict(), "config": claims.to_dict(), "optimizer": {}, "epoch": 1,
+                 "step": 0}, run / "last.pt")
+    script = ("import resource, sys; resource.setrlimit(resource.RLIMIT_DATA, (2 << 30, 2 << 30)); "
+              "from ghostmixnet.cli import main; sys.exit(main(sys.argv[1:]))")
+    cases = [(["eval", str(bomb), "--data-dir", str(cifar_dir)], 1, "is compressed, which PyTorch never writes"),
+             (["predict", str(photo)], 1, "13000x13000 pixels is over the limit of 40,000,000"),
+             (["predict", str(photo), "--skip-bad"], 0, "skipped"),
+             (["train", "--resume", str(run), "--data-dir", str(cifar_dir), "--no-compile"], 1,
+              "holds weights for a different model")]
+    for argv, code, message in cases:
+        started = time.perf_counter()
+        done = subprocess.run([sys.executable, "-c", script, *argv], capture_output=True, text=True, timeout=120,
+                              env={**os.environ, "OPENBLAS_NUM_THREADS": "1"})
+        assert done.returncode == code and message in done.stderr + done.stdout, (argv, done.stderr[-800:])
+        assert "alloc" not in done.stderr and "Traceback" not in done.stderr and "Warning" not in done.stderr
+        assert time.perf_counter() - started < 60
 
 
 @FUZZ

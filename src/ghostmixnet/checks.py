@@ -5,7 +5,14 @@ functions as argument converters, so a bad option is refused when it is parsed, 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from typing import Any
+
+
+def names(value: str | Iterable[str]) -> tuple[str, ...]:
+    """A comma-separated list (``"se, stem"``) or an iterable of names as a tuple of names."""
+    parts = value.split(",") if isinstance(value, str) else value
+    return tuple(part.strip() for part in parts if part.strip())
 
 
 def _say(name: str) -> str:

@@ -12,6 +12,7 @@ from typing import Any
 
 from .checks import count, number
 from .config import CHOICES, RECIPE_NOTES, RECIPES, TrainConfig, field_docs, make_config
+from .data.images import MAX_PIXELS
 from .deploy.bench import BACKENDS, bench
 from .deploy.export import export_checkpoint
 from .deploy.pack import pack_checkpoint
@@ -83,10 +84,6 @@ def _checked(check: Callable[..., Any], **bounds: Any) -> Callable[[str], Any]:
 
 
 COUNT, COUNT0, POSITIVE = _checked(count), _checked(count, minimum=0), _checked(number, above=0)
-
-
-def _names(text: str) -> tuple[str, ...]:
-    return tuple(k.strip() for k in text.split(",") if k.strip())
 
 
 def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
@@ -181,6 +178,8 @@ def _inference_commands(command: Command, recipe: str) -> None:
     p.add_argument("--weights", type=Path, default=None, metavar="CHECKPOINT",
                    help="the model to classify with [the first path if it is a model, else the shipped weights]")
     p.add_argument("--out", type=Path, default=None, help="CSV to write (images: optional; pickle: submission.csv)")
+    p.add_argument("--max-pixels", type=COUNT, default=MAX_PIXELS, help="larger images are refused, unread, as bad "
+                   f"files [{MAX_PIXELS:,}]")
     p.add_argument("--skip-bad", action="store_true",
                    help="skip image files that cannot be decoded, saying which and why (and in the CSV's error "
                         "column), instead of stopping at the first")
@@ -221,7 +220,7 @@ def _deployment_commands(command: Command, recipe: str) -> None:
     p.add_argument("--out", type=Path, default=None, help="file to write [the checkpoint's name with -int8.onnx]")
     p.add_argument("--calibration-images", type=COUNT, default=512, metavar="N",
                    help="training images (outside the validation split) to calibrate activation ranges on")
-    p.add_argument("--keep-float", type=_names, default=(), metavar="PARTS",
+    p.add_argument("--keep-float", default="", metavar="PARTS",
                    help="comma-separated parts to leave in float: depthwise, se, stem, head [none]")
     p.add_argument("--calibration", choices=CALIBRATION_METHODS, default="percentile",
                    help="how activation ranges are set from the calibration images [percentile]")
@@ -242,7 +241,7 @@ def _deployment_commands(command: Command, recipe: str) -> None:
     p.add_argument("--threads", type=COUNT, default=None, help="intra-op threads [PyTorch's default: the cores]")
     p.add_argument("--repeats", type=COUNT, default=50, help="timed batch-1 calls (a quarter as many large ones) [50]")
     p.add_argument("--warmup", type=COUNT0, default=10, help="untimed calls first [10]")
-    p.add_argument("--backends", type=_names, default=BACKENDS, help=f"comma-separated subset of {', '.join(BACKENDS)}")
+    p.add_argument("--backends", default=",".join(BACKENDS), help=f"comma-separated subset of {', '.join(BACKENDS)}")
     p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=False,
                    help="torch.compile the fast path (needs a C++ compiler on the CPU)")
     p.add_argument("--data-dir", type=Path, default=None,
@@ -285,7 +284,7 @@ def cmd_eval(a: argparse.Namespace) -> None:
 
 
 def cmd_predict(a: argparse.Namespace) -> None:
-    predict_files(a.inputs, a.weights, a.out, a.device, a.batch_size, a.tta, a.skip_bad)
+    predict_files(a.inputs, a.weights, a.out, a.device, a.batch_size, a.tta, a.skip_bad, max_pixels=a.max_pixels)
 
 
 def cmd_pack(a: argparse.Namespace) -> None:

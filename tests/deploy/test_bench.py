@@ -60,4 +60,5 @@ def test_bench_cli_on_an_onnx_file_and_bad_input(tiny_checkpoint, tmp_path, caps
     assert "neither a model name" in capsys.readouterr().err
     assert main(["bench", "ghostmixnet", "--backends", "eager,gpu"]) == 1
     assert "unknown backend" in capsys.readouterr().err
-    assert main(["bench", "ghostmixnet", "--batch-size", "0"]) == 1
+    assert main(["bench", "ghostmixnet", "--batch-size", "0"]) == 2  # refused as it is parsed
+    assert "argument --batch-size: must be an integer of at least 1" in capsys.readouterr().err

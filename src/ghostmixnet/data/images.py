@@ -5,8 +5,10 @@ both read images this way."""
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -59,14 +61,51 @@ def to_cifar_image(img: Image.Image) -> np.ndarray:
     return np.asarray(img, dtype=np.uint8)
 
 
-def load_image(path: Path) -> tuple[np.ndarray, ImageInput]:
-    """One image file as a CIFAR-sized array, turned as its EXIF orientation says (the size reported is the
-    displayed one) and scaled from 16-bit or float pixels; undecodable files raise :class:`DataError`."""
+MAX_PIXELS = 40_000_000
+"""Pixels (width x height) an image may have, checked before a pixel is decoded: a small compressed file can
+claim a picture of gigabytes. 40 million admits any camera's photo."""
+
+
+class ImageError(DataError):
+    """An image that cannot be used; ``reason`` is ``too_large``, ``not_an_image`` or ``corrupt``."""
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+def read_image(source: Path | BinaryIO, name: Path | str,
+               max_pixels: int = MAX_PIXELS) -> tuple[np.ndarray, ImageInput]:
+    """The one way an image is opened (prediction, the service): a file or an upload's bytes as the 32x32 RGB
+    array the model sees (:func:`to_cifar_image`), turned as its EXIF orientation says (the size reported is
+    the displayed one) and scaled from 16-bit or float pixels. Refused with an :class:`ImageError` naming
+    ``name``: over ``max_pixels`` (before decoding), not an image, or undecodable."""
     try:
-        with Image.open(path) as img:
-            img.load()
-            shown = ImageOps.exif_transpose(img)  # phones store pictures sideways with an orientation tag
-            info = ImageInput(path, shown.size, img.mode)
-            return to_cifar_image(to_8bit(shown, path)), info
-    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as e:
-        raise DataError(f"cannot read image {path}: {e}; give PNG, JPEG or another format PIL decodes") from None
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # the limit below speaks, not PIL
+            with Image.open(source) as img:
+                width, height = img.size
+                if width * height > max_pixels:
+                    raise ImageError(f"cannot read image {name}: {width}x{height} pixels is over the limit of "
+                                     f"{max_pixels:,} (--max-pixels)", "too_large")
+                img.load()
+                shown = ImageOps.exif_transpose(img)  # phones store pictures sideways with an orientation tag
+                return to_cifar_image(to_8bit(shown, name)), ImageInput(Path(name), shown.size, img.mode)
+    except ImageError:
+        raise
+    except DataError as e:  # pixels of an unknown range (to_8bit)
+        raise ImageError(str(e), "corrupt") from None
+    except (Image.DecompressionBombWarning, Image.DecompressionBombError, MemoryError):
+        raise ImageError(f"cannot read image {name}: its pixels do not fit in memory (over PIL's limit); lower "
+                         "its resolution", "too_large") from None
+    except UnidentifiedImageError:
+        raise ImageError(f"cannot read image {name}: it is not an image PIL can read (PNG, JPEG, WebP, ...)",
+                         "not_an_image") from None
+    except (OSError, ValueError, SyntaxError) as e:
+        raise ImageError(f"cannot read image {name}: it could not be decoded (truncated or corrupt?): {e}",
+                         "corrupt") from None
+
+
+def load_image(path: Path, max_pixels: int = MAX_PIXELS) -> tuple[np.ndarray, ImageInput]:
+    """One image file as :func:`read_image` reads it."""
+    return read_image(path, path, max_pixels)

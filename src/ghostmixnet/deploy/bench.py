@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..checks import count
+from ..checks import count, names
 from ..config import TrainConfig
 from ..data.cifar import load_cifar10
 from ..device import native_cpu_support
@@ -263,11 +263,11 @@ def format_bench(rows: list[BenchRow], info: dict[str, float | str]) -> str:
 
 
 def bench(source: str, batch_size: int = 256, threads: int | None = None, repeats: int = 50, warmup: int = 10,
-          backends: tuple[str, ...] = BACKENDS, compile: bool = False, data_dir: Path | None = None,
+          backends: tuple[str, ...] | str = BACKENDS, compile: bool = False, data_dir: Path | None = None,
           log: Callable[[str], None] = to_stderr) -> str:
     """:func:`run_bench`, its int8 model calibrated on 256 CIFAR-10 training images from ``data_dir`` (random
     images without it: the same speed), as the table of :func:`format_bench`."""
     calibration = load_cifar10(data_dir, train=True).images[:256] if data_dir is not None else None
     rows, info = run_bench(source, batch_size=batch_size, threads=threads, repeats=repeats, warmup=warmup,
-                           backends=backends, compile=compile, calibration_images=calibration, log=log)
+                           backends=names(backends), compile=compile, calibration_images=calibration, log=log)
     return format_bench(rows, info)

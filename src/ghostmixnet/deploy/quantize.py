@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..checks import count
+from ..checks import count, names
 from ..data.cifar import ArraySet, cifar_files
 from ..data.splits import load_splits, stratified_split
 from ..files import check_output
@@ -138,8 +138,8 @@ def calibration_images(train: ArraySet, count: int, seed: int) -> np.ndarray:
 
 
 def quantize_checkpoint(checkpoint: Path, out: Path | None, data_dir: Path, calibration_count: int = 512,
-                        keep_float: Iterable[str] = (), reduce_range: bool = False, calibration: str = "percentile",
-                        percentile: float = 99.99, eval_images: int = 10000,
+                        keep_float: Iterable[str] | str = (), reduce_range: bool = False,
+                        calibration: str = "percentile", percentile: float = 99.99, eval_images: int = 10000,
                         echo: Callable[[str], None] = print) -> Path:
     """Export a checkpoint (a run folder stands for its ``best.pt``) to ONNX, quantize it to int8 as ``out``
     (default: beside it, with ``-int8.onnx``; :func:`quantize_onnx`, calibrated on :func:`calibration_images`
@@ -151,7 +151,7 @@ def quantize_checkpoint(checkpoint: Path, out: Path | None, data_dir: Path, cali
     out = Path(out) if out is not None else beside(checkpoint, checkpoint.stem + "-int8.onnx")
     check_output(out, [checkpoint, *cifar_files(data_dir)])
     model, cfg, _ = model_from_checkpoint(checkpoint)
-    keep = list(keep_float)
+    keep = list(names(keep_float))
     splits = load_splits(data_dir, cfg.val_size, cfg.split_seed)
     images = calibration_images(splits.train, calibration_count, seed=cfg.split_seed + 2)
     with tempfile.TemporaryDirectory() as tmp:

@@ -110,7 +110,7 @@ def build_architecture(name: str, num_classes: int = 10, width: float = 1.0, dro
     if num_classes < 1:
         raise ValueError(f"num_classes must be at least 1, got {num_classes}")
     if not width > 0 or width == float("inf"):
-        raise ValueError(f"width must be a positive number, got {width}")
+        raise ValueError(f"width must be positive (and finite), got {width}")
     if not 0.0 <= dropout < 1.0:
         raise ValueError(f"dropout must be in [0, 1), got {dropout}")
     return CifarNet(ARCHITECTURES[name], num_classes=num_classes, width=width, dropout=dropout)

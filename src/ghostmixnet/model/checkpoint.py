@@ -34,14 +34,29 @@ def save_atomic(obj: Any, path: Path, keep_previous: Path | None = None) -> None
 
 def verify_archive(path: Path) -> None:
     """Check a checkpoint's zip structure and every record's CRC-32: ``torch.load`` alone reads a file
-    with flipped bytes in its tensor data without complaint."""
+    with flipped bytes in its tensor data without complaint. Before reading any record, refuse compressed
+    ones and ones larger than the file: PyTorch stores its records uncompressed, and a small file of
+    compressed zeros would otherwise unpack into gigabytes."""
     try:
         with zipfile.ZipFile(path) as archive:
+            _check_records(archive, path)
             bad = archive.testzip()
     except (zipfile.BadZipFile, EOFError, OSError, ValueError) as e:
         raise CheckpointError(f"{path} is truncated or corrupt, or not a checkpoint ({e})") from None
     if bad is not None:
         raise CheckpointError(f"{path} is corrupt: its record {bad!r} fails its CRC-32 check")
+
+
+def _check_records(archive: zipfile.ZipFile, path: Path) -> None:
+    """Refuse, from the archive's directory alone, records that could unpack to more than the file holds."""
+    size = Path(path).stat().st_size
+    for record in archive.infolist():
+        if record.compress_type != zipfile.ZIP_STORED:
+            raise CheckpointError(f"{path} was refused: its record {record.filename!r} is compressed, which PyTorch "
+                                  "never writes; only checkpoints written by ghostmixnet are accepted")
+        if record.file_size > size:
+            raise CheckpointError(f"{path} was refused: its record {record.filename!r} claims {record.file_size:,} "
+                                  f"bytes in a file of {size:,}; the file is corrupt or not a checkpoint")
 
 
 def unwrap(model: nn.Module) -> nn.Module:
@@ -143,18 +158,24 @@ class ModelSpec:
         return spec
 
 
-def rebuild(state: Any, spec: ModelSpec, path: Path | str = "checkpoint") -> CifarNet:
-    """The model ``spec`` describes, holding the weights ``state``, in eval mode on the CPU."""
+def check_spec(state: Any, spec: ModelSpec, path: Path | str = "checkpoint") -> None:
+    """Refuse ``state`` unless it holds exactly the weights of the model ``spec`` describes. Every path that
+    builds a model from a file checks this first: the config is a stranger's word, so it is checked against
+    the stored tensors on the meta device (no memory), and a small file cannot make the tool allocate
+    gigabytes."""
     if not isinstance(state, dict):
         raise CheckpointError(f"{path} holds no model weights")
     try:
-        # The config is a stranger's word: check it against the stored tensors on the meta device (no memory)
-        # before building the model for real, so a small file cannot make the tool allocate gigabytes.
         with torch.device("meta"):
             probe = build_architecture(spec.model, spec.num_classes, spec.width, spec.dropout)
     except ValueError as e:
         raise CheckpointError(f"{path}: its config is invalid: {e}") from None
     check_fits(probe.state_dict(), state, path)
+
+
+def rebuild(state: Any, spec: ModelSpec, path: Path | str = "checkpoint") -> CifarNet:
+    """The model ``spec`` describes, holding the weights ``state``, in eval mode on the CPU."""
+    check_spec(state, spec, path)
     model = build_architecture(spec.model, spec.num_classes, spec.width, spec.dropout)
     load_weights(model, state, path)
     return model.eval()

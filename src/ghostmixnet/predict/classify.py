@@ -13,7 +13,7 @@ import torch
 from ..checks import count
 from ..data.cifar import CLASSES
 from ..data.course import read_course_file
-from ..data.images import ImageInput
+from ..data.images import MAX_PIXELS, ImageInput
 from ..device import resolve_device
 from ..errors import DataError
 from ..files import atomic_open, check_output, to_stderr
@@ -26,7 +26,8 @@ from .inputs import collect_images, is_pickle, iter_inputs
 
 def predict_inputs(model: Any, inputs: Sequence[Path], device: torch.device, out: Path | None = None,
                    batch_size: int = 256, tta: bool = False, skip_bad: bool = False,
-                   echo: Callable[[str], None] = print, tta_shift: int = 0, reads: Sequence[Path] = ()) -> int:
+                   echo: Callable[[str], None] = print, tta_shift: int = 0, reads: Sequence[Path] = (),
+                   max_pixels: int = MAX_PIXELS) -> int:
     """Classify ``inputs`` with ``model`` (a module on ``device``, or an ONNX classifier), a chunk at a time.
     ``out`` may be none of the files read: the inputs, the images in folders among them, and ``reads`` (the
     model's file).
@@ -53,7 +54,7 @@ def predict_inputs(model: Any, inputs: Sequence[Path], device: torch.device, out
         if writer:
             writer.writerow(["file", "label", "probability"] + (["error"] if skip_bad else []))
         echo(f"{'file':<40}  {'label':<10} {'prob':>6}  input")
-        for images, infos in iter_inputs(paths, chunk=batch_size, skip_bad=skip_bad, echo=echo):
+        for images, infos in iter_inputs(paths, batch_size, skip_bad, echo, count(max_pixels, "max_pixels")):
             probs = (predict_logits(model, images, device, batch_size, tta, tta_shift).softmax(1) if len(images)
                      else torch.empty(0, len(CLASSES)))
             conf, labels = probs.max(1) if len(images) else (torch.empty(0), torch.empty(0, dtype=torch.long))
@@ -114,7 +115,8 @@ def is_model_path(path: Path) -> bool:
 
 def predict_files(inputs: Sequence[Path], weights: Path | None = None, out: Path | None = None, device: str = "auto",
                   batch_size: int = 256, tta: bool | None = None, skip_bad: bool = False,
-                  echo: Callable[[str], None] = print, note: Callable[[str], None] = to_stderr) -> int:
+                  echo: Callable[[str], None] = print, note: Callable[[str], None] = to_stderr,
+                  max_pixels: int = MAX_PIXELS) -> int:
     """Classify ``inputs`` (:func:`predict_inputs`) with the model ``weights`` names, else the first input when
     it names one (:func:`is_model_path`), else the shipped weights; with its run's test-time views unless
     ``tta`` says otherwise. ``note`` is told which model was taken. Returns the number of inputs classified."""
@@ -131,4 +133,5 @@ def predict_files(inputs: Sequence[Path], weights: Path | None = None, out: Path
     tta = (cfg is not None and cfg.tta) if tta is None else tta
     dev = resolve_device(device)
     return predict_inputs(model.to(dev), inputs, dev, out, batch_size=batch_size, tta=tta, skip_bad=skip_bad,
-                          echo=echo, tta_shift=cfg.tta_shift if cfg is not None else 0, reads=[named, weights])
+                          echo=echo, tta_shift=cfg.tta_shift if cfg is not None else 0, reads=[named, weights],
+                          max_pixels=max_pixels)

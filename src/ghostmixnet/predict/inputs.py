@@ -10,7 +10,7 @@ import numpy as np
 
 from ..checks import count
 from ..data.course import read_course_pickle
-from ..data.images import ImageInput, load_image
+from ..data.images import MAX_PIXELS, ImageInput, load_image
 from ..errors import DataError
 
 IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm"}
@@ -44,12 +44,14 @@ def is_pickle(path: Path) -> bool:
 
 
 def iter_inputs(inputs: Sequence[Path], chunk: int = 256, skip_bad: bool = False,
-                echo: Callable[[str], None] | None = None) -> Iterator[tuple[np.ndarray, list[ImageInput] | None]]:
+                echo: Callable[[str], None] | None = None,
+                max_pixels: int = MAX_PIXELS) -> Iterator[tuple[np.ndarray, list[ImageInput] | None]]:
     """The inputs as chunks of at most ``chunk`` (n, 32, 32, 3) uint8 images, decoded as they are needed,
     so that memory stays flat however many image files there are. Each chunk comes with its files'
     descriptions, or None for a course pickle (which is one array on disk and is read whole). With
     ``skip_bad`` a file that cannot be decoded is reported (to ``echo``, and as an :class:`ImageInput` whose
-    ``error`` says why, with no image) instead of stopping everything."""
+    ``error`` says why, with no image) instead of stopping everything; an image of more than ``max_pixels``
+    is such a file."""
     if not inputs:
         raise DataError("no inputs given: name image files, folders, or one course test pickle")
     chunk = count(chunk, "chunk")
@@ -68,7 +70,7 @@ def iter_inputs(inputs: Sequence[Path], chunk: int = 256, skip_bad: bool = False
         arrays, infos = [], []
         for path in paths[i:i + chunk]:
             try:
-                array, info = load_image(path)
+                array, info = load_image(path, max_pixels)
             except DataError as e:
                 if not skip_bad:
                     raise DataError(f"{e} (or pass --skip-bad to skip such files and go on)") from None

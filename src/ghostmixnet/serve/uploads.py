@@ -11,10 +11,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image
 
 from ..checks import count
-from ..data.images import to_8bit, to_cifar_image
+from ..data.images import MAX_PIXELS, ImageError, read_image
 
 
 @dataclass(frozen=True)
@@ -25,7 +25,7 @@ class Limits:
     """Request body size (413 above it)."""
     max_files: int = 32
     """Images per request."""
-    max_pixels: int = 40_000_000
+    max_pixels: int = MAX_PIXELS
     """Pixels per image (width x height), checked before decoding: a decompression bomb is refused unread."""
     top_k: int = 5
 
@@ -69,20 +69,10 @@ def parse_multipart(body: bytes, content_type: str, limits: Limits) -> list[tupl
 def decode_image(name: str, data: bytes, limits: Limits) -> tuple[np.ndarray, dict[str, Any]]:
     """One upload as the 32x32 image the model sees and its description; a :class:`BadInput` otherwise."""
     try:
-        with Image.open(io.BytesIO(data)) as img:
-            width, height = img.size
-            if width * height > limits.max_pixels:  # before decoding a single pixel
-                raise BadInput(413, f"{name}: {width}x{height} pixels is over the limit of {limits.max_pixels:,}")
-            img.load()
-            shown = ImageOps.exif_transpose(img)
-            info = {"file": name, "size": list(shown.size), "mode": img.mode}
-            return to_cifar_image(to_8bit(shown, name)), info
-    except BadInput:
-        raise
-    except UnidentifiedImageError:
-        raise BadInput(415, f"{name} is not an image PIL can read (PNG, JPEG, WebP, ...)") from None
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
-        raise BadInput(400, f"{name} could not be decoded (truncated or corrupt?): {e}") from None
+        image, info = read_image(io.BytesIO(data), name, limits.max_pixels)
+        return image, {"file": name, "size": list(info.original_size), "mode": info.mode}
+    except ImageError as e:
+        raise BadInput({"too_large": 413, "not_an_image": 415}.get(e.reason, 400), str(e)) from None
     except Exception as e:  # noqa: BLE001 - a stranger's file must never take the server down
         raise BadInput(400, f"{name} could not be read: {type(e).__name__}") from None
 

@@ -39,7 +39,7 @@ from ..errors import NonFiniteLossError, RunError
 from ..files import check_writable, exclusive_lock, write_text_atomic
 from ..infer.evaluate import EvalResult, evaluate
 from ..model.architectures import count_parameters
-from ..model.checkpoint import load_checkpoint, load_weights, save_atomic, unwrap
+from ..model.checkpoint import ModelSpec, check_spec, load_checkpoint, load_weights, save_atomic, unwrap
 from ..model.factory import build_model
 from ..version import __version__
 from .compile import resolve_compile_mode
@@ -204,12 +204,14 @@ def _train(cfg: TrainConfig, data_dir: Path, out_dir: Path, env: DistEnv, resume
     per_rank = cfg.batch_size // env.world_size
     sampler = ResumableSampler(len(splits.train), env.world_size, env.rank, cfg.seed)
     steps_per_epoch = -(-sampler.num_samples // per_rank)
-    t = build_training(cfg, env.device, steps_per_epoch, env.distributed)
-    # Resume: the parts' states and the run's position from last.pt (or the one before it).
-    state = RunState()
-    if resume:
-        ckpt, path = load_resume_checkpoint(out_dir, log)
+    # Resume: last.pt (or the one before it) read and checked before any model is built from it.
+    ckpt, path = load_resume_checkpoint(out_dir, log) if resume else (None, None)
+    if ckpt is not None:
         check_resumable(cfg.to_dict(), config_of(ckpt, path), out_dir)  # whoever the caller: CLI, seeds, ablation
+        check_spec(ckpt["model"], ModelSpec(cfg.model, cfg.num_classes, cfg.width, cfg.dropout), path)
+    t = build_training(cfg, env.device, steps_per_epoch, env.distributed)
+    state = RunState()
+    if ckpt is not None:
         state = restore_training(t, ckpt, path, env.world_size)
         where = f"step {state.step} of epoch {state.epoch + 1}" if state.step else f"epoch {state.epoch}"
         log(f"resuming {out_dir} after {where} (of {cfg.epochs} epochs) from {path.name}")
