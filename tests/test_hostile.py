@@ -580,9 +580,10 @@ def _zipped_zeros(path: Path, megabytes: int) -> Path:
     return path
 
 
-def test_files_that_would_take_gigabytes_are_refused_in_seconds_under_a_memory_limit(cifar_dir, tmp_path,
-                                                                                     trained_like):
-    """Each in a process limited to 2 GB of data: one clear line in seconds, never an allocator error."""
+def test_what_would_take_gigabytes_is_refused_in_seconds_under_a_memory_limit(cifar_dir, tmp_path, trained_like):
+    """Each in a process limited to 2 GB of data: one clear line in seconds, never an allocator error: a
+    checkpoint of compressed zeros, a PNG that claims 169 million pixels, a resume whose config claims a
+    19-GB model, a run whose model does not fit."""
     import subprocess
     import sys
     import time
@@ -603,7 +604,9 @@ def test_files_that_would_take_gigabytes_are_refused_in_seconds_under_a_memory_l
              (["predict", str(photo)], 1, "13000x13000 pixels is over the limit of 40,000,000"),
              (["predict", str(photo), "--skip-bad"], 0, "skipped"),
              (["train", "--resume", str(run), "--data-dir", str(cifar_dir), "--no-compile"], 1,
-              "holds weights for a different model")]
+              "holds weights for a different model"),
+             (["train", "--width", "20", "--data-dir", str(cifar_dir), "--out", str(tmp_path / "wide"),
+               "--val-size", "50", "--no-compile"], 1, "GB is available; lower --width or --batch-size")]
     for argv, code, message in cases:
         started = time.perf_counter()
         done = subprocess.run([sys.executable, "-c", script, *argv], capture_output=True, text=True, timeout=120,

@@ -138,3 +138,16 @@ def test_test_json_scores_in_fp32_as_eval_does(cifar_dir, tmp_path, tiny_config)
     model, _, _ = model_from_checkpoint(tmp_path / "run" / "best.pt")
     result = evaluate(model, data.images, data.labels, torch.device("cpu"))  # fp32
     assert test["accuracy"] == result.accuracy and test["loss"] == pytest.approx(result.loss, rel=1e-6)
+
+
+def test_a_run_that_cannot_fit_in_memory_is_refused_with_both_figures(cifar_dir, tmp_path, tiny_config, monkeypatch):
+    import ghostmixnet.train.memory as memory
+    from ghostmixnet.config import make_config
+
+    one, two = (memory.estimate_bytes(make_config("paper", width=w), 128, 45000) for w in (1.0, 2.0))
+    assert 1.5 * one < two < 4 * one  # activations grow with the width, weights with its square
+    monkeypatch.setattr(memory, "available_bytes", lambda device: 10**6)
+    with pytest.raises(RunError, match=r"this run needs about 0\.\d GB on cpu \(ghostmixnet at width 0.125, batch 32 "
+                                       r"per process\) but 0\.0 GB is available; lower --width or --batch-size"):
+        train(tiny_config(), cifar_dir, tmp_path / "run", echo=quiet)
+    assert not (tmp_path / "run").exists()

@@ -45,6 +45,7 @@ from ..version import __version__
 from .compile import resolve_compile_mode
 from .distributed import DistEnv, init_distributed
 from .loop import EpochControl, EpochEnd, EpochTotals, train_one_epoch
+from .memory import check_fits_memory
 from .metrics import plot_curves, write_metrics
 from .parts import Training, build_loader, build_training, epoch_batches
 from .progress import Progress
@@ -209,6 +210,7 @@ def _train(cfg: TrainConfig, data_dir: Path, out_dir: Path, env: DistEnv, resume
     if ckpt is not None:
         check_resumable(cfg.to_dict(), config_of(ckpt, path), out_dir)  # whoever the caller: CLI, seeds, ablation
         check_spec(ckpt["model"], ModelSpec(cfg.model, cfg.num_classes, cfg.width, cfg.dropout), path)
+    check_fits_memory(cfg, per_rank, len(splits.train), env.device)  # before allocating: figures, not a crash
     t = build_training(cfg, env.device, steps_per_epoch, env.distributed)
     state = RunState()
     if ckpt is not None:
