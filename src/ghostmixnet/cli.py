@@ -254,7 +254,8 @@ def _service_commands(command: Command, recipe: str) -> None:
                 description="Serve a model over HTTP: POST /predict (multipart images), GET /health, GET /model, a "
                             "web page at / and the API's documentation at /docs. Needs pip install "
                             "'ghostmixnet[serve]'.")
-    p.add_argument("model", type=Path, metavar="MODEL", help="a checkpoint, a run folder or an ONNX file")
+    p.add_argument("model", type=Path, nargs="?", default=Path("pretrained"), metavar="MODEL",
+                   help="a checkpoint, run folder, weights or ONNX file [pretrained: the shipped weights]")
     p.add_argument("--host", default="127.0.0.1", help="address to bind [127.0.0.1: this machine only]")
     p.add_argument("--port", type=_checked(count, minimum=0, maximum=65535), default=8000)
     p.add_argument("--device", default="auto")

@@ -2,7 +2,9 @@
 
 import asyncio
 import io
+import json
 import tempfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -124,3 +126,16 @@ def test_an_onnx_model_is_served_too(served, tmp_path):
     assert c.get("/model").json()["format"] == "onnx"
     answer = c.post("/predict", files=[("files", ("a.png", png(), "image/png"))]).json()
     assert answer["model"] == "ghostmixnet (m.onnx)" and len(answer["results"][0]["top"]) == 5
+
+
+def test_with_no_model_named_the_service_serves_the_shipped_weights():
+    import torch
+
+    from ghostmixnet.cli import build_parser
+    from ghostmixnet.model.weights import read_weights, shipped_weights
+
+    assert build_parser(["serve"]).parse_args(["serve"]).model == Path("pretrained")
+    served = load_served_model(Path("pretrained"), torch.device("cpu"))
+    recorded = json.loads(read_weights(shipped_weights())["metadata"]["test_accuracy"])
+    assert served.info["file"] == str(shipped_weights()) and served.info["test_accuracy"] == recorded > 0.9
+    assert served.tta and served.info["parameters"] == 3_041_466

@@ -25,6 +25,7 @@ from ..infer.logits import predict_logits
 from ..model.architectures import count_parameters
 from ..model.checkpoint import resolve_checkpoint
 from ..model.cost import stage_costs
+from ..model.weights import PRETRAINED
 from .uploads import DEFAULT_LIMITS, BadInput, Limits, decode_image, parse_multipart, png_data_url, read_limited
 
 PAGE = Path(__file__).with_name("static") / "index.html"
@@ -45,20 +46,23 @@ class ServedModel:
 
 
 def load_served_model(path: Path, device: torch.device) -> ServedModel:
-    """A checkpoint, run folder or ONNX file (fp32 or int8) as a :class:`ServedModel` (refused at load unless
-    it gives 10 CIFAR-10 logits), with its name, size, cost and the test accuracy its run recorded."""
+    """A checkpoint, run folder, weights file (``pretrained``: the shipped weights) or ONNX file (fp32 or int8)
+    as a :class:`ServedModel` (refused at load unless it gives 10 CIFAR-10 logits), with its name, size, cost
+    and the test accuracy its run recorded (beside it in ``test.json``, or in a weights file's metadata)."""
     path = Path(path)
     source = path if path.suffix.lower() == ".onnx" else resolve_checkpoint(path)
-    model, cfg, _ = load_classifier(source)
+    model, cfg, contents = load_classifier(source)
     info: dict[str, Any] = {"name": f"{cfg.model if cfg else 'model'} ({source.name})", "file": str(source),
                             "classes": list(CLASSES), "format": "onnx" if source.suffix == ".onnx" else "pytorch"}
     if isinstance(model, torch.nn.Module):
         info["parameters"] = count_parameters(model)
         info["macs_per_image"] = sum(r.macs for r in stage_costs(model))
         model = model.to(device)
-    test = source.parent / "test.json"
+    test, recorded = source.parent / "test.json", contents.get("metadata", {}).get("test_accuracy")
     if test.is_file():
         info["test_accuracy"] = json.loads(test.read_text()).get("accuracy")
+    elif recorded is not None:
+        info["test_accuracy"] = json.loads(recorded)
     return ServedModel(model, device, info, tta=bool(cfg.tta) if cfg else False, tta_shift=cfg.tta_shift if cfg else 0)
 
 
@@ -152,7 +156,7 @@ def create_app(served: ServedModel, limits: Limits = DEFAULT_LIMITS, max_batch: 
     return app
 
 
-def serve(model: Path, host: str = "127.0.0.1", port: int = 8000, device: str = "auto",
+def serve(model: Path = Path(PRETRAINED), host: str = "127.0.0.1", port: int = 8000, device: str = "auto",
           limits: Limits = DEFAULT_LIMITS) -> None:
     """Load ``model`` and serve it with uvicorn until interrupted."""
     try:
