@@ -20,9 +20,8 @@ from torch import nn
 
 from ..errors import CheckpointError
 from ..files import atomic_open
-from . import weights
 from .architectures import CifarNet, build_architecture
-from .weights import PRETRAINED, read_weights, shipped_weights
+from .weights import PRETRAINED, is_shipped, read_weights, shipped_weights
 
 
 def save_atomic(obj: Any, path: Path, keep_previous: Path | None = None) -> None:
@@ -185,6 +184,6 @@ def beside(checkpoint: Path, name: str) -> Path:
     """Where a command writes by default: beside the checkpoint (a run folder stands for its ``best.pt``), or
     in the working directory for the shipped weights (never inside the installed package)."""
     checkpoint = resolve_checkpoint(checkpoint) if Path(checkpoint).suffix.lower() != ".onnx" else Path(checkpoint)
-    if checkpoint.resolve().parent == weights.WEIGHTS_DIR.resolve():  # read at call time: tests move it
+    if is_shipped(checkpoint):
         return Path(name)
     return checkpoint.parent / name

@@ -50,6 +50,11 @@ def check_hash(path: Path) -> None:
                            "or download the file again")
 
 
+def is_shipped(path: Path) -> bool:
+    """Whether ``path`` lies in the folder of the package's shipped weights (where nothing else is written)."""
+    return Path(path).resolve().parent == WEIGHTS_DIR.resolve()
+
+
 def shipped_weights(model: str = "ghostmixnet", directory: Path | None = None) -> Path:
     """The weights file shipped for ``model`` (CIFAR-10) in ``directory`` (the package's), or a clear error
     when this install has none."""
