@@ -1,6 +1,6 @@
-"""Numbers a user gives, checked where they enter: the one definition of a count, a non-negative count and
-a finite number in a range. The library calls these on its arguments; the command line wraps the same
-functions as argument converters, so a bad option is refused when it is parsed, naming the option."""
+"""Numbers a user gives, checked where they enter: the one definition of a count (an integer from a
+minimum) and of a finite number in a range. The library calls these on its arguments; the command line
+wraps the same functions as argument converters, so a bad option is refused as it is parsed, naming it."""
 
 from __future__ import annotations
 
@@ -23,13 +23,13 @@ def count(value: Any, name: str = "", minimum: int = 1, maximum: int | None = No
     """``value`` (an int, or text) as an integer of at least ``minimum`` (and at most ``maximum``); a ValueError
     naming ``name`` otherwise."""
     try:
-        number = int(value) if isinstance(value, str) or not isinstance(value, float) else None
+        result = int(value) if isinstance(value, str) or not isinstance(value, float) else None
     except (TypeError, ValueError):
-        number = None
-    if number is None or isinstance(value, bool) or number < minimum or (maximum is not None and number > maximum):
+        result = None
+    if result is None or isinstance(value, bool) or result < minimum or (maximum is not None and result > maximum):
         most = f" and at most {maximum}" if maximum is not None else ""
         raise ValueError(f"{_say(name)}must be an integer of at least {minimum}{most}, got {value!r}")
-    return number
+    return result
 
 
 def number(value: Any, name: str = "", minimum: float | None = None, maximum: float | None = None,

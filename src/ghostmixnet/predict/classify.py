@@ -21,7 +21,7 @@ from ..infer.load import load_classifier
 from ..infer.logits import predict_logits
 from ..model.checkpoint import resolve_checkpoint
 from ..model.weights import PRETRAINED
-from .inputs import collect_images, is_pickle, iter_inputs
+from .inputs import collect_images, decode_images, is_pickle
 
 
 def predict_inputs(model: Any, inputs: Sequence[Path], device: torch.device, out: Path | None = None,
@@ -39,9 +39,13 @@ def predict_inputs(model: Any, inputs: Sequence[Path], device: torch.device, out
     to a temporary file renamed over ``out`` at the end. Returns the number of inputs classified.
     """
     batch_size = count(batch_size, "batch_size")
+    if not inputs:
+        raise DataError("no inputs given: name image files, folders, or one course test pickle")
     if any(is_pickle(p) for p in inputs):
         if len(inputs) != 1:
             raise DataError("give either image files and folders, or a single course test pickle, not both")
+        if not Path(inputs[0]).is_file():
+            raise DataError(f"input {inputs[0]} does not exist")
         out = out or Path("submission.csv")
         check_output(out, [*inputs, *reads])
         return _predict_course(model, Path(inputs[0]), device, out, batch_size, tta, tta_shift, echo)
@@ -54,7 +58,7 @@ def predict_inputs(model: Any, inputs: Sequence[Path], device: torch.device, out
         if writer:
             writer.writerow(["file", "label", "probability"] + (["error"] if skip_bad else []))
         echo(f"{'file':<40}  {'label':<10} {'prob':>6}  input")
-        for images, infos in iter_inputs(paths, batch_size, skip_bad, echo, count(max_pixels, "max_pixels")):
+        for images, infos in decode_images(paths, batch_size, skip_bad, echo, count(max_pixels, "max_pixels")):
             probs = (predict_logits(model, images, device, batch_size, tta, tta_shift).softmax(1) if len(images)
                      else torch.empty(0, len(CLASSES)))
             conf, labels = probs.max(1) if len(images) else (torch.empty(0), torch.empty(0, dtype=torch.long))

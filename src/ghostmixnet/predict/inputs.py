@@ -9,7 +9,6 @@ from pathlib import Path
 import numpy as np
 
 from ..checks import count
-from ..data.course import read_course_pickle
 from ..data.images import MAX_PIXELS, ImageInput, load_image
 from ..errors import DataError
 
@@ -43,29 +42,15 @@ def is_pickle(path: Path) -> bool:
     return Path(path).suffix.lower() in PICKLE_EXTENSIONS
 
 
-def iter_inputs(inputs: Sequence[Path], chunk: int = 256, skip_bad: bool = False,
-                echo: Callable[[str], None] | None = None,
-                max_pixels: int = MAX_PIXELS) -> Iterator[tuple[np.ndarray, list[ImageInput] | None]]:
-    """The inputs as chunks of at most ``chunk`` (n, 32, 32, 3) uint8 images, decoded as they are needed,
-    so that memory stays flat however many image files there are. Each chunk comes with its files'
-    descriptions, or None for a course pickle (which is one array on disk and is read whole). With
-    ``skip_bad`` a file that cannot be decoded is reported (to ``echo``, and as an :class:`ImageInput` whose
-    ``error`` says why, with no image) instead of stopping everything; an image of more than ``max_pixels``
-    is such a file."""
-    if not inputs:
-        raise DataError("no inputs given: name image files, folders, or one course test pickle")
+def decode_images(paths: Sequence[Path], chunk: int = 256, skip_bad: bool = False,
+                  echo: Callable[[str], None] | None = None,
+                  max_pixels: int = MAX_PIXELS) -> Iterator[tuple[np.ndarray, list[ImageInput]]]:
+    """Image files (:func:`collect_images`) as chunks of at most ``chunk`` (n, 32, 32, 3) uint8 images,
+    decoded as they are needed, so that memory stays flat however many files there are, each chunk with its
+    files' descriptions. With ``skip_bad`` a file that cannot be decoded is reported (to ``echo``, and as an
+    :class:`ImageInput` whose ``error`` says why, with no image) instead of stopping everything; an image of
+    more than ``max_pixels`` is such a file."""
     chunk = count(chunk, "chunk")
-    pickles = [p for p in inputs if is_pickle(p)]
-    if pickles:
-        if len(inputs) != 1:
-            raise DataError("give either image files and folders, or a single course test pickle, not both")
-        if not Path(pickles[0]).is_file():
-            raise DataError(f"input {pickles[0]} does not exist")
-        images = read_course_pickle(Path(pickles[0]))
-        for i in range(0, len(images), chunk):
-            yield images[i:i + chunk], None
-        return
-    paths = collect_images(inputs, echo)  # paths only: cheap even for 50,000 files
     for i in range(0, len(paths), chunk):
         arrays, infos = [], []
         for path in paths[i:i + chunk]:

@@ -15,7 +15,7 @@ from ..data.cifar import CLASSES, cifar_files
 from ..data.splits import load_splits
 from ..device import resolve_device
 from ..errors import DataError
-from ..files import check_output, check_writable, pyplot, save_figure, write_text_atomic
+from ..files import check_output, pyplot, save_figure, write_text_atomic
 from ..infer.evaluate import EvalResult, evaluate
 from ..infer.load import load_classifier
 from ..model.checkpoint import beside, resolve_checkpoint
@@ -94,8 +94,7 @@ def evaluate_checkpoint(checkpoint: Path, data_dir: Path, split: str = "test", o
         raise ValueError(f"split must be test or val, got {split!r}")
     source = checkpoint if Path(checkpoint).suffix.lower() == ".onnx" else resolve_checkpoint(checkpoint)
     out = Path(out) if out is not None else beside(source, ".")
-    check_writable(out, folder=True)  # before the evaluation, which takes minutes, not after it
-    for written in evaluation_files(out, source, split):
+    for written in evaluation_files(out, source, split):  # before the evaluation, which takes minutes
         check_output(written, [source, *cifar_files(data_dir)])
     model, cfg, ckpt = load_classifier(source)
     if cfg is None:

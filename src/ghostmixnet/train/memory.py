@@ -46,8 +46,9 @@ def activation_elements(model: nn.Module) -> int:
 def estimate_bytes(cfg: TrainConfig, batch_per_process: int, train_images: int) -> int:
     """Bytes a training process of ``cfg`` needs, roughly: weights, gradients and the optimizer's state (and
     the weight average), every layer's output for a batch in float32, and the uint8 training set held on the
-    device by batched augmentation. For the paper's model at batch 128 in fp32 on the CPU it says 2.7 GB
-    where a process measured 2.4 GB above what it held before training (3.2 GB at its peak)."""
+    device by batched augmentation. For the paper's model at batch 128 in fp32 on the CPU it says 2.7 GB; three
+    such steps (:func:`~ghostmixnet.train.throughput.training_throughput`, 2-core CPU, 2026-12-01) raised a
+    process's peak resident memory from 0.7 to 3.2 GB."""
     with torch.device("meta"):
         model = build_architecture(cfg.model, cfg.num_classes, cfg.width, cfg.dropout)
     parameters = sum(p.numel() for p in model.parameters())

@@ -29,7 +29,7 @@ from typing import Any, TypedDict
 import numpy as np
 import torch
 
-from ..checks import number
+from ..checks import count, number
 from ..config import TrainConfig, config_of
 from ..data.cifar import CLASSES
 from ..data.loading import ResumableSampler
@@ -150,14 +150,9 @@ def train(cfg: TrainConfig, data_dir: Path, out_dir: Path, *, device: str = "aut
     returns True the run ends there as at a time limit (one process only: ranks must stop together).
     Launched by torchrun, the processes of one run each call this with the same arguments.
     """
-    if checkpoint_every < 0:
-        raise ValueError(f"--checkpoint-every must not be negative, got {checkpoint_every}")
-    if log_every < 1:
-        raise ValueError(f"--log-every must be at least 1, got {log_every}")
-    if stop_after is not None and stop_after < 1:
-        raise ValueError(f"--stop-after must be at least 1 epoch, got {stop_after}")
-    if time_limit is not None:
-        number(time_limit, "time_limit (seconds)", above=0)
+    checkpoint_every, log_every = count(checkpoint_every, "checkpoint_every", 0), count(log_every, "log_every")
+    stop_after = None if stop_after is None else count(stop_after, "stop_after")
+    time_limit = None if time_limit is None else number(time_limit, "time_limit (seconds)", above=0)
     env = init_distributed(device)
     try:
         # Refuse what cannot work before touching the run folder, then hold it for the run.
