@@ -5,6 +5,7 @@ import sys
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from ghostmixnet.cli import main
@@ -37,11 +38,21 @@ def test_train_writes_a_run_and_flags_override_the_recipe(run_dir):
     assert (run_dir / "test.json").is_file()
 
 
+def test_a_finished_run_calibrates_best_pt_on_its_validation_split(run_dir):
+    best = torch.load(run_dir / "best.pt", weights_only=True)
+    recorded = json.loads((run_dir / "test.json").read_text())["calibration"]
+    assert best["calibration"] == recorded and recorded["images"] == 50
+    assert "validation split (50 training images" in recorded["fitted_on"] and recorded["keep"] == 0.95
+    assert "calibrated best.pt on the validation split: temperature" in (run_dir / "train.log").read_text()
+
+
 def test_eval_test_and_val(run_dir, cifar_dir, capsys):
     assert main(["eval", str(run_dir / "best.pt"), "--data-dir", str(cifar_dir)]) == 0
     out = capsys.readouterr().out
     assert "on the test" in out and "per-class accuracy" in out and "true \\ pred" in out
+    assert "expected calibration error" in out and "at its temperature" in out
     result = json.loads((run_dir / "eval-best-test.json").read_text())
+    assert 0 <= result["calibration"]["ece"] <= 1 and 0 <= result["calibration"]["not_sure"] <= 1
     assert result["images"] == 100 and (run_dir / "eval-best-test-confusion.png").is_file()
     assert result["accuracy"] == json.loads((run_dir / "test.json").read_text())["accuracy"]
     assert main(["eval", str(run_dir / "best.pt"), "--data-dir", str(cifar_dir), "--split", "val"]) == 0
@@ -60,7 +71,8 @@ def test_predict_images_of_any_size_and_mode(run_dir, tmp_path, capsys):
     out = capsys.readouterr().out
     assert "64x48 L" in out and "100x100 RGBA" in out
     rows = out_csv.read_text().splitlines()
-    assert rows[0] == "file,label,probability" and len(rows) == 4
+    assert rows[0] == "file,label,probability,score,sure" and len(rows) == 4
+    assert all(row.split(",")[4] in ("yes", "no") for row in rows[1:])  # the run calibrated its best.pt
 
 
 def test_predict_course_pickle(run_dir, tmp_path, capsys):

@@ -361,7 +361,7 @@ def test_bad_files_and_linked_folders_are_reported_and_skippable(tmp_path, train
     printed = capsys.readouterr().out
     assert "skipped" in printed and "more: a linked folder is not followed" in printed
     rows = out.read_text().splitlines()
-    assert rows[0] == "file,label,probability,error" and len(rows) == 3
+    assert rows[0] == "file,label,probability,score,sure,error" and len(rows) == 3
     assert any(r.startswith(str(folder / "broken.jpg")) and "cannot read image" in r for r in rows)
 
 

@@ -33,17 +33,19 @@ def count(value: Any, name: str = "", minimum: int = 1, maximum: int | None = No
 
 
 def number(value: Any, name: str = "", minimum: float | None = None, maximum: float | None = None,
-           above: float | None = None) -> float:
-    """``value`` (a number, or text) as a finite float, at least ``minimum``, at most ``maximum`` and more
-    than ``above`` where given; a ValueError naming ``name`` otherwise."""
+           above: float | None = None, below: float | None = None) -> float:
+    """``value`` (a number, or text) as a finite float, at least ``minimum``, at most ``maximum``, more than
+    ``above`` and less than ``below`` where given; a ValueError naming ``name`` otherwise."""
     try:
         result = float(value)
     except (TypeError, ValueError):
         result = math.nan
     bounds = [f"at least {minimum:g}" if minimum is not None else "", f"at most {maximum:g}" if maximum is not None
-              else "", f"more than {above:g}" if above not in (None, 0) else ""]
+              else "", f"more than {above:g}" if above not in (None, 0) else "",
+              f"less than {below:g}" if below is not None else ""]
     if (isinstance(value, bool) or not math.isfinite(result) or (minimum is not None and result < minimum)
-            or (maximum is not None and result > maximum) or (above is not None and result <= above)):
+            or (maximum is not None and result > maximum) or (above is not None and result <= above)
+            or (below is not None and result >= below)):
         wanted = " and ".join(b for b in bounds if b)
         kind = "a positive finite number" if above == 0 else "a finite number"
         raise ValueError(f"{_say(name)}must be {kind}{' ' + wanted if wanted else ''}, got {value!r}")

@@ -14,6 +14,7 @@ from .checks import count, number
 from .config import CHOICES, RECIPE_NOTES, RECIPES, TrainConfig, field_docs, make_config
 from .data.images import MAX_PIXELS
 from .deploy.bench import BACKENDS, bench
+from .deploy.calibrate import calibrate_checkpoint
 from .deploy.export import export_checkpoint
 from .deploy.pack import pack_checkpoint
 from .deploy.quantize import CALIBRATION_METHODS, quantize_checkpoint
@@ -84,6 +85,7 @@ def _checked(check: Callable[..., Any], **bounds: Any) -> Callable[[str], Any]:
 
 
 COUNT, COUNT0, POSITIVE = _checked(count), _checked(count, minimum=0), _checked(number, above=0)
+FRACTION = _checked(number, above=0, below=1)
 
 
 def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
@@ -212,6 +214,20 @@ def _deployment_commands(command: Command, recipe: str) -> None:
     p.add_argument("--out", type=Path, default=Path("."), help="folder to write into [.]")
     p.add_argument("--name", default=None, metavar="STEM", help="file name before the hash [MODEL_cifar10]")
 
+    p = command("calibrate", cmd_calibrate, "fit a model's temperature and 'not sure' threshold",
+                description="Fit a temperature (calibrated probabilities) and an out-of-distribution threshold "
+                            "(answers below it are marked 'not sure') on the model's validation split, and write "
+                            "them into it: a checkpoint in place (or as --out), a weights file as a new hash-named "
+                            "file in --out. New training runs do this for best.pt themselves.")
+    p.add_argument("checkpoint", type=Path, help="checkpoint, run folder, weights file or pretrained")
+    p.add_argument("--data-dir", type=Path, default=Path("data"))
+    p.add_argument("--out", type=Path, default=None,
+                   help="checkpoint to write [in place]; for a weights file, a folder [beside it, or .]")
+    p.add_argument("--keep", type=FRACTION, default=0.95,
+                   help="share of validation images kept above the 'not sure' threshold [0.95]")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--batch-size", type=COUNT, default=256)
+
     p = command("quantize", cmd_quantize, "int8 ONNX model by static quantization, with accuracy",
                 description="Export to ONNX, quantize to int8 (per-channel weights, activations calibrated on "
                             "training images) and report int8 accuracy beside the float model's.")
@@ -290,6 +306,10 @@ def cmd_predict(a: argparse.Namespace) -> None:
 
 def cmd_pack(a: argparse.Namespace) -> None:
     pack_checkpoint(a.checkpoint, a.out, a.name, echo=print)
+
+
+def cmd_calibrate(a: argparse.Namespace) -> None:
+    calibrate_checkpoint(a.checkpoint, a.data_dir, a.out, a.keep, a.device, a.batch_size)
 
 
 def cmd_export(a: argparse.Namespace) -> None:

@@ -15,6 +15,7 @@ from conftest import REPO
 from ghostmixnet.cli import main
 from ghostmixnet.data.cifar import CLASSES, load_cifar10
 from ghostmixnet.errors import WeightsError
+from ghostmixnet.infer.calibrate import calibration_bins, calibration_of
 from ghostmixnet.infer.evaluate import evaluate
 from ghostmixnet.model.architectures import count_parameters
 from ghostmixnet.model.factory import build_model
@@ -40,6 +41,8 @@ def test_the_package_ships_one_hash_named_fp16_file(weights):
     ckpt = read_weights(weights)
     assert ckpt["config"]["model"] == "ghostmixnet" and ckpt["config"]["num_classes"] == len(CLASSES)
     assert float(ckpt["metadata"]["test_accuracy"]) >= 0.94  # what its run recorded, in fp32
+    calibration = calibration_of(ckpt)
+    assert calibration.fitted and calibration.images == 5000 and calibration.keep == 0.95
     built = build_model("ghostmixnet")
     assert count_parameters(built) == 3_041_466
     assert set(ckpt["model"]) == set(built.state_dict())
@@ -103,3 +106,11 @@ def test_2000_real_test_images_score_what_the_model_card_says(model, real_test):
                       tta=card["tta"], tta_shift=card["tta_shift"])
     p = card["test_accuracy"]
     assert abs(result.accuracy - p) <= 3 * math.sqrt(p * (1 - p) / n), (result.accuracy, p)
+    # The temperature the file carries turns underconfident probabilities into calibrated ones, and its
+    # threshold marks about the 5% of images of its classes it was set to.
+    calibration = calibration_of(read_weights(shipped_weights()))
+    labels = np.asarray(real_test.labels[:n])
+    plain = calibration_bins(result.logits.softmax(1).numpy(), labels)["ece"]
+    calibrated = calibration_bins(calibration.probabilities(result.logits).numpy(), labels)["ece"]
+    assert calibrated < 0.03 < plain - 0.02, (plain, calibrated)
+    assert 0.02 < float(calibration.unsure(calibration.scores(result.logits)).float().mean()) < 0.1

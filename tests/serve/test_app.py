@@ -139,3 +139,26 @@ def test_with_no_model_named_the_service_serves_the_shipped_weights():
     recorded = json.loads(read_weights(shipped_weights())["metadata"]["test_accuracy"])
     assert served.info["file"] == str(shipped_weights()) and served.info["test_accuracy"] == recorded > 0.9
     assert served.tta and served.info["parameters"] == 3_041_466
+
+
+def test_answers_carry_calibrated_probabilities_the_score_and_the_not_sure_mark(served):
+    import dataclasses
+
+    from ghostmixnet.infer.calibrate import Calibration
+    from ghostmixnet.serve.uploads import decode_image
+
+    files = [("files", ("a.png", png(), "image/png"))]
+    plain = client(served).post("/predict", files=files).json()["results"][0]
+    assert plain["sure"] is None and "note" not in plain  # no calibration: no mark either way
+    assert client(served).get("/model").json()["calibration"] is None
+    logits = served.logits(np.array(decode_image("a.png", png(), Limits())[0])[None])
+    for threshold, sure in ((-1e6, True), (1e6, False)):
+        calibration = Calibration(0.5, threshold, images=10, fitted_on="a test")
+        c = client(dataclasses.replace(served, calibration=calibration))
+        result = c.post("/predict", files=files).json()["results"][0]
+        assert result["sure"] is sure and ("note" in result) is (not sure)
+        assert result["score"] == pytest.approx(float(calibration.scores(logits)[0]), abs=1e-4)
+        top = result["top"][0]
+        assert top["probability"] == pytest.approx(float(calibration.probabilities(logits).max()), abs=1e-5)
+        assert top["probability"] > plain["top"][0]["probability"]  # a temperature below 1 sharpens
+        assert c.get("/model").json()["calibration"]["temperature"] == 0.5

@@ -37,8 +37,12 @@ def server(tmp_path_factory):
 
     folder = tmp_path_factory.mktemp("run")
     torch.manual_seed(0)
+    from ghostmixnet.infer.calibrate import Calibration
+
+    # A threshold no image reaches, so that the page must show its "not sure" mark.
     save_atomic({"model": build_model("ghostmixnet", width=0.125).state_dict(),
-                 "config": make_config("paper", width=0.125).to_dict(), "epoch": 1}, folder / "best.pt")
+                 "config": make_config("paper", width=0.125).to_dict(), "epoch": 1,
+                 "calibration": Calibration(0.8, 1e6, images=10, fitted_on="a test").to_dict()}, folder / "best.pt")
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -83,6 +87,9 @@ def test_the_page_classifies_an_uploaded_image(server, tmp_path, request):
             assert len(page.query_selector_all(".result .bar")) == 5
             assert page.get_attribute(".result img", "src").startswith("data:image/png;base64,")
             assert "ms on the server" in page.text_content("#latency")
+            assert "probabilities calibrated (temperature 0.80)" in page.text_content("#model")
+            assert page.is_visible(".result .unsure")
+            assert page.text_content(".result .unsure") == "not sure: maybe none of these classes"
             page.screenshot(path=str(tmp_path / "page.png"), full_page=True)
         finally:
             browser.close()

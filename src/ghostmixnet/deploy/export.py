@@ -2,7 +2,8 @@
 
 The exported graph takes normalized float32 images (N, 3, 32, 32) with a dynamic batch and returns
 logits (N, classes). The run's config, the class names and the normalization constants travel in
-the file's metadata, so an ONNX file can be evaluated and used for prediction on its own.
+the file's metadata, with the model's calibration (temperature and "not sure" threshold) when it has one,
+so an ONNX file can be evaluated and used for prediction on its own.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from ..config import TrainConfig
 from ..data.cifar import CLASSES, MEAN, STD, cifar_files, find_cifar_folder, load_cifar10
 from ..errors import DataError
 from ..files import check_output
+from ..infer.calibrate import Calibration, calibration_of
 from ..infer.load import model_from_checkpoint
 from ..infer.logits import normalize_uint8
 from ..infer.onnx import OnnxClassifier
@@ -47,8 +49,9 @@ def fold_batchnorm(model: nn.Module) -> nn.Module:
     return model
 
 
-def export_onnx(model: nn.Module, cfg: TrainConfig, path: Path) -> Path:
-    """Fold BatchNorm and write an ONNX model with a dynamic batch dimension and ghostmixnet metadata."""
+def export_onnx(model: nn.Module, cfg: TrainConfig, path: Path, calibration: Calibration | None = None) -> Path:
+    """Fold BatchNorm and write an ONNX model with a dynamic batch dimension and ghostmixnet metadata (with
+    ``calibration``, if the model has one)."""
     import onnx  # optional: the 'deploy' extra
 
     folded = fold_batchnorm(model)
@@ -60,8 +63,11 @@ def export_onnx(model: nn.Module, cfg: TrainConfig, path: Path) -> Path:
         torch.onnx.export(folded, (example,), str(path), dynamo=False, opset_version=OPSET, input_names=["images"],
                           output_names=["logits"], dynamic_axes={"images": {0: "batch"}, "logits": {0: "batch"}})
     proto = onnx.load(str(path))
-    for key, value in {"ghostmixnet_config": json.dumps(cfg.to_dict()), "classes": json.dumps(CLASSES),
-                       "mean": json.dumps(MEAN), "std": json.dumps(STD)}.items():
+    metadata = {"ghostmixnet_config": json.dumps(cfg.to_dict()), "classes": json.dumps(CLASSES),
+                "mean": json.dumps(MEAN), "std": json.dumps(STD)}
+    if calibration is not None and calibration.fitted:
+        metadata["calibration"] = json.dumps(calibration.to_dict())
+    for key, value in metadata.items():
         proto.metadata_props.add(key=key, value=value)
     onnx.checker.check_model(proto)
     onnx.save(proto, str(path))
@@ -96,12 +102,12 @@ def export_checkpoint(checkpoint: Path, out: Path | None, data_dir: Path, verify
     checkpoint = resolve_checkpoint(checkpoint)
     out = Path(out) if out is not None else beside(checkpoint, checkpoint.stem + ".onnx")
     check_output(out, [checkpoint, *cifar_files(data_dir)])
-    model, cfg, _ = model_from_checkpoint(checkpoint)
+    model, cfg, ckpt = model_from_checkpoint(checkpoint)
     images, kind = None, ""
     if verify_images > 0:  # read the data before writing anything, so a bad data file fails early
         raw, kind = verification_images(data_dir, verify_images)
         images = normalize_uint8(raw, torch.device("cpu"))
-    export_onnx(model, cfg, out)
+    export_onnx(model, cfg, out, calibration_of(ckpt, str(checkpoint)))
     echo(f"wrote {out} ({out.stat().st_size / 1e6:.2f} MB, opset 17, dynamic batch, BatchNorm folded)")
     if images is not None:
         for label, candidate in (("BatchNorm folding vs PyTorch:", fold_batchnorm(model)),

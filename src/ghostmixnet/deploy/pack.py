@@ -18,16 +18,21 @@ def pack_checkpoint(checkpoint: Path | str, out_dir: Path, stem: str | None = No
                     metadata: dict[str, Any] | None = None, echo: Callable[[str], None] | None = None) -> Path:
     """Write a training checkpoint's weights (a run folder stands for its ``best.pt``) as a weights file in
     ``out_dir``, with its config and what its run recorded: the epoch and, from the run's ``test.json``, the
-    validation and test accuracy. ``stem`` defaults to ``MODEL_cifar10``. ``echo`` is told what was written."""
+    validation and test accuracy, and its calibration (temperature and "not sure" threshold) if it has one. A
+    weights file given instead keeps what its metadata recorded. ``stem`` defaults to ``MODEL_cifar10``.
+    ``echo`` is told what was written."""
     path = resolve_checkpoint(Path(checkpoint))
     check_writable(out_dir, folder=True)
     ckpt = load_checkpoint(path)
     cfg = config_of(ckpt, path)
-    meta: dict[str, Any] = {"epoch": ckpt.get("epoch"), "source": f"{path.parent.name}/{path.name}"}
+    meta: dict[str, Any] = {"epoch": ckpt.get("epoch"), "source": f"{path.parent.name}/{path.name}",
+                            **ckpt.get("metadata", {})}
     test = path.parent / "test.json"
     if test.is_file() and path.suffix == ".pt":
         recorded = json.loads(test.read_text())
         meta.update(test_accuracy=recorded.get("accuracy"), val_accuracy=recorded.get("best_val_acc"))
+    if ckpt.get("calibration") is not None:  # a checkpoint's; a weights file's is among its metadata
+        meta["calibration"] = ckpt["calibration"]
     meta.update(metadata or {})
     written = write_weights(ckpt["model"], cfg.to_dict(), out_dir, stem or f"{cfg.model.replace('-', '_')}_cifar10",
                             meta)

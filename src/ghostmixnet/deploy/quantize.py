@@ -18,6 +18,7 @@ from ..checks import count, names
 from ..data.cifar import ArraySet, cifar_files
 from ..data.splits import load_splits, stratified_split
 from ..files import check_output
+from ..infer.calibrate import calibration_of
 from ..infer.evaluate import evaluate
 from ..infer.load import model_from_checkpoint
 from ..infer.logits import normalize_uint8
@@ -150,12 +151,12 @@ def quantize_checkpoint(checkpoint: Path, out: Path | None, data_dir: Path, cali
     checkpoint = resolve_checkpoint(checkpoint)
     out = Path(out) if out is not None else beside(checkpoint, checkpoint.stem + "-int8.onnx")
     check_output(out, [checkpoint, *cifar_files(data_dir)])
-    model, cfg, _ = model_from_checkpoint(checkpoint)
+    model, cfg, ckpt = model_from_checkpoint(checkpoint)
     keep = list(names(keep_float))
     splits = load_splits(data_dir, cfg.val_size, cfg.split_seed)
     images = calibration_images(splits.train, calibration_count, seed=cfg.split_seed + 2)
     with tempfile.TemporaryDirectory() as tmp:
-        float_path = export_onnx(model, cfg, Path(tmp) / "float.onnx")
+        float_path = export_onnx(model, cfg, Path(tmp) / "float.onnx", calibration_of(ckpt, str(checkpoint)))
         quantize_onnx(float_path, out, images, keep_float=keep, reduce_range=reduce_range, calibration=calibration,
                       percentile=percentile)
         method = f"percentile {percentile}" if calibration == "percentile" else calibration

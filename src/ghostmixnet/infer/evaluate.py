@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
@@ -17,11 +17,13 @@ from .logits import predict_logits
 
 @dataclass
 class EvalResult:
-    """Loss, accuracy and confusion matrix (rows: true class, columns: predicted) of one evaluation."""
+    """Loss, accuracy and confusion matrix (rows: true class, columns: predicted) of one evaluation; with
+    the logits of every image when one process scored them all."""
 
     loss: float
     accuracy: float
     confusion: np.ndarray
+    logits: torch.Tensor | None = field(default=None, repr=False)
 
     @property
     def per_class_accuracy(self) -> np.ndarray:
@@ -65,4 +67,5 @@ def evaluate(model: nn.Module, images: np.ndarray, labels: np.ndarray, compute: 
         totals = shard.all_reduce_sum(totals)
     confusion = totals[:-1].round().long().view(num_classes, num_classes).numpy()
     count = max(int(confusion.sum()), 1)
-    return EvalResult(float(totals[-1]) / count, float(np.trace(confusion)) / count, confusion)
+    return EvalResult(float(totals[-1]) / count, float(np.trace(confusion)) / count, confusion,
+                      logits if shard is None or shard.world_size == 1 else None)

@@ -29,8 +29,10 @@ def model_from_checkpoint(path: Path) -> tuple[nn.Module, TrainConfig, dict[str,
 
 def load_classifier(path: Path) -> tuple[Any, TrainConfig | None, dict[str, Any]]:
     """A model file (a run folder stands for its ``best.pt``) or an exported ONNX file as (callable model, its
-    config, extra info); the config is None for an ONNX file that ghostmixnet did not write."""
+    config, extra info: the checkpoint's contents, whose calibration
+:func:`~ghostmixnet.infer.calibrate.calibration_of` reads); the config is None for an ONNX file that
+ghostmixnet did not write."""
     if Path(path).suffix.lower() == ".onnx":
         clf = OnnxClassifier(path)
-        return clf, clf.config(), {"epoch": "exported"}
+        return clf, clf.config(), {"epoch": "exported", "calibration": clf.metadata.get("calibration")}
     return model_from_checkpoint(path)

@@ -17,6 +17,7 @@ from ..data.images import MAX_PIXELS, ImageInput
 from ..device import resolve_device
 from ..errors import DataError
 from ..files import atomic_open, check_output, to_stderr
+from ..infer.calibrate import UNCALIBRATED, UNSURE, Calibration, calibration_of
 from ..infer.load import load_classifier
 from ..infer.logits import predict_logits
 from ..model.checkpoint import resolve_checkpoint
@@ -27,13 +28,16 @@ from .inputs import collect_images, decode_images, is_pickle
 def predict_inputs(model: Any, inputs: Sequence[Path], device: torch.device, out: Path | None = None,
                    batch_size: int = 256, tta: bool = False, skip_bad: bool = False,
                    echo: Callable[[str], None] = print, tta_shift: int = 0, reads: Sequence[Path] = (),
-                   max_pixels: int = MAX_PIXELS) -> int:
+                   max_pixels: int = MAX_PIXELS, calibration: Calibration = UNCALIBRATED) -> int:
     """Classify ``inputs`` with ``model`` (a module on ``device``, or an ONNX classifier), a chunk at a time.
     ``out`` may be none of the files read: the inputs, the images in folders among them, and ``reads`` (the
     model's file).
 
-    Images: a line each (file, label, probability, displayed size and mode), and ``out`` as a CSV
-    (file,label,probability; with ``skip_bad`` also error, which names each file that could not be read).
+    Images: a line each (file, label, probability, displayed size and mode, and "not sure" where the
+    answer's out-of-distribution score falls below the ``calibration``'s threshold), and ``out`` as a CSV
+    (file,label,probability,score,sure: the probability calibrated, the energy score, and whether it is at
+    or above the threshold, empty without one; with ``skip_bad`` also error, which names each file that could
+    not be read).
     The course pickle: a submission CSV (ID,Labels: the pickle's own ``ids`` when it has them, else the row
     index; ``out`` or ``submission.csv``) and the predicted class counts. CSV rows are written as they come,
     to a temporary file renamed over ``out`` at the end. Returns the number of inputs classified.
@@ -56,14 +60,13 @@ def predict_inputs(model: Any, inputs: Sequence[Path], device: torch.device, out
     with atomic_open(out, newline="") if out is not None else nullcontext() as handle:
         writer = csv.writer(handle, lineterminator="\n") if handle else None
         if writer:
-            writer.writerow(["file", "label", "probability"] + (["error"] if skip_bad else []))
+            writer.writerow(["file", "label", "probability", "score", "sure"] + (["error"] if skip_bad else []))
         echo(f"{'file':<40}  {'label':<10} {'prob':>6}  input")
         for images, infos in decode_images(paths, batch_size, skip_bad, echo, count(max_pixels, "max_pixels")):
-            probs = (predict_logits(model, images, device, batch_size, tta, tta_shift).softmax(1) if len(images)
-                     else torch.empty(0, len(CLASSES)))
-            conf, labels = probs.max(1) if len(images) else (torch.empty(0), torch.empty(0, dtype=torch.long))
-            _report_images(infos, labels, conf, writer, echo, skip_bad)
-            done += len(labels)
+            logits = (predict_logits(model, images, device, batch_size, tta, tta_shift) if len(images)
+                      else torch.empty(0, len(CLASSES)))
+            _report_images(infos, Answers(logits, calibration), writer, echo, skip_bad)
+            done += len(logits)
             rows += len(infos)
         if rows != len(paths):  # one row per input, or no file at all
             raise RuntimeError(f"classified {rows} of the {len(paths)} inputs; {out or 'nothing'} was not written")
@@ -94,20 +97,40 @@ def _predict_course(model: Any, path: Path, device: torch.device, out: Path, bat
     return len(images)
 
 
-def _report_images(infos: list[ImageInput], labels: torch.Tensor, conf: torch.Tensor, writer: Any,
-                   echo: Callable[[str], None], with_errors: bool = False) -> None:
-    results = iter(zip(labels, conf))
+class Answers:
+    """A chunk's answers from its logits: label, calibrated probability, score, and whether it is sure."""
+
+    def __init__(self, logits: torch.Tensor, calibration: Calibration) -> None:
+        self.conf, self.labels = calibration.probabilities(logits).max(1)
+        self.scores = calibration.scores(logits)
+        self.unsure = calibration.unsure(self.scores)
+        self.judged = calibration.threshold is not None
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def row(self, i: int) -> tuple[str, str, str, str]:
+        """The CSV fields of answer ``i``: label, probability, score, sure (yes, no, or empty without a threshold)."""
+        lab = int(self.labels[i])
+        sure = ("no" if self.unsure[i] else "yes") if self.judged else ""
+        return (CLASSES[lab] if lab < len(CLASSES) else str(lab), f"{float(self.conf[i]):.6f}",
+                f"{float(self.scores[i]):.4f}", sure)
+
+
+def _report_images(infos: list[ImageInput], answers: Answers, writer: Any, echo: Callable[[str], None],
+                   with_errors: bool = False) -> None:
+    results = iter(range(len(answers)))
     for info in infos:
         if info.error:
             if writer:
-                writer.writerow([str(info.path), "", "", info.error])
+                writer.writerow([str(info.path), "", "", "", "", info.error])
             continue
-        lab, p = next(results)
-        name = CLASSES[int(lab)] if int(lab) < len(CLASSES) else str(int(lab))
-        echo(f"{str(info.path):<40}  {name:<10} {float(p):6.3f}  "
-             f"{info.original_size[0]}x{info.original_size[1]} {info.mode}")
+        i = next(results)
+        name, prob, score, sure = answers.row(i)
+        echo(f"{str(info.path):<40}  {name:<10} {float(prob):6.3f}  "
+             f"{info.original_size[0]}x{info.original_size[1]} {info.mode}" + (f"  {UNSURE}" if sure == "no" else ""))
         if writer:
-            writer.writerow([str(info.path), name, f"{float(p):.6f}"] + ([""] if with_errors else []))
+            writer.writerow([str(info.path), name, prob, score, sure] + ([""] if with_errors else []))
 
 
 def is_model_path(path: Path) -> bool:
@@ -133,9 +156,15 @@ def predict_files(inputs: Sequence[Path], weights: Path | None = None, out: Path
     if weights.suffix.lower() != ".onnx":
         weights = resolve_checkpoint(weights)
     note(f"model: {weights.name}")  # which one was taken when none was named
-    model, cfg, _ = load_classifier(weights)
+    model, cfg, info = load_classifier(weights)
+    calibration = calibration_of(info, str(weights))
+    if not calibration.fitted:
+        how = ("export it again from a calibrated checkpoint" if weights.suffix.lower() == ".onnx"
+               else f"fit one with: ghostmixnet calibrate {named} --data-dir DATA")
+        note(f"note: {weights.name} carries no calibration, so the probabilities are the plain softmax and no "
+             f"answer is marked not sure; {how}")
     tta = (cfg is not None and cfg.tta) if tta is None else tta
     dev = resolve_device(device)
     return predict_inputs(model.to(dev), inputs, dev, out, batch_size=batch_size, tta=tta, skip_bad=skip_bad,
                           echo=echo, tta_shift=cfg.tta_shift if cfg is not None else 0, reads=[named, weights],
-                          max_pixels=max_pixels)
+                          max_pixels=max_pixels, calibration=calibration)

@@ -16,6 +16,7 @@ from ..data.splits import load_splits
 from ..device import resolve_device
 from ..errors import DataError
 from ..files import check_output, pyplot, save_figure, write_text_atomic
+from ..infer.calibrate import Calibration, calibration_bins, calibration_of
 from ..infer.evaluate import EvalResult, evaluate
 from ..infer.load import load_classifier
 from ..model.checkpoint import beside, resolve_checkpoint
@@ -58,10 +59,35 @@ def evaluation_files(out: Path, checkpoint: Path, split: str) -> tuple[Path, Pat
     return Path(out) / f"{stem}.json", Path(out) / f"{stem}-confusion.png"
 
 
+def calibration_report(result: EvalResult, labels: np.ndarray, calibration: Calibration) -> dict[str, Any]:
+    """Expected calibration error of an evaluation's probabilities, plain and (when the model has one) with
+    its calibration, and the share of images its threshold marks not sure; empty without the logits."""
+    if result.logits is None or not len(result.logits):
+        return {}
+    logits, labels = result.logits, np.asarray(labels)
+    report = {"ece_uncalibrated": calibration_bins(logits.softmax(1).numpy(), labels)["ece"]}
+    if calibration.fitted:
+        report.update(ece=calibration_bins(calibration.probabilities(logits).numpy(), labels)["ece"],
+                      temperature=calibration.temperature,
+                      not_sure=float(calibration.unsure(calibration.scores(logits)).float().mean()))
+    return report
+
+
+def calibration_text(report: dict[str, Any]) -> str:
+    """One line on an evaluation's calibration (:func:`calibration_report`)."""
+    text = f"expected calibration error {100 * report['ece_uncalibrated']:.2f}% with the plain softmax"
+    if "ece" not in report:
+        return text + " (this model carries no calibration: fit one with `ghostmixnet calibrate`)"
+    return (text + f", {100 * report['ece']:.2f}% at its temperature {report['temperature']:.3f}; "
+            f"{100 * report['not_sure']:.1f}% of these images marked not sure")
+
+
 def write_evaluation(result: EvalResult, checkpoint: Path, cfg: TrainConfig, epoch: Any, split: str, images: int,
-                     tta: bool, out: Path, echo: Callable[[str], None] = print) -> tuple[Path, Path]:
-    """Print an evaluation (accuracy, per-class accuracy, confusion matrix) and write it as
-    ``eval-CHECKPOINT-SPLIT.json`` and a confusion-matrix plot in ``out``; the two paths."""
+                     tta: bool, out: Path, echo: Callable[[str], None] = print,
+                     calibration: dict[str, Any] | None = None) -> tuple[Path, Path]:
+    """Print an evaluation (accuracy, per-class accuracy, confusion matrix, and ``calibration``, a
+    :func:`calibration_report`) and write it as ``eval-CHECKPOINT-SPLIT.json`` and a confusion-matrix plot
+    in ``out``; the two paths."""
     name = "test" if split == "test" else f"validation split ({images} training images, seed {cfg.split_seed})"
     echo(f"{checkpoint}: {cfg.model} (epoch {epoch}) on the {name}"
          + (f", with test-time augmentation ({tta_views_text(cfg.tta_shift)})" if tta else ""))
@@ -69,6 +95,8 @@ def write_evaluation(result: EvalResult, checkpoint: Path, cfg: TrainConfig, epo
         echo("note: this checkpoint was selected on the test set itself (--val-size 0), so this figure is optimistic")
     echo(f"accuracy {100 * result.accuracy:.2f}% ({int(np.trace(result.confusion))}/{images}), "
          f"loss {result.loss:.4f}")
+    if calibration:
+        echo(calibration_text(calibration))
     echo("per-class accuracy:")
     for c, a in zip(CLASSES, result.per_class_accuracy):
         echo(f"  {c:<11} {100 * a:6.2f}%")
@@ -78,7 +106,8 @@ def write_evaluation(result: EvalResult, checkpoint: Path, cfg: TrainConfig, epo
     paths = evaluation_files(out, checkpoint, split)
     write_text_atomic(paths[0], json.dumps({"checkpoint": str(checkpoint), "split": split, "images": images,
                                             "tta": tta, "tta_shift": cfg.tta_shift if tta else 0,
-                                            **result.summary(CLASSES)}, indent=2) + "\n")
+                                            **result.summary(CLASSES), "calibration": calibration or None},
+                                           indent=2) + "\n")
     plot_confusion(result.confusion, CLASSES, paths[1], f"{cfg.model}, {split}: {100 * result.accuracy:.2f}%")
     echo(f"wrote {paths[0]} and {paths[1]}")
     return paths
@@ -108,5 +137,6 @@ def evaluate_checkpoint(checkpoint: Path, data_dir: Path, split: str = "test", o
     tta = cfg.tta if tta is None else tta
     result = evaluate(model.to(dev), data.images, data.labels, dev, batch_size=batch_size, tta=tta,
                       tta_shift=cfg.tta_shift if tta else 0)
-    write_evaluation(result, source, cfg, ckpt.get("epoch", "?"), split, len(data), tta, out, echo)
+    calibration = calibration_report(result, data.labels, calibration_of(ckpt, str(source)))
+    write_evaluation(result, source, cfg, ckpt.get("epoch", "?"), split, len(data), tta, out, echo, calibration)
     return result

@@ -20,6 +20,7 @@ import torch
 
 from ..data.cifar import CLASSES
 from ..device import resolve_device
+from ..infer.calibrate import UNCALIBRATED, UNSURE, Calibration, calibration_of
 from ..infer.load import load_classifier
 from ..infer.logits import predict_logits
 from ..model.architectures import count_parameters
@@ -40,6 +41,7 @@ class ServedModel:
     info: dict[str, Any] = field(default_factory=dict)
     tta: bool = False
     tta_shift: int = 0
+    calibration: Calibration = UNCALIBRATED
 
     def logits(self, images: np.ndarray) -> torch.Tensor:
         return predict_logits(self.model, images, self.device, tta=self.tta, tta_shift=self.tta_shift)
@@ -47,8 +49,9 @@ class ServedModel:
 
 def load_served_model(path: Path, device: torch.device) -> ServedModel:
     """A checkpoint, run folder, weights file (``pretrained``: the shipped weights) or ONNX file (fp32 or int8)
-    as a :class:`ServedModel` (refused at load unless it gives 10 CIFAR-10 logits), with its name, size, cost
-    and the test accuracy its run recorded (beside it in ``test.json``, or in a weights file's metadata)."""
+    as a :class:`ServedModel` (refused at load unless it gives 10 CIFAR-10 logits), with its name, size, cost,
+    calibration, and the test accuracy its run recorded (beside it in ``test.json``, or in a weights file's
+    metadata)."""
     path = Path(path)
     source = path if path.suffix.lower() == ".onnx" else resolve_checkpoint(path)
     model, cfg, contents = load_classifier(source)
@@ -63,7 +66,9 @@ def load_served_model(path: Path, device: torch.device) -> ServedModel:
         info["test_accuracy"] = json.loads(test.read_text()).get("accuracy")
     elif recorded is not None:
         info["test_accuracy"] = json.loads(recorded)
-    return ServedModel(model, device, info, tta=bool(cfg.tta) if cfg else False, tta_shift=cfg.tta_shift if cfg else 0)
+    calibration = calibration_of(contents, str(source))
+    return ServedModel(model, device, info, tta=bool(cfg.tta) if cfg else False, tta_shift=cfg.tta_shift if cfg else 0,
+                       calibration=calibration)
 
 
 class Batcher:
@@ -76,7 +81,7 @@ class Batcher:
         self.batches = 0
 
     async def classify(self, images: np.ndarray) -> np.ndarray:
-        """Softmax probabilities of ``images``, computed in a batch with whatever else is queued."""
+        """The logits of ``images``, computed in a batch with whatever else is queued."""
         if self.task is None or self.task.done():
             self.task = asyncio.create_task(self._run())
         future = asyncio.get_running_loop().create_future()
@@ -97,7 +102,7 @@ class Batcher:
                     break
             batch = np.concatenate([images for images, _ in items])
             try:
-                probs = (await loop.run_in_executor(None, self.served.logits, batch)).softmax(1).numpy()
+                logits = (await loop.run_in_executor(None, self.served.logits, batch)).numpy()
             except Exception as e:  # noqa: BLE001 - tell the waiting requests, keep serving
                 for _, future in items:
                     future.set_exception(e)
@@ -105,7 +110,7 @@ class Batcher:
             self.batches += 1
             start = 0
             for images, future in items:
-                future.set_result(probs[start:start + len(images)])
+                future.set_result(logits[start:start + len(images)])
                 start += len(images)
 
 
@@ -134,22 +139,30 @@ def create_app(served: ServedModel, limits: Limits = DEFAULT_LIMITS, max_batch: 
 
     @app.get("/model")
     async def model_info() -> dict[str, Any]:
-        """The model served: name, file, parameters, MACs per image, recorded test accuracy, classes."""
-        return served.info
+        """The model served: name, file, parameters, MACs per image, recorded test accuracy, classes, and its
+        calibration (temperature and "not sure" threshold; null when it has none)."""
+        calibration = served.calibration
+        return {**served.info, "calibration": calibration.to_dict() if calibration.fitted else None}
 
     @app.post("/predict")
     async def predict(request: Request) -> dict[str, Any]:
-        """Classify the images uploaded as multipart/form-data (field ``files``, one or several)."""
+        """Classify the images uploaded as multipart/form-data (field ``files``, one or several): per image the
+        top classes with calibrated probabilities, the energy ``score``, and ``sure`` (false, with a ``note``,
+        when the score falls below the model's threshold: maybe none of these classes; null without one)."""
         started = time.perf_counter()
         body = await read_limited(request, limits.max_bytes)
         uploads = parse_multipart(body, request.headers.get("content-type", ""), limits)
         decoded = [decode_image(name, data, limits) for name, data in uploads]
-        probs = await batcher.classify(np.stack([image for image, _ in decoded]))
+        logits = torch.from_numpy(await batcher.classify(np.stack([image for image, _ in decoded])))
+        calibration = served.calibration
+        probs, scores = calibration.probabilities(logits).numpy(), calibration.scores(logits)
+        unsure = calibration.unsure(scores).tolist()
         results = []
-        for (image, info), p in zip(decoded, probs):
+        for (image, info), p, score, doubt in zip(decoded, probs, scores.tolist(), unsure):
             order = np.argsort(-p)[: limits.top_k]
             results.append({**info, "top": [{"label": CLASSES[i], "probability": float(p[i])} for i in order],
-                            "input_32x32": png_data_url(image)})
+                            "score": score, "sure": None if calibration.threshold is None else not doubt,
+                            **({"note": UNSURE} if doubt else {}), "input_32x32": png_data_url(image)})
         return {"model": served.info.get("name"), "results": results,
                 "latency_ms": 1000 * (time.perf_counter() - started)}
 

@@ -37,7 +37,9 @@ from ..data.splits import Splits, load_splits
 from ..device import slow_precision_warning
 from ..errors import NonFiniteLossError, RunError
 from ..files import check_writable, exclusive_lock, write_text_atomic
+from ..infer.calibrate import Calibration, fit_calibration
 from ..infer.evaluate import EvalResult, evaluate
+from ..infer.logits import predict_logits
 from ..model.architectures import count_parameters
 from ..model.checkpoint import ModelSpec, check_spec, load_checkpoint, load_weights, save_atomic, unwrap
 from ..model.factory import build_model
@@ -414,6 +416,21 @@ class Run:
                          "val_is_test": splits.val_is_test}, self.out_dir / BEST)
         return True, scores
 
+    def calibrate(self, model: torch.nn.Module, best: dict[str, Any]) -> Calibration:
+        """Fit the best weights' temperature and "not sure" threshold on the validation split (with the
+        run's test-time views, as predictions are made) and add them to ``best.pt``; on rank 0 alone."""
+        cfg, val = self.cfg, self.splits.val
+        compute = dataclasses.replace(self.t.compute, precision="fp32")
+        logits = predict_logits(model, val.images, compute, tta=cfg.tta, tta_shift=cfg.tta_shift)
+        views = f", with its test-time views (shift {cfg.tta_shift})" if cfg.tta else ""
+        calibration = fit_calibration(logits, val.labels, fitted_on=f"validation split ({len(val)} training "
+                                                                    f"images, split seed {cfg.split_seed}){views}")
+        save_atomic({**best, "calibration": calibration.to_dict()}, self.out_dir / BEST)
+        self.log(f"calibrated best.pt on the validation split: temperature {calibration.temperature:.3f}; "
+                 f"'not sure' below an energy score of {calibration.threshold:.3f} "
+                 f"({100 * calibration.keep:.0f}% of validation images are above it)")
+        return calibration
+
     def summary(self, **outcome: Any) -> RunSummary:
         """The run's summary as it stands, with the keys of how it ended (``outcome``)."""
         s = self.state
@@ -439,12 +456,15 @@ class Run:
         t0 = time.perf_counter()
         # In fp32 whatever the training precision, as `ghostmixnet eval` scores: one checkpoint, one figure.
         test = self.score(scored, splits.test.images, splits.test.labels, "fp32")  # other ranks get rank 0's
+        seconds = time.perf_counter() - t0
         if self.env.is_main:
+            calibration = None if splits.val_is_test else self.calibrate(scored, best)
             result = {"split": "test", "images": len(splits.test), "checkpoint": BEST, "best_epoch": s.best_epoch,
                       "selected_on": "test set (optimistic: --val-size 0)" if splits.val_is_test
                       else f"validation split ({len(splits.val)} training images)", "tta": cfg.tta,
                       "tta_shift": cfg.tta_shift, "precision": "fp32",
-                      "best_val_acc": s.best_acc, **test.summary(CLASSES), "seconds": time.perf_counter() - t0}
+                      "best_val_acc": s.best_acc, **test.summary(CLASSES), "seconds": seconds,
+                      "calibration": calibration.to_dict() if calibration else None}
             write_text_atomic(self.out_dir / "test.json", json.dumps(result, indent=2) + "\n")
         log(f"test accuracy of best.pt (epoch {s.best_epoch}, {self.val_name}_acc {100 * s.best_acc:.2f}%): "
             f"{100 * test.accuracy:.2f}% on {len(splits.test):,} images"

@@ -1,0 +1,76 @@
+"""``ghostmixnet calibrate``: fit a model file's temperature and "not sure" threshold on its run's validation
+split (:mod:`~ghostmixnet.infer.calibrate`) and write them into it: a checkpoint as it is (or as ``out``), a
+weights file as a new hash-named file, since its name is its hash."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+from ..checks import count, number
+from ..data.cifar import cifar_files
+from ..data.splits import load_splits
+from ..device import resolve_device
+from ..errors import DataError
+from ..files import check_output, check_writable
+from ..infer.calibrate import Calibration, calibration_bins, fit_calibration
+from ..infer.load import model_from_checkpoint
+from ..infer.logits import predict_logits
+from ..model.checkpoint import beside, resolve_checkpoint, save_atomic
+from ..model.weights import NAME
+from .pack import pack_checkpoint
+
+
+def calibrate_checkpoint(checkpoint: Path, data_dir: Path, out: Path | None = None, keep: float = 0.95,
+                         device: str = "auto", batch_size: int = 256,
+                         echo: Callable[[str], None] = print) -> tuple[Path, Calibration]:
+    """Fit the calibration of a model file (a run folder stands for its ``best.pt``; ``pretrained``: the
+    shipped weights) on its run's validation split, with its run's test-time views, so that a share ``keep``
+    of those images is kept above the threshold. A checkpoint is rewritten with it (or written as ``out``); a
+    weights file is written anew into the folder ``out`` (default: beside it). Returns the file written and
+    the calibration."""
+    keep, batch_size = number(keep, "keep", above=0, below=1), count(batch_size, "batch_size")
+    source = resolve_checkpoint(Path(checkpoint))
+    if source.suffix.lower() == ".onnx":
+        raise DataError(f"{source} is an ONNX file; calibrate the checkpoint it was exported from, then export "
+                        "it again (the calibration travels in the ONNX metadata)")
+    weights = source.suffix == ".safetensors"
+    target = Path(out) if out is not None else (beside(source, ".") if weights else source)
+    if weights:
+        check_writable(target, folder=True)
+    elif target != source:
+        check_output(target, [source, *cifar_files(data_dir)])
+    model, cfg, ckpt = model_from_checkpoint(source)
+    if cfg.val_size == 0:
+        raise DataError(f"{source} was trained without a validation split (--val-size 0): fitting on the test set "
+                        "would tune on it; train with a validation split to calibrate")
+    val = load_splits(data_dir, cfg.val_size, cfg.split_seed).val
+    dev = resolve_device(device)
+    views = f", with its test-time views (shift {cfg.tta_shift})" if cfg.tta else ""
+    logits = predict_logits(model.to(dev), val.images, dev, batch_size, cfg.tta, cfg.tta_shift)
+    calibration = fit_calibration(logits, val.labels, keep, f"validation split ({len(val)} training images, split "
+                                                            f"seed {cfg.split_seed}){views}")
+    report_fit(calibration, logits, val.labels, echo)
+    if weights:
+        match = NAME.match(source.name)
+        written = pack_checkpoint(source, target, stem=match["stem"] if match else None,
+                                  metadata={"calibration": calibration.to_dict()}, echo=echo)
+    else:
+        save_atomic({**ckpt, "calibration": calibration.to_dict()}, target)
+        written = target
+        echo(f"wrote the calibration into {written}")
+    return written, calibration
+
+
+def report_fit(calibration: Calibration, logits: torch.Tensor, labels: object, echo: Callable[[str], None]) -> None:
+    """Say what a calibration does on the images it was fit on: the temperature, ECE before and after, and
+    the threshold."""
+    labels = torch.as_tensor(labels).numpy()
+    before = calibration_bins(logits.softmax(1).numpy(), labels)["ece"]
+    after = calibration_bins(calibration.probabilities(logits).numpy(), labels)["ece"]
+    echo(f"temperature {calibration.temperature:.4f} fit on the {calibration.fitted_on}: expected calibration error "
+         f"{100 * before:.2f}% -> {100 * after:.2f}% there")
+    echo(f"'not sure' below an energy score of {calibration.threshold:.4f}, which keeps "
+         f"{100 * calibration.keep:.0f}% of those images")

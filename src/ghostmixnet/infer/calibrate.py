@@ -1,0 +1,167 @@
+"""Probabilities that mean what they say, and "none of these".
+
+A trained classifier's softmax is rarely calibrated: label smoothing, Mixup and weight averaging leave the
+shipped model underconfident. One scalar fixes most of it (temperature scaling, Guo et al. 2017): the
+logits are divided by a temperature fit on held-out images to minimise their negative log-likelihood. It
+changes no answer, only the probabilities.
+
+A closed-set classifier also answers one of its classes for an image of none of them. The energy score,
+``T * logsumexp(logits / T)`` (Liu et al. 2020), is lower for such images than for images of its classes;
+an answer whose score falls below a threshold, chosen so that a share ``keep`` of held-out images of the
+classes stay above it, is marked "not sure". Both travel with the model (checkpoint, weights file, ONNX
+metadata) as a :class:`Calibration`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..errors import CheckpointError
+
+SCORE = "energy"
+"""The out-of-distribution score: ``T * logsumexp(logits / T)``, higher for images of the model's classes."""
+UNSURE = "not sure: maybe none of these classes"
+"""What predict, serve and the page say of an answer whose score falls below the threshold."""
+TEMPERATURE_RANGE = (0.05, 20.0)
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """How a model's logits become probabilities and a "not sure" mark; fit by :func:`fit_calibration`."""
+
+    temperature: float = 1.0
+    """The logits are divided by it before the softmax (1: the plain softmax)."""
+    threshold: float | None = None
+    """Energy score below which an answer is marked not sure (None: never marked)."""
+    keep: float = 0.95
+    """Share of the held-out images of the model's classes whose score is at or above ``threshold``."""
+    images: int = 0
+    """How many held-out images the temperature and threshold were fit on (0: not fit)."""
+    fitted_on: str = ""
+    """Which images those were, in words."""
+
+    def __post_init__(self) -> None:
+        low, high = TEMPERATURE_RANGE
+        if not (isinstance(self.temperature, (int, float)) and low <= self.temperature <= high):
+            raise ValueError(f"temperature must be a number in [{low}, {high}], got {self.temperature!r}")
+        if self.threshold is not None and not (isinstance(self.threshold, (int, float))
+                                               and math.isfinite(self.threshold)):
+            raise ValueError(f"threshold must be a finite number or None, got {self.threshold!r}")
+        if not (isinstance(self.keep, (int, float)) and 0 < self.keep < 1):
+            raise ValueError(f"keep must be a fraction between 0 and 1, got {self.keep!r}")
+
+    @property
+    def fitted(self) -> bool:
+        return self.images > 0
+
+    def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
+        """Calibrated softmax probabilities of (N, C) logits."""
+        return (logits.float() / self.temperature).softmax(1)
+
+    def scores(self, logits: torch.Tensor) -> torch.Tensor:
+        """The energy score of each row of (N, C) logits: higher for images of the model's classes."""
+        t = self.temperature
+        return t * torch.logsumexp(logits.float() / t, dim=1)
+
+    def unsure(self, scores: torch.Tensor) -> torch.Tensor:
+        """Which scores fall below the threshold (none without one)."""
+        if self.threshold is None:
+            return torch.zeros(scores.shape, dtype=torch.bool)
+        return scores < self.threshold
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, raw: Any, source: str = "the model") -> Calibration:
+        """A calibration from its dict (or that dict as JSON text); a :class:`CheckpointError` naming
+        ``source`` when it is not one."""
+        try:
+            raw = json.loads(raw) if isinstance(raw, str) else raw
+            names = {f.name for f in fields(cls)}
+            if not isinstance(raw, dict) or not set(raw) <= names:
+                raise ValueError(f"a dict with keys among {sorted(names)} is expected")
+            return cls(**raw)
+        except (ValueError, TypeError) as e:
+            raise CheckpointError(f"{source}: its calibration is invalid ({e}); calibrate it again with "
+                                  "`ghostmixnet calibrate`") from None
+
+
+UNCALIBRATED = Calibration()
+"""The plain softmax and no "not sure" mark: what a model without a fitted calibration gets."""
+
+
+def calibration_of(info: dict[str, Any], source: str = "the model") -> Calibration:
+    """The calibration a loaded model file carries (a checkpoint's ``calibration``, a weights file's or ONNX
+    file's metadata entry), else :data:`UNCALIBRATED`."""
+    raw = info.get("calibration")
+    if raw is None:
+        raw = (info.get("metadata") or {}).get("calibration")
+    return UNCALIBRATED if raw is None else Calibration.from_dict(raw, source)
+
+
+def _nll(logits: torch.Tensor, labels: torch.Tensor, temperature: float) -> float:
+    return float(F.cross_entropy(logits / temperature, labels))
+
+
+def fit_temperature(logits: torch.Tensor, labels: torch.Tensor, steps: int = 60) -> float:
+    """The temperature in :data:`TEMPERATURE_RANGE` that minimises the negative log-likelihood of ``labels``.
+
+    The likelihood is convex in 1/T, so it has one minimum along log T, found by golden-section search:
+    deterministic, no learning rate, and the same answer on every machine to float precision."""
+    logits, labels = logits.double(), torch.as_tensor(labels).long()
+    if len(logits) == 0 or len(logits) != len(labels):
+        raise ValueError(f"fitting a temperature needs as many labels as logits, got {len(logits)} and {len(labels)}")
+    lo, hi = (math.log(v) for v in TEMPERATURE_RANGE)
+    ratio = (math.sqrt(5) - 1) / 2
+    a, b = hi - ratio * (hi - lo), lo + ratio * (hi - lo)
+    fa, fb = _nll(logits, labels, math.exp(a)), _nll(logits, labels, math.exp(b))
+    for _ in range(steps):
+        if fa <= fb:
+            hi, b, fb = b, a, fa
+            a = hi - ratio * (hi - lo)
+            fa = _nll(logits, labels, math.exp(a))
+        else:
+            lo, a, fa = a, b, fb
+            b = lo + ratio * (hi - lo)
+            fb = _nll(logits, labels, math.exp(b))
+    return math.exp((lo + hi) / 2)
+
+
+def fit_calibration(logits: torch.Tensor, labels: np.ndarray | torch.Tensor, keep: float = 0.95,
+                    fitted_on: str = "validation split") -> Calibration:
+    """The temperature (:func:`fit_temperature`) and the energy threshold that keeps ``keep`` of these
+    held-out images of the model's classes, from their logits and labels."""
+    if not 0 < keep < 1:
+        raise ValueError(f"keep must be a fraction between 0 and 1, got {keep!r}")
+    temperature = fit_temperature(logits, torch.as_tensor(labels))
+    scores = Calibration(temperature).scores(logits).double().numpy()
+    threshold = float(np.quantile(scores, 1 - keep))
+    return Calibration(temperature, threshold, keep, len(logits), fitted_on)
+
+
+def calibration_bins(probs: np.ndarray, labels: np.ndarray, bins: int = 15) -> dict[str, Any]:
+    """Expected calibration error of softmax ``probs`` (N, C) against ``labels``: the images binned by their
+    top probability into ``bins`` equal-width bins, the count-weighted mean gap between each bin's mean
+    confidence and its accuracy. Returns ``ece`` and, per bin, ``count``, ``confidence`` and ``accuracy``."""
+    confidence, predicted = probs.max(1), probs.argmax(1)
+    correct = (predicted == labels).astype(np.float64)
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    which = np.clip(np.digitize(confidence, edges[1:-1], right=True), 0, bins - 1)
+    count = np.bincount(which, minlength=bins)
+    conf_sum = np.bincount(which, weights=confidence, minlength=bins)
+    acc_sum = np.bincount(which, weights=correct, minlength=bins)
+    filled = count > 0
+    mean_conf = np.where(filled, conf_sum / np.maximum(count, 1), np.nan)
+    mean_acc = np.where(filled, acc_sum / np.maximum(count, 1), np.nan)
+    ece = float(np.sum(np.abs(conf_sum - acc_sum)) / max(len(labels), 1))
+    return {"ece": ece, "edges": edges.tolist(), "count": count.tolist(),
+            "confidence": [None if np.isnan(v) else float(v) for v in mean_conf],
+            "accuracy": [None if np.isnan(v) else float(v) for v in mean_acc]}
