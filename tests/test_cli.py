@@ -125,8 +125,18 @@ def test_clear_errors(run_dir, cifar_dir, tmp_path, capsys, exploit_pickle):
     empty = tmp_path / "empty"
     empty.mkdir()
     expect_error(capsys, ["predict", str(run_dir / "best.pt"), str(empty)], "holds no images")
-    expect_error(capsys, ["train", "--epochs", "0", "--data-dir", str(cifar_dir), "--out", str(tmp_path / "z")],
-                 "epochs must be positive")
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["train", "--epochs", "0"], "argument --epochs: must be positive, got 0"),
+    (["train", "--batch-size", "-1"], "argument --batch-size: must be positive, got -1"),
+    (["train", "--recipe", "fast", "--tta-shift", "9"], "argument --tta-shift: must be in [0, 8] pixels, got 9"),
+    (["seeds", "--mix-prob", "2"], "argument --mix-prob: must be in [0, 1], got 2.0"),
+    (["ablation", "--val-size", "-5"], "argument --val-size: must not be negative, got -5"),
+])
+def test_config_flags_are_refused_as_they_are_parsed_naming_the_flag(argv, message, cifar_dir, tmp_path, capsys):
+    assert main([*argv, "--data-dir", str(cifar_dir), "--out", str(tmp_path / "z")]) == 2
+    assert message in capsys.readouterr().err and not (tmp_path / "z").exists()
 
 
 def test_checkpoint_of_another_model_is_refused(run_dir, tmp_path, capsys):

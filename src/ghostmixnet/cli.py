@@ -52,8 +52,9 @@ def add_config_flags(parser: argparse.ArgumentParser, only: set[str] | None = No
         if kind is bool:
             group.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=help_text)
         else:
-            group.add_argument(flag, type=_checked(number) if kind is float else kind, default=None, help=help_text,
-                               choices=CHOICES.get(f.name), metavar=None if f.name in CHOICES else f.name.upper())
+            group.add_argument(flag, type=_field(f.name, _checked(number) if kind is float else kind, recipe),
+                               default=None, help=help_text, choices=CHOICES.get(f.name),
+                               metavar=None if f.name in CHOICES else f.name.upper())
 
 
 def config_overrides(args: argparse.Namespace) -> dict[str, Any]:
@@ -81,6 +82,22 @@ def _checked(check: Callable[..., Any], **bounds: Any) -> Callable[[str], Any]:
             return check(text, "", **bounds)
         except ValueError as e:
             raise argparse.ArgumentTypeError(str(e)) from None
+    return convert
+
+
+def _field(name: str, kind: Callable[[str], Any], recipe: str) -> Callable[[str], Any]:
+    """An argument type for a config field: the value converted, then refused as it is parsed when the config
+    would refuse it on its own (what depends on another field is checked when the config is made)."""
+    def convert(text: str) -> Any:
+        value = kind(text)
+        try:
+            make_config(recipe if recipe in RECIPES else "paper", **{name: value})
+        except ValueError as e:
+            own = [p for p in str(e).removeprefix("invalid configuration: ").split("; ") if p.startswith(f"{name} ")]
+            if own:
+                raise argparse.ArgumentTypeError(own[0].removeprefix(f"{name} ")) from None
+        return value
+    convert.__name__ = getattr(kind, "__name__", name)  # what argparse names in "invalid X value"
     return convert
 
 
