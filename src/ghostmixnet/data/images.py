@@ -61,6 +61,9 @@ def to_cifar_image(img: Image.Image) -> np.ndarray:
     return np.asarray(img, dtype=np.uint8)
 
 
+IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm"})
+"""The file name endings read as images in folders."""
+
 MAX_PIXELS = 40_000_000
 """Pixels (width x height) an image may have, checked before a pixel is decoded: a small compressed file can
 claim a picture of gigabytes. 40 million admits any camera's photo."""

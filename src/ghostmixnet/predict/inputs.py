@@ -9,10 +9,9 @@ from pathlib import Path
 import numpy as np
 
 from ..checks import count
-from ..data.images import MAX_PIXELS, ImageInput, load_image
+from ..data.images import IMAGE_EXTENSIONS, MAX_PIXELS, ImageInput, load_image
 from ..errors import DataError
 
-IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm"}
 PICKLE_EXTENSIONS = {".pkl", ".pickle", ".p"}
 
 
