@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from ..checks import count, number
@@ -15,9 +16,8 @@ from ..data.splits import load_splits
 from ..device import resolve_device
 from ..errors import DataError
 from ..files import check_output, check_writable
-from ..infer.calibrate import Calibration, calibration_bins, fit_calibration
+from ..infer.calibrate import Calibration, calibrate_on_split, calibration_errors
 from ..infer.load import model_from_checkpoint
-from ..infer.logits import predict_logits
 from ..model.checkpoint import beside, resolve_checkpoint, save_atomic
 from ..model.weights import NAME
 from .pack import pack_checkpoint
@@ -48,10 +48,7 @@ def calibrate_checkpoint(checkpoint: Path, data_dir: Path, out: Path | None = No
                         "would tune on it; train with a validation split to calibrate")
     val = load_splits(data_dir, cfg.val_size, cfg.split_seed).val
     dev = resolve_device(device)
-    views = f", with its test-time views (shift {cfg.tta_shift})" if cfg.tta else ""
-    logits = predict_logits(model.to(dev), val.images, dev, batch_size, cfg.tta, cfg.tta_shift)
-    calibration = fit_calibration(logits, val.labels, keep, f"validation split ({len(val)} training images, split "
-                                                            f"seed {cfg.split_seed}){views}")
+    calibration, logits = calibrate_on_split(model.to(dev), val.images, val.labels, dev, cfg, keep, batch_size)
     report_fit(calibration, logits, val.labels, echo)
     if weights:
         match = NAME.match(source.name)
@@ -64,12 +61,11 @@ def calibrate_checkpoint(checkpoint: Path, data_dir: Path, out: Path | None = No
     return written, calibration
 
 
-def report_fit(calibration: Calibration, logits: torch.Tensor, labels: object, echo: Callable[[str], None]) -> None:
+def report_fit(calibration: Calibration, logits: torch.Tensor, labels: np.ndarray,
+               echo: Callable[[str], None]) -> None:
     """Say what a calibration does on the images it was fit on: the temperature, ECE before and after, and
     the threshold."""
-    labels = torch.as_tensor(labels).numpy()
-    before = calibration_bins(logits.softmax(1).numpy(), labels)["ece"]
-    after = calibration_bins(calibration.probabilities(logits).numpy(), labels)["ece"]
+    before, after = calibration_errors(calibration, logits, labels)
     echo(f"temperature {calibration.temperature:.4f} fit on the {calibration.fitted_on}: expected calibration error "
          f"{100 * before:.2f}% -> {100 * after:.2f}% there")
     echo(f"'not sure' below an energy score of {calibration.threshold:.4f}, which keeps "

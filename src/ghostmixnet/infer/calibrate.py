@@ -23,7 +23,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..config import TrainConfig
+from ..device import Compute
 from ..errors import CheckpointError
+from .logits import predict_logits
 
 SCORE = "energy"
 """The out-of-distribution score: ``T * logsumexp(logits / T)``, higher for images of the model's classes."""
@@ -145,6 +148,24 @@ def fit_calibration(logits: torch.Tensor, labels: np.ndarray | torch.Tensor, kee
     scores = Calibration(temperature).scores(logits).double().numpy()
     threshold = float(np.quantile(scores, 1 - keep))
     return Calibration(temperature, threshold, keep, len(logits), fitted_on)
+
+
+def calibrate_on_split(model: torch.nn.Module, images: np.ndarray, labels: np.ndarray, compute: Compute | torch.device,
+                       cfg: TrainConfig, keep: float = 0.95, batch_size: int = 256) -> tuple[Calibration, torch.Tensor]:
+    """Fit ``model``'s calibration (:func:`fit_calibration`) on its run's validation split, ``images`` and
+    ``labels``, with the run's test-time views, as its predictions are made; with the logits it was fit on."""
+    logits = predict_logits(model, images, compute, batch_size, cfg.tta, cfg.tta_shift)
+    views = f", with its test-time views (shift {cfg.tta_shift})" if cfg.tta else ""
+    where = f"validation split ({len(images)} training images, split seed {cfg.split_seed}){views}"
+    return fit_calibration(logits, labels, keep, where), logits
+
+
+def calibration_errors(calibration: Calibration, logits: torch.Tensor, labels: np.ndarray) -> tuple[float, float]:
+    """Expected calibration error (:func:`calibration_bins`) of the plain softmax of ``logits`` and at the
+    ``calibration``'s temperature."""
+    labels = np.asarray(labels)
+    return (calibration_bins(logits.softmax(1).numpy(), labels)["ece"],
+            calibration_bins(calibration.probabilities(logits).numpy(), labels)["ece"])
 
 
 def calibration_bins(probs: np.ndarray, labels: np.ndarray, bins: int = 15) -> dict[str, Any]:

@@ -119,14 +119,14 @@ class Answers:
 
 def _report_images(infos: list[ImageInput], answers: Answers, writer: Any, echo: Callable[[str], None],
                    with_errors: bool = False) -> None:
-    results = iter(range(len(answers)))
+    answered = 0  # images that could not be read have no answer
     for info in infos:
         if info.error:
             if writer:
                 writer.writerow([str(info.path), "", "", "", "", info.error])
             continue
-        i = next(results)
-        name, prob, score, sure = answers.row(i)
+        name, prob, score, sure = answers.row(answered)
+        answered += 1
         echo(f"{str(info.path):<40}  {name:<10} {float(prob):6.3f}  "
              f"{info.original_size[0]}x{info.original_size[1]} {info.mode}" + (f"  {UNSURE}" if sure == "no" else ""))
         if writer:

@@ -16,7 +16,7 @@ from ..data.splits import load_splits
 from ..device import resolve_device
 from ..errors import DataError
 from ..files import check_output, pyplot, save_figure, write_text_atomic
-from ..infer.calibrate import Calibration, calibration_bins, calibration_of
+from ..infer.calibrate import Calibration, calibration_errors, calibration_of
 from ..infer.evaluate import EvalResult, evaluate
 from ..infer.load import load_classifier
 from ..model.checkpoint import beside, resolve_checkpoint
@@ -64,12 +64,11 @@ def calibration_report(result: EvalResult, labels: np.ndarray, calibration: Cali
     its calibration, and the share of images its threshold marks not sure; empty without the logits."""
     if result.logits is None or not len(result.logits):
         return {}
-    logits, labels = result.logits, np.asarray(labels)
-    report = {"ece_uncalibrated": calibration_bins(logits.softmax(1).numpy(), labels)["ece"]}
+    plain, calibrated = calibration_errors(calibration, result.logits, labels)
+    report = {"ece_uncalibrated": plain}
     if calibration.fitted:
-        report.update(ece=calibration_bins(calibration.probabilities(logits).numpy(), labels)["ece"],
-                      temperature=calibration.temperature,
-                      not_sure=float(calibration.unsure(calibration.scores(logits)).float().mean()))
+        report.update(ece=calibrated, temperature=calibration.temperature,
+                      not_sure=float(calibration.unsure(calibration.scores(result.logits)).float().mean()))
     return report
 
 

@@ -37,9 +37,8 @@ from ..data.splits import Splits, load_splits
 from ..device import slow_precision_warning
 from ..errors import NonFiniteLossError, RunError
 from ..files import check_writable, exclusive_lock, write_text_atomic
-from ..infer.calibrate import Calibration, fit_calibration
+from ..infer.calibrate import Calibration, calibrate_on_split
 from ..infer.evaluate import EvalResult, evaluate
-from ..infer.logits import predict_logits
 from ..model.architectures import count_parameters
 from ..model.checkpoint import ModelSpec, check_spec, load_checkpoint, load_weights, save_atomic, unwrap
 from ..model.factory import build_model
@@ -419,12 +418,9 @@ class Run:
     def calibrate(self, model: torch.nn.Module, best: dict[str, Any]) -> Calibration:
         """Fit the best weights' temperature and "not sure" threshold on the validation split (with the
         run's test-time views, as predictions are made) and add them to ``best.pt``; on rank 0 alone."""
-        cfg, val = self.cfg, self.splits.val
         compute = dataclasses.replace(self.t.compute, precision="fp32")
-        logits = predict_logits(model, val.images, compute, tta=cfg.tta, tta_shift=cfg.tta_shift)
-        views = f", with its test-time views (shift {cfg.tta_shift})" if cfg.tta else ""
-        calibration = fit_calibration(logits, val.labels, fitted_on=f"validation split ({len(val)} training "
-                                                                    f"images, split seed {cfg.split_seed}){views}")
+        val = self.splits.val
+        calibration, _ = calibrate_on_split(model, val.images, val.labels, compute, self.cfg)
         save_atomic({**best, "calibration": calibration.to_dict()}, self.out_dir / BEST)
         self.log(f"calibrated best.pt on the validation split: temperature {calibration.temperature:.3f}; "
                  f"'not sure' below an energy score of {calibration.threshold:.3f} "
