@@ -131,8 +131,8 @@ def report(result: dict[str, Any], wall_seconds: float) -> str:
                      f"scored once): **{100 * summary['test_acc']:.2f}%**")
     if done < epochs:
         lines.append("- not finished: give the same command the same --out to continue it exactly")
-    speeds = [r["images_per_s"] for r in sorted(curve.values(), key=lambda r: r["epoch"])[1:]] or \
-        [r["images_per_s"] for r in curve.values()]
+    ordered = [curve[e] for e in sorted(curve)]
+    speeds = [r["images_per_s"] for r in (ordered[1:] or ordered)]
     if speeds:
         lines.append(f"- training: {summary['train_seconds'] / 60:.1f} minutes in all, "
                      f"{statistics.median(speeds):,.0f} images/s (median epoch, the first left out: compilation)")
