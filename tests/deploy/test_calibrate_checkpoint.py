@@ -90,3 +90,14 @@ def test_predict_marks_answers_below_the_threshold_as_not_sure(checkpoint, cifar
     assert header == "file,label,probability,score,sure" and row.endswith(",no")
     assert float(row.split(",")[3]) < 1e6
     assert json.loads(json.dumps(strict.to_dict())) == load_checkpoint(checkpoint)["calibration"]
+
+
+def test_the_calibration_travels_into_the_int8_model(checkpoint, cifar_dir, tmp_path):
+    pytest.importorskip("onnxruntime")
+    from ghostmixnet.deploy.quantize import quantize_checkpoint
+
+    _, calibration = calibrate_checkpoint(checkpoint, cifar_dir, echo=lambda _: None)
+    out = quantize_checkpoint(checkpoint, tmp_path / "m-int8.onnx", cifar_dir, calibration_count=32, eval_images=0,
+                              echo=lambda _: None)
+    _, _, info = load_classifier(out)
+    assert calibration_of(info) == calibration
