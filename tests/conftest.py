@@ -52,6 +52,50 @@ def cifar_dir(tmp_path_factory) -> Path:
     return root
 
 
+def write_class_folder(root: Path, classes: tuple[str, ...] = ("cat", "dog", "fox"), per_class: int = 20,
+                       seed: int = 0) -> Path:
+    """Class sub-folders of PNG photos of various sizes (some RGBA, some grey) whose colour depends on the class,
+    so a tiny model can learn them; returns ``root``."""
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    for c, name in enumerate(classes):
+        (root / name).mkdir(parents=True)
+        colour = np.array([(97 * c) % 256, 255 - (61 * c) % 256, (151 * c + 40) % 256], dtype=np.float32)
+        for i in range(per_class):
+            h, w = (int(v) for v in rng.integers(24, 72, 2))
+            pixels = np.clip(colour + rng.normal(0, 35, (h, w, 3)), 0, 255).astype(np.uint8)
+            image = Image.fromarray(pixels)
+            image = image.convert("RGBA") if i % 7 == 3 else image.convert("L").convert("RGB") if i % 7 == 5 else image
+            image.save(root / name / f"{name}-{i:03d}.png")
+    return root
+
+
+def write_cifar100(root: Path, n_train: int = 40, n_test: int = 20) -> Path:
+    """CIFAR-100's official layout (train, test, meta) of random images, labels i % 100 (fine) and i % 20
+    (coarse), in ``root/cifar-100-python``; returns ``root``."""
+    folder = root / "cifar-100-python"
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for name, n in (("train", n_train), ("test", n_test)):
+        images = rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8)
+        fine = [i % 100 for i in range(n)]
+        with open(folder / name, "wb") as f:
+            pickle.dump({b"data": images.transpose(0, 3, 1, 2).reshape(n, 3072), b"fine_labels": fine,
+                         b"coarse_labels": [i % 20 for i in range(n)], b"filenames": [b"x.png"] * n,
+                         b"batch_label": b"synthetic"}, f, protocol=2)
+    with open(folder / "meta", "wb") as f:
+        pickle.dump({b"fine_label_names": [f"fine{i}".encode() for i in range(100)],
+                     b"coarse_label_names": [f"coarse{i}".encode() for i in range(20)]}, f, protocol=2)
+    return root
+
+
+@pytest.fixture(scope="session")
+def class_folder(tmp_path_factory) -> Path:
+    """One folder of three classes (cat, dog, fox), 20 photos each, from which a run holds out its splits."""
+    return write_class_folder(tmp_path_factory.mktemp("photos") / "photos")
+
+
 @pytest.fixture(scope="session")
 def real_data_dir() -> Path:
     """The shared real CIFAR-10, or a skip when this checkout has no ``../shared/data`` beside it."""

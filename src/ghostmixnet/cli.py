@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from .checks import count, number
-from .config import CHOICES, RECIPE_NOTES, RECIPES, TrainConfig, field_docs, make_config
+from .config import CHOICES, DATASETS, RECIPE_NOTES, RECIPES, TrainConfig, field_docs, make_config
 from .data.images import MAX_PIXELS
 from .deploy.bench import BACKENDS, bench
 from .deploy.calibrate import calibrate_checkpoint
@@ -30,10 +30,11 @@ from .train.launch import launch
 from .train.seeds import run_seeds, seeds_report
 from .version import __version__
 
-NO_FLAG = {"recipe"}  # fields with a dedicated flag, or none
+# Fields with a dedicated flag, or none: the class list and normalisation are the data's, set by the run.
+NO_FLAG = {"recipe", "classes", "mean", "std"}
 # What an ablation may set: the budget, the same for every row, never the rows' models or recipes.
 ABLATION_BUDGET = {"epochs", "batch_size", "train_subset", "val_size", "split_seed", "seed", "precision", "width",
-                   "num_workers", "channels_last", "compile", "compile_mode", "augment_chunk"}
+                   "num_workers", "channels_last", "compile", "compile_mode", "augment_chunk", "dataset", "holdout"}
 RECIPE_HELP = "preset recipe [paper]: " + "; ".join(f"{name}: {note}" for name, note in RECIPE_NOTES.items())
 
 
@@ -113,7 +114,8 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--debug", action="store_true", help="show the full traceback on errors")
     parser = _Parser(
-        prog="ghostmixnet", description="GhostMixNet: train, evaluate and use a compact CIFAR-10 classifier.",
+        prog="ghostmixnet", description="GhostMixNet: train, evaluate and use a compact CIFAR-10 classifier (or one "
+                                        "of your own classes).",
         parents=[common])
     parser.add_argument("--version", action="version", version=f"ghostmixnet {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -133,12 +135,18 @@ Command = Callable[..., argparse.ArgumentParser]
 
 def _training_commands(command: Command, recipe: str) -> None:
     p = command("train", cmd_train, "train a model with a recipe (or resume a run)",
-                description="Train a model on CIFAR-10. Every recipe field can be overridden by its flag; the defaults "
+                description="Train a model on CIFAR-10, CIFAR-100 or a folder of your own classes (--dataset). "
+                            "Every recipe field can be overridden by its flag; the defaults "
                             "shown are the chosen recipe's (--recipe NAME --help shows another's). The default recipe, "
                             "paper, trains 200 epochs: about two days on a CPU; --recipe fast trains 10.")
     p.add_argument("--recipe", choices=list(RECIPES), default=None, help=RECIPE_HELP)
-    p.add_argument("--data-dir", type=Path, default=None, help="folder holding cifar-10-batches-py [./data]")
-    p.add_argument("--download", action="store_true", help="download CIFAR-10 into --data-dir if missing")
+    p.add_argument("--data-dir", type=Path, default=None,
+                   help="folder holding cifar-10-batches-py (or cifar-100-python), or with --dataset folder the folder "
+                        "of class sub-folders (or of train/, val/, test/) [./data]")
+    p.add_argument("--download", action="store_true",
+                   help="download CIFAR-10 (or CIFAR-100) into --data-dir if missing")
+    p.add_argument("--skip-bad", action="store_true",
+                   help="--dataset folder: leave out images that cannot be read, naming them, instead of stopping")
     p.add_argument("--out", type=Path, default=None, help="run folder [runs/MODEL-RECIPE-TIME]")
     p.add_argument("--resume", type=Path, default=None, metavar="RUN_DIR", help="continue a stopped run")
     p.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N, mps")
@@ -181,9 +189,14 @@ def _training_commands(command: Command, recipe: str) -> None:
 
 def _inference_commands(command: Command, recipe: str) -> None:
     p = command("eval", cmd_eval, "accuracy, per-class accuracy and confusion matrix",
-                description="Evaluate a checkpoint on the CIFAR-10 test set or the run's validation split.")
+                description="Evaluate a checkpoint on the test set of its data (CIFAR-10, CIFAR-100 or a folder, as it "
+                            "was trained) or on its run's validation split.")
     p.add_argument("checkpoint", type=Path)
-    p.add_argument("--data-dir", type=Path, default=Path("data"), help="folder holding cifar-10-batches-py")
+    p.add_argument("--data-dir", type=Path, default=Path("data"),
+                   help="folder holding the data (cifar-10-batches-py, cifar-100-python, or the class folders)")
+    p.add_argument("--dataset", choices=DATASETS, default=None,
+                   help="data of the model's classes other than its own, e.g. a folder [the model's dataset]")
+    p.add_argument("--skip-bad", action="store_true", help="leave out a folder's images that cannot be read")
     p.add_argument("--split", choices=["test", "val"], default="test")
     p.add_argument("--out", type=Path, default=None, help="folder for the JSON and PNG [the checkpoint's folder]")
     _inference_flags(p)
@@ -308,13 +321,15 @@ def _inference_flags(p: argparse.ArgumentParser) -> None:
 def cmd_train(a: argparse.Namespace) -> int:
     summary = launch(a.recipe, config_overrides(a), data_dir=a.data_dir, out=a.out, resume=a.resume, device=a.device,
                      download=a.download, stop_after=a.stop_after, log_every=a.log_every,
-                     checkpoint_every=a.checkpoint_every, time_limit=a.time_limit, time_budget=a.time_budget)
+                     checkpoint_every=a.checkpoint_every, time_limit=a.time_limit, time_budget=a.time_budget,
+                     skip_bad=a.skip_bad)
     # A run ended by a signal exits as the shell's convention says (128 + its number), so schedulers requeue it.
     return 128 + summary["signal"] if summary.get("signal") else 0
 
 
 def cmd_eval(a: argparse.Namespace) -> None:
-    evaluate_checkpoint(a.checkpoint, a.data_dir, a.split, a.out, a.device, a.batch_size, a.tta)
+    evaluate_checkpoint(a.checkpoint, a.data_dir, a.split, a.out, a.device, a.batch_size, a.tta, dataset=a.dataset,
+                        skip_bad=a.skip_bad)
 
 
 def cmd_predict(a: argparse.Namespace) -> None:

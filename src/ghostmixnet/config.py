@@ -19,6 +19,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from .data.cifar import CLASSES, MEAN, STD
 from .errors import CheckpointError
 from .files import write_text_atomic
 from .model.architectures import ARCHITECTURES
@@ -28,10 +29,11 @@ PRECISIONS = ("fp32", "bf16", "fp16", "auto")
 AUGMENT_BACKENDS = ("torchvision", "batched")
 SCHEDULES = ("restarts", "onecycle")
 OPTIMIZERS = ("adamw", "sgd")
+DATASETS = ("cifar10", "cifar100", "cifar100-coarse", "folder")
 COMPILE_MODES = ("auto", "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 CHOICES: dict[str, tuple[str, ...]] = {
-    "model": tuple(ARCHITECTURES), "augment": AUGMENTATIONS, "optimizer": OPTIMIZERS, "schedule": SCHEDULES,
-    "augment_backend": AUGMENT_BACKENDS, "compile_mode": COMPILE_MODES, "precision": PRECISIONS}
+    "model": tuple(ARCHITECTURES), "dataset": DATASETS, "augment": AUGMENTATIONS, "optimizer": OPTIMIZERS,
+    "schedule": SCHEDULES, "augment_backend": AUGMENT_BACKENDS, "compile_mode": COMPILE_MODES, "precision": PRECISIONS}
 """The fields that take one of a few names, and the names."""
 
 
@@ -55,13 +57,24 @@ class RecipeConfig:
     width: float = 1.0
     """Channel width multiplier; 1.0 is the paper's model."""
     num_classes: int = 10
-    """Output classes (10 for CIFAR-10)."""
+    """Output classes (10 for CIFAR-10); a run on other data takes it from the data's class list."""
+    classes: tuple[str, ...] | None = None
+    """The class names in label order, set by the run from its data; None: CIFAR-10's ten with 10 classes
+    (``class 0``, ``class 1``, ... with another number)."""
+    mean: tuple[float, float, float] | None = None
+    """Per-channel mean (of pixels scaled to [0, 1]) the inputs are normalised with, measured on the training
+    split by the run for data other than CIFAR-10; None: CIFAR-10's constants."""
+    std: tuple[float, float, float] | None = None
+    """Per-channel standard deviation of the normalisation, as ``mean``; None: CIFAR-10's constants."""
     dropout: float = 0.2
     """Dropout probability before the classifier."""
     init: str | None = None
     """Start from trained weights instead of random ones: ``pretrained`` (the weights shipped with the
     package) or a checkpoint, run folder or ``.safetensors`` file of the same model and width. With another
     ``num_classes`` every layer but the classifier starts from them (fine-tuning). None: random."""
+    backbone_lr_scale: float = 1.0
+    """Learning rate of every layer but the classifier as a share of ``lr``: below 1 changes pretrained
+    features more gently than the new classifier learns (fine-tuning); 0 freezes them."""
     recipe: str = "paper"
     """Name of the preset this config started from (informational)."""
     epochs: int = 200
@@ -122,6 +135,14 @@ class RecipeConfig:
     """Mixup: lambda ~ Beta(alpha, alpha)."""
     cutmix_alpha: float = 1.0
     """CutMix: lambda ~ Beta(alpha, alpha) before it is recomputed from the box's area."""
+    dataset: str = "cifar10"
+    """The data: ``cifar10`` or ``cifar100`` (fine labels; ``cifar100-coarse``: its 20 coarse ones) in their
+    official python layout, or ``folder``: one sub-folder of images per class in ``--data-dir``, or ``train/``
+    and ``val/`` (and optionally ``test/``) folders of such sub-folders."""
+    holdout: float = 0.1
+    """``folder`` data: the share of the images held out, stratified and seeded by ``split_seed``, as the
+    validation split when there is no ``val/`` folder, and again as the test set when there is no
+    ``test/`` folder (CIFAR's splits use ``val_size``)."""
     val_size: int = 5000
     """Images held out of the training set, stratified, to select checkpoints; 0 selects on the test
     set as the paper did (then the test accuracy is not an unbiased estimate)."""
@@ -135,9 +156,48 @@ class RecipeConfig:
     def __post_init__(self) -> None:
         _raise_if(self.recipe_problems())
 
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        """The names of the model's classes in label order (:attr:`classes`, or its defaults)."""
+        if self.classes is not None:
+            return self.classes
+        return CLASSES if self.num_classes == len(CLASSES) else tuple(f"class {i}" for i in range(self.num_classes))
+
+    @property
+    def normalization(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        """The (mean, std) per channel the model's inputs are normalised with."""
+        return (self.mean or MEAN), (self.std or STD)
+
+    def data_fields(self) -> dict[str, Any]:
+        """How the run's data is split, as keywords of :func:`~ghostmixnet.data.sources.load_data`."""
+        return {"val_size": self.val_size, "holdout": self.holdout, "split_seed": self.split_seed}
+
+    def _data_problems(self) -> list[str]:
+        problems = []
+        if self.classes is not None:
+            if len(self.classes) != self.num_classes:
+                problems.append(f"classes names {len(self.classes)} classes but num_classes is {self.num_classes}: "
+                                "the model's logits and its class list must have the same length")
+            if not all(isinstance(c, str) and c.strip() for c in self.classes):
+                problems.append("classes must be non-empty names")
+            elif len(set(self.classes)) != len(self.classes):
+                problems.append("classes must not repeat a name")
+        for name in ("mean", "std"):
+            value = getattr(self, name)
+            if value is not None and (len(value) != 3 or not all(math.isfinite(v) and 0 <= v <= 1 for v in value)):
+                problems.append(f"{name} must be three numbers in [0, 1], got {value}")
+        if self.std is not None and len(self.std) == 3 and min(self.std) <= 0:
+            problems.append(f"std must be positive, got {self.std}")
+        if not 0.0 < self.holdout < 0.5:
+            problems.append(f"holdout is a share of a folder's images and must be in (0, 0.5), got {self.holdout}")
+        if not 0.0 <= self.backbone_lr_scale <= 1.0 or not math.isfinite(self.backbone_lr_scale):
+            problems.append(f"backbone_lr_scale must be in [0, 1], got {self.backbone_lr_scale}")
+        return problems
+
     def recipe_problems(self) -> list[str]:
         """What is wrong with the recipe fields (empty when nothing is)."""
-        problems = _unknown("model", "augment", "optimizer", "schedule", of=self)
+        problems = _unknown("model", "dataset", "augment", "optimizer", "schedule", of=self)
+        problems += self._data_problems()
         if not 0 <= self.tta_shift <= 8:
             problems.append(f"tta_shift must be in [0, 8] pixels, got {self.tta_shift}")
         if not 0.0 <= self.warmup < 1.0:
@@ -245,6 +305,16 @@ class TrainConfig(ComputeConfig, RecipeConfig):
         self._resolve_workers()
         _raise_if(self.recipe_problems() + self.compute_problems())
 
+    def for_data(self, classes: tuple[str, ...],
+                 normalization: tuple[tuple[float, ...], tuple[float, ...]] | None) -> TrainConfig:
+        """This config with its data's class list and normalisation (None: CIFAR-10's, which keeps the config as
+        it is, so a CIFAR-10 run's config is what it always was)."""
+        if normalization is None:
+            return self
+        mean, std = normalization
+        return dataclasses.replace(self, classes=tuple(classes), num_classes=len(classes), mean=tuple(mean),
+                                   std=tuple(std))
+
     @classmethod
     def of(cls, recipe: RecipeConfig, compute: ComputeConfig) -> TrainConfig:
         """The config of ``recipe`` computed as ``compute`` says."""
@@ -269,7 +339,9 @@ class TrainConfig(ComputeConfig, RecipeConfig):
         unknown = sorted(set(data) - known)
         if unknown:
             raise ValueError(f"config has unknown fields {unknown}; was it written by another version of ghostmixnet?")
-        return cls(**data)
+        # JSON gives lists; the config's sequences are tuples, so that it stays hashable and compares equal.
+        lists = {k: tuple(v) for k, v in data.items() if k in ("classes", "mean", "std") and isinstance(v, list)}
+        return cls(**{**data, **lists})
 
     def save(self, path: Path) -> None:
         """Write as indented JSON, atomically."""
@@ -302,6 +374,11 @@ RECIPES: dict[str, dict[str, Any]] = {
     "fast": {"epochs": 10, "batch_size": 128, "lr": 2e-3, "weight_decay": 5e-2, "schedule": "onecycle",
              "warmup": 0.2, "augment": "basic", "mix_prob": 0.0, "ema_decay": 0.99,
              "tta": True, "tta_shift": 1, "val_every": 4},
+    # Fine-tuning the shipped CIFAR-10 weights on a small dataset of your own (docs/own-data.md): the new
+    # classifier learns at lr, the pretrained layers at a tenth of it, one short cycle, light augmentation.
+    "finetune": {"init": "pretrained", "epochs": 10, "batch_size": 64, "lr": 2e-3, "backbone_lr_scale": 0.1,
+                 "weight_decay": 5e-2, "schedule": "onecycle", "warmup": 0.1, "augment": "basic", "mix_prob": 0.0,
+                 "tta": True, "dataset": "folder"},
 }
 
 # One line per recipe, for --help.
@@ -312,6 +389,8 @@ RECIPE_NOTES: dict[str, str] = {
     "basic": "flip and crop only, no mixing (the paper's first table row), 200 epochs",
     "fast": "short budgets: flip and crop, one learning-rate cycle, weight average, mirror and shift TTA, 10 epochs "
             "(--time-budget MINUTES sizes it to the time you have)",
+    "finetune": "start from the shipped weights on a folder of your own classes: a new classifier, the pretrained "
+                "layers at a tenth of its learning rate, 10 epochs",
 }
 
 

@@ -5,26 +5,10 @@ import shutil
 
 import numpy as np
 import pytest
+from conftest import write_cifar100
 
 from ghostmixnet.data.cifar100 import cifar100_files, find_cifar100, load_cifar100, read_split
 from ghostmixnet.errors import DataError
-
-
-def write_cifar100(root, n_train=40, n_test=20):
-    folder = root / "cifar-100-python"
-    folder.mkdir(parents=True)
-    rng = np.random.default_rng(0)
-    for name, n in (("train", n_train), ("test", n_test)):
-        images = rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8)
-        fine = [i % 100 for i in range(n)]
-        with open(folder / name, "wb") as f:
-            pickle.dump({b"data": images.transpose(0, 3, 1, 2).reshape(n, 3072), b"fine_labels": fine,
-                         b"coarse_labels": [i % 20 for i in range(n)], b"filenames": [b"x.png"] * n,
-                         b"batch_label": b"synthetic"}, f, protocol=2)
-    with open(folder / "meta", "wb") as f:
-        pickle.dump({b"fine_label_names": [f"fine{i}".encode() for i in range(100)],
-                     b"coarse_label_names": [f"coarse{i}".encode() for i in range(20)]}, f, protocol=2)
-    return root
 
 
 def test_fine_and_coarse_labels_with_their_names(tmp_path):

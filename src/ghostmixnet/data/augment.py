@@ -9,7 +9,7 @@ parameters drawn from the same distributions. Both read :data:`PAPER`.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -53,9 +53,9 @@ class Recipe:
 PAPER = Recipe()
 
 
-def train_transform(augment: str) -> T.Compose:
+def train_transform(augment: str, mean: Sequence[float] = MEAN, std: Sequence[float] = STD) -> T.Compose:
     """The per-image (PIL) training pipeline for ``augment`` = ``paper``, ``basic`` (flip and crop) or
-    ``none``, then to tensor and normalize."""
+    ``none``, then to tensor and normalize with ``mean`` and ``std``."""
     r, steps = PAPER, []
     if augment in ("paper", "basic"):
         steps += [T.RandomHorizontalFlip(r.flip), T.RandomCrop(32, padding=r.pad)]
@@ -69,12 +69,12 @@ def train_transform(augment: str) -> T.Compose:
         ]
     elif augment not in ("basic", "none"):
         raise ValueError(f"unknown augmentation {augment!r}")
-    return T.Compose(steps + eval_transform().transforms)
+    return T.Compose(steps + eval_transform(mean, std).transforms)
 
 
-def eval_transform() -> T.Compose:
+def eval_transform(mean: Sequence[float] = MEAN, std: Sequence[float] = STD) -> T.Compose:
     """Evaluation: to tensor and normalize only."""
-    return T.Compose([T.ToTensor(), T.Normalize(MEAN, STD)])
+    return T.Compose([T.ToTensor(), T.Normalize(mean, std)])
 
 
 class BatchPipeline:

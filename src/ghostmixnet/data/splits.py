@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from ..errors import DataError
-from .cifar import ArraySet, load_cifar10
+from .cifar import CLASSES, ArraySet, load_cifar10
 
 
 def stratified_split(labels: np.ndarray, size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -37,12 +38,15 @@ def stratified_split(labels: np.ndarray, size: int, seed: int) -> tuple[np.ndarr
 
 @dataclass
 class Splits:
-    """The data of one run: train, the selection split (validation, or test when val_size is 0), test."""
+    """The data of one run: train, the selection split (validation, or test when val_size is 0), test; the
+    names of its classes, and a record of where it came from and how it was split (for the run folder)."""
 
     train: ArraySet
     val: ArraySet
     test: ArraySet
     val_is_test: bool
+    classes: tuple[str, ...] = CLASSES
+    record: dict[str, Any] = field(default_factory=dict)
 
 
 def load_splits(data_dir: Path, val_size: int, split_seed: int, train_subset: int | None = None,

@@ -12,7 +12,7 @@ import torch
 
 from ..checks import count, number
 from ..data.cifar import cifar_files
-from ..data.splits import load_splits
+from ..data.sources import data_files, load_data
 from ..device import resolve_device
 from ..errors import DataError
 from ..files import check_output, check_writable
@@ -43,10 +43,12 @@ def calibrate_checkpoint(checkpoint: Path, data_dir: Path, out: Path | None = No
     elif target != source:
         check_output(target, [source, *cifar_files(data_dir)])
     model, cfg, ckpt = model_from_checkpoint(source)
-    if cfg.val_size == 0:
+    if cfg.val_size == 0 and cfg.dataset != "folder":
         raise DataError(f"{source} was trained without a validation split (--val-size 0): fitting on the test set "
                         "would tune on it; train with a validation split to calibrate")
-    val = load_splits(data_dir, cfg.val_size, cfg.split_seed).val
+    if not weights:
+        check_output(target, data_files(cfg.dataset, data_dir))
+    val = load_data(cfg.dataset, data_dir, **cfg.data_fields()).val
     dev = resolve_device(device)
     calibration, logits = calibrate_on_split(model.to(dev), val.images, val.labels, dev, cfg, keep, batch_size)
     report_fit(calibration, logits, val.labels, echo)

@@ -22,7 +22,8 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from ..checks import count
 from ..config import TrainConfig
-from ..data.cifar import CLASSES, MEAN, STD, cifar_files, find_cifar_folder, load_cifar10
+from ..data.cifar import find_cifar_folder, load_cifar10
+from ..data.sources import data_files, load_data
 from ..errors import DataError
 from ..files import check_output
 from ..infer.calibrate import Calibration, calibration_of
@@ -63,8 +64,9 @@ def export_onnx(model: nn.Module, cfg: TrainConfig, path: Path, calibration: Cal
         torch.onnx.export(folded, (example,), str(path), dynamo=False, opset_version=OPSET, input_names=["images"],
                           output_names=["logits"], dynamic_axes={"images": {0: "batch"}, "logits": {0: "batch"}})
     proto = onnx.load(str(path))
-    metadata = {"ghostmixnet_config": json.dumps(cfg.to_dict()), "classes": json.dumps(CLASSES),
-                "mean": json.dumps(MEAN), "std": json.dumps(STD)}
+    mean, std = cfg.normalization
+    metadata = {"ghostmixnet_config": json.dumps(cfg.to_dict()), "classes": json.dumps(list(cfg.class_names)),
+                "mean": json.dumps(list(mean)), "std": json.dumps(list(std))}
     if calibration is not None and calibration.fitted:
         metadata["calibration"] = json.dumps(calibration.to_dict())
     for key, value in metadata.items():
@@ -82,15 +84,19 @@ def compare(reference: nn.Module, candidate: Any, images: torch.Tensor) -> dict[
     return {"max_abs_diff": float((a - b).abs().max()), "top1_agreement": agreement, "images": int(images.shape[0])}
 
 
-def verification_images(data_dir: Path, count: int) -> tuple[np.ndarray, str]:
-    """Up to ``count`` CIFAR-10 test images when ``data_dir`` holds them, else as many generated ones (an
-    export needs no dataset); with a few words saying which."""
+def verification_images(data_dir: Path, count: int, cfg: TrainConfig | None = None) -> tuple[np.ndarray, str]:
+    """Up to ``count`` test images of the model's data (``cfg``'s; CIFAR-10 without one) when ``data_dir``
+    holds them, else as many generated ones (an export needs no dataset); with a few words saying which."""
+    dataset = cfg.dataset if cfg is not None else "cifar10"
     try:
-        find_cifar_folder(data_dir)
+        if dataset == "cifar10":
+            find_cifar_folder(data_dir)
+            return load_cifar10(data_dir, train=False).images[:count], "test images"
+        return load_data(dataset, data_dir, **cfg.data_fields()).test.images[:count], f"{dataset} test images"
     except DataError:
         generated = np.random.default_rng(0).integers(0, 256, (count, 32, 32, 3), dtype=np.uint8)
-        return generated, f"generated images (random pixels: no CIFAR-10 in {data_dir}; pass --data-dir to use it)"
-    return load_cifar10(data_dir, train=False).images[:count], "test images"
+        return generated, (f"generated images (random pixels: no {dataset} data in {data_dir}; pass --data-dir to "
+                           "use it)")
 
 
 def export_checkpoint(checkpoint: Path, out: Path | None, data_dir: Path, verify_images: int = 512,
@@ -101,12 +107,13 @@ def export_checkpoint(checkpoint: Path, out: Path | None, data_dir: Path, verify
     verify_images = count(verify_images, "verify_images", minimum=0)
     checkpoint = resolve_checkpoint(checkpoint)
     out = Path(out) if out is not None else beside(checkpoint, checkpoint.stem + ".onnx")
-    check_output(out, [checkpoint, *cifar_files(data_dir)])
+    check_output(out, [checkpoint, *data_files("cifar10", data_dir)])
     model, cfg, ckpt = model_from_checkpoint(checkpoint)
+    check_output(out, data_files(cfg.dataset, data_dir))
     images, kind = None, ""
     if verify_images > 0:  # read the data before writing anything, so a bad data file fails early
-        raw, kind = verification_images(data_dir, verify_images)
-        images = normalize_uint8(raw, torch.device("cpu"))
+        raw, kind = verification_images(data_dir, verify_images, cfg)
+        images = normalize_uint8(raw, torch.device("cpu"), normalization=cfg.normalization)
     export_onnx(model, cfg, out, calibration_of(ckpt, str(checkpoint)))
     echo(f"wrote {out} ({out.stat().st_size / 1e6:.2f} MB, opset 17, dynamic batch, BatchNorm folded)")
     if images is not None:

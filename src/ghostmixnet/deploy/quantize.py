@@ -15,13 +15,14 @@ import numpy as np
 import torch
 
 from ..checks import count, names
-from ..data.cifar import ArraySet, cifar_files
-from ..data.splits import load_splits, stratified_split
+from ..data.cifar import ArraySet
+from ..data.sources import data_files, load_data
+from ..data.splits import stratified_split
 from ..files import check_output
 from ..infer.calibrate import calibration_of
 from ..infer.evaluate import evaluate
 from ..infer.load import model_from_checkpoint
-from ..infer.logits import normalize_uint8
+from ..infer.logits import Normalization, normalize_uint8
 from ..infer.onnx import OnnxClassifier
 from ..model.checkpoint import beside, resolve_checkpoint
 from .export import export_onnx
@@ -61,7 +62,8 @@ def float_nodes(onnx_path: Path, keep_float: Iterable[str]) -> list[str]:
     return names
 
 
-def _calibration_reader(images: np.ndarray, input_name: str, batch_size: int = 64):
+def _calibration_reader(images: np.ndarray, input_name: str, batch_size: int = 64,
+                        normalization: Normalization | None = None):
     """An ONNX Runtime calibration reader that feeds normalized image batches once.
 
     Every batch has the same size (the largest divisor of the image count up to ``batch_size``): the
@@ -73,7 +75,8 @@ def _calibration_reader(images: np.ndarray, input_name: str, batch_size: int = 6
     class Reader(CalibrationDataReader):
         def __init__(self) -> None:
             super().__init__()
-            self.batches = iter([normalize_uint8(images[i:i + batch_size], torch.device("cpu")).numpy()
+            self.batches = iter([normalize_uint8(images[i:i + batch_size], torch.device("cpu"),
+                                                 normalization=normalization).numpy()
                                  for i in range(0, len(images), batch_size)])
 
         def get_next(self) -> dict[str, np.ndarray] | None:
@@ -85,8 +88,9 @@ def _calibration_reader(images: np.ndarray, input_name: str, batch_size: int = 6
 
 def quantize_onnx(float_path: Path, out_path: Path, calibration_images: np.ndarray,
                   keep_float: Iterable[str] = (), reduce_range: bool = False, calibration: str = "percentile",
-                  percentile: float = 99.99) -> Path:
-    """Write an int8 QDQ model calibrated on ``calibration_images`` ((N, 32, 32, 3) uint8).
+                  percentile: float = 99.99, normalization: Normalization | None = None) -> Path:
+    """Write an int8 QDQ model calibrated on ``calibration_images`` ((N, 32, 32, 3) uint8, normalised with the
+    model's ``normalization``; None: CIFAR-10's).
 
     ``calibration`` chooses how activation ranges are set: ``percentile`` clips each range at the
     ``percentile``-th percentile of the observed magnitudes (robust to the rare large activations
@@ -110,7 +114,8 @@ def quantize_onnx(float_path: Path, out_path: Path, calibration_images: np.ndarr
         import onnx  # optional: the 'deploy' extra
 
         input_name = onnx.load(str(prepared)).graph.input[0].name
-        quantize_static(str(prepared), str(out_path), _calibration_reader(calibration_images, input_name),
+        quantize_static(str(prepared), str(out_path), _calibration_reader(calibration_images, input_name,
+                                                                                normalization=normalization),
                         quant_format=QuantFormat.QDQ, per_channel=True, reduce_range=reduce_range,
                         activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
                         calibrate_method=method, nodes_to_exclude=exclude, op_types_to_quantize=QUANTIZED_OPS,
@@ -150,15 +155,16 @@ def quantize_checkpoint(checkpoint: Path, out: Path | None, data_dir: Path, cali
     eval_images = count(eval_images, "eval_images", minimum=0)
     checkpoint = resolve_checkpoint(checkpoint)
     out = Path(out) if out is not None else beside(checkpoint, checkpoint.stem + "-int8.onnx")
-    check_output(out, [checkpoint, *cifar_files(data_dir)])
+    check_output(out, [checkpoint, *data_files("cifar10", data_dir)])
     model, cfg, ckpt = model_from_checkpoint(checkpoint)
+    check_output(out, data_files(cfg.dataset, data_dir))
     keep = list(names(keep_float))
-    splits = load_splits(data_dir, cfg.val_size, cfg.split_seed)
+    splits = load_data(cfg.dataset, data_dir, **cfg.data_fields())
     images = calibration_images(splits.train, calibration_count, seed=cfg.split_seed + 2)
     with tempfile.TemporaryDirectory() as tmp:
         float_path = export_onnx(model, cfg, Path(tmp) / "float.onnx", calibration_of(ckpt, str(checkpoint)))
         quantize_onnx(float_path, out, images, keep_float=keep, reduce_range=reduce_range, calibration=calibration,
-                      percentile=percentile)
+                      percentile=percentile, normalization=cfg.normalization)
         method = f"percentile {percentile}" if calibration == "percentile" else calibration
         echo(f"wrote {out} ({out.stat().st_size / 1e6:.2f} MB; float {float_path.stat().st_size / 1e6:.2f} MB); "
              f"calibrated ({method}) on {len(images)} training images; kept in float: {', '.join(keep) or 'nothing'}"
@@ -166,8 +172,8 @@ def quantize_checkpoint(checkpoint: Path, out: Path | None, data_dir: Path, cali
         if eval_images > 0:
             test = splits.test.subset(np.arange(min(eval_images, len(splits.test))))
             cpu = torch.device("cpu")
-            fp = evaluate(OnnxClassifier(float_path), test.images, test.labels, cpu)
-            q = evaluate(OnnxClassifier(out), test.images, test.labels, cpu)
+            fp = evaluate(OnnxClassifier(float_path), test.images, test.labels, cpu, normalization=cfg.normalization)
+            q = evaluate(OnnxClassifier(out), test.images, test.labels, cpu, normalization=cfg.normalization)
             echo(f"test accuracy on {len(test)} images: float {100 * fp.accuracy:.2f}%, int8 {100 * q.accuracy:.2f}% "
                  f"({100 * (q.accuracy - fp.accuracy):+.2f} points)")
     return out

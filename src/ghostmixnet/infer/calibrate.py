@@ -154,7 +154,7 @@ def calibrate_on_split(model: torch.nn.Module, images: np.ndarray, labels: np.nd
                        cfg: TrainConfig, keep: float = 0.95, batch_size: int = 256) -> tuple[Calibration, torch.Tensor]:
     """Fit ``model``'s calibration (:func:`fit_calibration`) on its run's validation split, ``images`` and
     ``labels``, with the run's test-time views, as its predictions are made; with the logits it was fit on."""
-    logits = predict_logits(model, images, compute, batch_size, cfg.tta, cfg.tta_shift)
+    logits = predict_logits(model, images, compute, batch_size, cfg.tta, cfg.tta_shift, cfg.normalization)
     views = f", with its test-time views (shift {cfg.tta_shift})" if cfg.tta else ""
     where = f"validation split ({len(images)} training images, split seed {cfg.split_seed}){views}"
     return fit_calibration(logits, labels, keep, where), logits

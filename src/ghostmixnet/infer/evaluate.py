@@ -12,7 +12,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..device import Compute
-from .logits import predict_logits
+from .logits import Normalization, predict_logits
+
+MAX_CONFUSION_CLASSES = 100
+"""Up to this many classes a summary holds the whole confusion matrix."""
 
 
 @dataclass
@@ -30,10 +33,11 @@ class EvalResult:
         return np.diag(self.confusion) / np.maximum(self.confusion.sum(1), 1)
 
     def summary(self, classes: Sequence[str]) -> dict[str, Any]:
-        """As JSON-able values: accuracy, loss, per-class accuracy (by class name) and the confusion matrix."""
+        """As JSON-able values: accuracy, loss, per-class accuracy (by class name) and the confusion matrix (up
+        to :data:`MAX_CONFUSION_CLASSES` classes: a million-cell matrix is no report; the plot shows it)."""
         return {"accuracy": self.accuracy, "loss": self.loss,
                 "per_class_accuracy": {c: float(a) for c, a in zip(classes, self.per_class_accuracy)},
-                "confusion": self.confusion.tolist()}
+                "confusion": self.confusion.tolist() if len(classes) <= MAX_CONFUSION_CLASSES else None}
 
 
 class Shard(Protocol):
@@ -46,15 +50,17 @@ class Shard(Protocol):
 
 
 def evaluate(model: nn.Module, images: np.ndarray, labels: np.ndarray, compute: Compute | torch.device,
-             batch_size: int = 256, tta: bool = False, shard: Shard | None = None, tta_shift: int = 0) -> EvalResult:
+             batch_size: int = 256, tta: bool = False, shard: Shard | None = None, tta_shift: int = 0,
+             normalization: Normalization | None = None) -> EvalResult:
     """Plain cross-entropy loss, top-1 accuracy and confusion matrix over a labelled uint8 set.
 
-    ``tta`` averages each image's logits over its test-time views (:func:`tta_views`, ``tta_shift``). With a
-    ``shard`` of several processes each evaluates every ``world_size``-th image from its ``rank`` and the loss
-    sums and confusion matrices are summed across processes, weighted by count.
+    ``tta`` averages each image's logits over its test-time views (:func:`tta_views`, ``tta_shift``);
+    ``normalization`` is the model's (None: CIFAR-10's). With a ``shard`` of several processes each evaluates
+    every ``world_size``-th image from its ``rank`` and the loss sums and confusion matrices are summed across
+    processes, weighted by count.
     """
     rank, world_size = (shard.rank, shard.world_size) if shard is not None else (0, 1)
-    logits = predict_logits(model, images[rank::world_size], compute, batch_size, tta, tta_shift)
+    logits = predict_logits(model, images[rank::world_size], compute, batch_size, tta, tta_shift, normalization)
     targets = torch.as_tensor(labels[rank::world_size]).long()
     if len(logits) != len(targets):  # a figure over other images than those read is never reported
         raise RuntimeError(f"the evaluation scored {len(logits)} images of the {len(targets)} it read")

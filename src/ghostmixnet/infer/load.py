@@ -10,19 +10,16 @@ from torch import nn
 
 from ..config import TrainConfig, config_of
 from ..data.cifar import CLASSES
-from ..errors import CheckpointError
 from ..model.checkpoint import ModelSpec, load_checkpoint, rebuild
 from .onnx import OnnxClassifier
 
 
 def model_from_checkpoint(path: Path) -> tuple[nn.Module, TrainConfig, dict[str, Any]]:
     """Rebuild the model a checkpoint describes, with its weights, in eval mode on the CPU; with its config
-    and the checkpoint's contents."""
+    and the checkpoint's contents. Its logits are one per class of its own class list: the config refuses a
+    list of another length, and the rebuild a classifier of another width."""
     ckpt = load_checkpoint(path)
     cfg = config_of(ckpt, path)
-    if cfg.num_classes != len(CLASSES):
-        raise CheckpointError(f"{path}: its model has {cfg.num_classes} outputs but CIFAR-10 has {len(CLASSES)} "
-                              "classes; use a checkpoint of a CIFAR-10 model")
     model = rebuild(ckpt.get("model"), ModelSpec(cfg.model, cfg.num_classes, cfg.width, cfg.dropout), path)
     return model, cfg, ckpt
 
@@ -36,3 +33,11 @@ ghostmixnet did not write."""
         clf = OnnxClassifier(path)
         return clf, clf.config(), {"epoch": "exported", "calibration": clf.metadata.get("calibration")}
     return model_from_checkpoint(path)
+
+
+def model_classes(model: Any, cfg: TrainConfig | None) -> tuple[str, ...]:
+    """The class names of a model :func:`load_classifier` returned, in the order of its logits: its config's,
+    else those of an ONNX file's metadata, else CIFAR-10's."""
+    if cfg is not None:
+        return cfg.class_names
+    return tuple(getattr(model, "classes", CLASSES))

@@ -3,7 +3,7 @@ and in any precision (:class:`~ghostmixnet.device.Compute`); the model a module 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 import torch
@@ -14,13 +14,19 @@ from ..checks import count
 from ..data.cifar import MEAN, STD
 from ..device import Compute, as_compute
 
+Normalization = tuple[Sequence[float], Sequence[float]]
+"""A model's input normalisation: (mean, std) per channel, of pixels scaled to [0, 1]."""
 
-def normalize_uint8(images: np.ndarray | torch.Tensor, device: torch.device,
-                    channels_last: bool = False) -> torch.Tensor:
-    """(N, 32, 32, 3) uint8 to normalized float (N, 3, 32, 32): the same arithmetic as ToTensor + Normalize."""
+
+def normalize_uint8(images: np.ndarray | torch.Tensor, device: torch.device, channels_last: bool = False,
+                    normalization: Normalization | None = None) -> torch.Tensor:
+    """(N, 32, 32, 3) uint8 to normalized float (N, 3, 32, 32): the same arithmetic as ToTensor + Normalize, with
+    the model's ``normalization`` (a config's :attr:`~ghostmixnet.config.RecipeConfig.normalization`; None:
+    CIFAR-10's)."""
+    mean, std = normalization or (MEAN, STD)
     x = torch.as_tensor(images).to(device).permute(0, 3, 1, 2).float().div_(255)
-    mean = torch.tensor(MEAN, device=device).view(1, 3, 1, 1)
-    std = torch.tensor(STD, device=device).view(1, 3, 1, 1)
+    mean = torch.tensor(mean, device=device).view(1, 3, 1, 1)
+    std = torch.tensor(std, device=device).view(1, 3, 1, 1)
     x = (x - mean) / std
     return x.contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
 
@@ -44,17 +50,18 @@ def tta_views(x: torch.Tensor, shift: int = 0) -> list[torch.Tensor]:
 
 @torch.no_grad()
 def predict_logits(model: nn.Module, images: np.ndarray, compute: Compute | torch.device, batch_size: int = 256,
-                   tta: bool = False, tta_shift: int = 0) -> torch.Tensor:
+                   tta: bool = False, tta_shift: int = 0, normalization: Normalization | None = None) -> torch.Tensor:
     """Logits (float32, on the CPU) for (N, 32, 32, 3) uint8 images, in batches, where and in what precision
     ``compute`` says (a bare device: fp32); with ``tta`` the mean of the logits of the views of
-    :func:`tta_views` (each image and its mirror; with ``tta_shift``, shifted copies too)."""
+    :func:`tta_views` (each image and its mirror; with ``tta_shift``, shifted copies too). ``normalization``
+    is the model's (None: CIFAR-10's)."""
     batch_size = count(batch_size, "batch_size")
     compute = as_compute(compute)
     model.eval()
     outputs = []
     for chunk in iterate_arrays(images, batch_size):
         with compute.autocast():
-            x = normalize_uint8(chunk, compute.device, compute.channels_last)
+            x = normalize_uint8(chunk, compute.device, compute.channels_last, normalization)
             views = tta_views(x, tta_shift) if tta else [x]
             logits = sum(model(v.contiguous(memory_format=compute.memory_format)).float() for v in views) / len(views)
             outputs.append(logits.cpu())

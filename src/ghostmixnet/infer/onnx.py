@@ -32,26 +32,44 @@ class OnnxClassifier:
             raise ExportError(f"{path} is not a usable ONNX model: {str(e).splitlines()[0]}") from None
         self.input_name = self.session.get_inputs()[0].name
         self.metadata = dict(self.session.get_modelmeta().custom_metadata_map)
+        self.classes = self._classes()
         outputs = self.session.get_outputs()
         width = outputs[0].shape[-1] if outputs and outputs[0].shape else None
-        if len(outputs) != 1 or (isinstance(width, int) and width != len(CLASSES)):
+        if len(outputs) != 1 or (isinstance(width, int) and width != len(self.classes)):
             raise ExportError(f"{path}: the model gives {len(outputs)} output(s) of width {width}, not one of "
-                              f"{len(CLASSES)} CIFAR-10 logits; use a model exported by `ghostmixnet export`")
+                              f"{len(self.classes)} logits, one per class of its class list; use a model exported "
+                              "by `ghostmixnet export`")
+
+    def _classes(self) -> tuple[str, ...]:
+        """The class list in the file's metadata (CIFAR-10's for a file without one)."""
+        raw = self.metadata.get("classes")
+        if raw is None:
+            return CLASSES
+        try:
+            classes = json.loads(raw)
+        except ValueError:
+            classes = None
+        if not isinstance(classes, list) or not classes or not all(isinstance(c, str) for c in classes):
+            raise ExportError(f"{self.path}: its 'classes' metadata is not a list of class names")
+        return tuple(classes)
 
     def config(self) -> TrainConfig | None:
         """The training config stored at export, if the file was written by ghostmixnet."""
         raw = self.metadata.get("ghostmixnet_config")
         try:
-            return TrainConfig.from_dict(json.loads(raw)) if raw else None
+            cfg = TrainConfig.from_dict(json.loads(raw)) if raw else None
         except (ValueError, TypeError) as e:
             raise ExportError(f"{self.path}: its ghostmixnet_config metadata is invalid ({e})") from None
+        if cfg is not None and cfg.class_names != self.classes:
+            raise ExportError(f"{self.path}: its config's classes and its 'classes' metadata differ; export it again")
+        return cfg
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
         x = np.ascontiguousarray(images.detach().float().cpu().numpy())
         logits = torch.from_numpy(self.session.run(None, {self.input_name: x})[0])
-        if logits.ndim != 2 or logits.shape[1] != len(CLASSES):  # a dynamic output width, checked when known
+        if logits.ndim != 2 or logits.shape[1] != len(self.classes):  # a dynamic output width, checked when known
             raise ExportError(f"{self.path}: the model gave logits of shape {tuple(logits.shape)}, not "
-                              f"(N, {len(CLASSES)})")
+                              f"(N, {len(self.classes)})")
         return logits
 
     def eval(self) -> OnnxClassifier:

@@ -33,12 +33,14 @@ def build_model(name: str, num_classes: int = 10, width: float = 1.0, dropout: f
     return model
 
 
-def load_pretrained(model: nn.Module, name: str = "ghostmixnet", path: Path | str | None = None) -> nn.Module:
+def load_pretrained(model: nn.Module, name: str = "ghostmixnet", path: Path | str | None = None,
+                    echo: Callable[[str], None] | None = None) -> nn.Module:
     """Load trained weights into ``model``, in place, and return it: those shipped for ``name``, or ``path``
     (a weights file, a checkpoint, a run folder, or the word ``pretrained``).
 
     The architecture and width must match the weights'. A model with another number of classes keeps its
     own, freshly initialised classifier (``fc``) and takes every other layer: the start of a fine-tuning.
+    ``echo`` is told in one line which it was.
     """
     path = shipped_weights(name) if path is None else resolve_checkpoint(Path(path))
     ckpt = load_checkpoint(path)
@@ -47,10 +49,15 @@ def load_pretrained(model: nn.Module, name: str = "ghostmixnet", path: Path | st
         raise WeightsError(f"{path} holds weights of {spec.model!r}, not {name!r}")
     state = ckpt["model"]
     own = model.state_dict()
-    if own["fc.weight"].shape[0] != spec.num_classes:
+    new_head = own["fc.weight"].shape[0] != spec.num_classes
+    if new_head:
         state = {**{k: v for k, v in state.items() if not k.startswith("fc.")},
                  **{k: v for k, v in own.items() if k.startswith("fc.")}}
     load_weights(model, state, path)
+    if echo is not None:
+        echo(f"fine-tuning: every layer but the classifier starts from {path.name} ({spec.num_classes} classes); "
+             f"the classifier is new, for {own['fc.weight'].shape[0]} classes" if new_head else
+             f"starting from {path.name}, every layer including its {spec.num_classes}-class classifier")
     return model
 
 

@@ -18,8 +18,8 @@ from ..device import resolve_device
 from ..errors import DataError
 from ..files import atomic_open, check_output, to_stderr
 from ..infer.calibrate import UNCALIBRATED, UNSURE, Calibration, calibration_of
-from ..infer.load import load_classifier
-from ..infer.logits import predict_logits
+from ..infer.load import load_classifier, model_classes
+from ..infer.logits import Normalization, predict_logits
 from ..model.checkpoint import resolve_checkpoint
 from ..model.weights import PRETRAINED
 from .inputs import collect_images, decode_images, is_pickle
@@ -28,8 +28,10 @@ from .inputs import collect_images, decode_images, is_pickle
 def predict_inputs(model: Any, inputs: Sequence[Path], device: torch.device, out: Path | None = None,
                    batch_size: int = 256, tta: bool = False, skip_bad: bool = False,
                    echo: Callable[[str], None] = print, tta_shift: int = 0, reads: Sequence[Path] = (),
-                   max_pixels: int = MAX_PIXELS, calibration: Calibration = UNCALIBRATED) -> int:
-    """Classify ``inputs`` with ``model`` (a module on ``device``, or an ONNX classifier), a chunk at a time.
+                   max_pixels: int = MAX_PIXELS, calibration: Calibration = UNCALIBRATED,
+                   classes: Sequence[str] = CLASSES, normalization: Normalization | None = None) -> int:
+    """Classify ``inputs`` with ``model`` (a module on ``device``, or an ONNX classifier, whose logits are one per
+    name of ``classes`` and whose inputs are normalised as ``normalization`` says), a chunk at a time.
     ``out`` may be none of the files read: the inputs, the images in folders among them, and ``reads`` (the
     model's file).
 
@@ -52,7 +54,8 @@ def predict_inputs(model: Any, inputs: Sequence[Path], device: torch.device, out
             raise DataError(f"input {inputs[0]} does not exist")
         out = out or Path("submission.csv")
         check_output(out, [*inputs, *reads])
-        return _predict_course(model, Path(inputs[0]), device, out, batch_size, tta, tta_shift, echo)
+        return _predict_course(model, Path(inputs[0]), device, out, batch_size, tta, tta_shift, echo, classes,
+                               normalization)
     paths = collect_images(inputs, echo)  # paths only: cheap even for 50,000 files
     if out is not None:
         check_output(out, [*inputs, *paths, *reads])
@@ -63,9 +66,9 @@ def predict_inputs(model: Any, inputs: Sequence[Path], device: torch.device, out
             writer.writerow(["file", "label", "probability", "score", "sure"] + (["error"] if skip_bad else []))
         echo(f"{'file':<40}  {'label':<10} {'prob':>6}  input")
         for images, infos in decode_images(paths, batch_size, skip_bad, echo, count(max_pixels, "max_pixels")):
-            logits = (predict_logits(model, images, device, batch_size, tta, tta_shift) if len(images)
-                      else torch.empty(0, len(CLASSES)))
-            _report_images(infos, Answers(logits, calibration), writer, echo, skip_bad)
+            logits = (predict_logits(model, images, device, batch_size, tta, tta_shift, normalization) if len(images)
+                      else torch.empty(0, len(classes)))
+            _report_images(infos, Answers(logits, calibration, classes), writer, echo, skip_bad)
             done += len(logits)
             rows += len(infos)
         if rows != len(paths):  # one row per input, or no file at all
@@ -76,23 +79,24 @@ def predict_inputs(model: Any, inputs: Sequence[Path], device: torch.device, out
 
 
 def _predict_course(model: Any, path: Path, device: torch.device, out: Path, batch_size: int, tta: bool,
-                    tta_shift: int, echo: Callable[[str], None]) -> int:
+                    tta_shift: int, echo: Callable[[str], None], classes: Sequence[str],
+                    normalization: Normalization | None) -> int:
     images, ids = read_course_file(path)
     echo(f"{path}: {len(images)} images; IDs " + ("from its 'ids' entry" if ids is not None else "are row indices"))
     ids = ids if ids is not None else list(range(len(images)))
-    counts, rows = torch.zeros(len(CLASSES), dtype=torch.long), 0
+    counts, rows = torch.zeros(len(classes), dtype=torch.long), 0
     with atomic_open(out, newline="") as handle:
         writer = csv.writer(handle, lineterminator="\n")
         writer.writerow(["ID", "Labels"])
         for start in range(0, len(images), batch_size):
             labels = predict_logits(model, images[start:start + batch_size], device, batch_size, tta,
-                                    tta_shift).argmax(1)
-            counts += torch.bincount(labels, minlength=len(CLASSES))[: len(CLASSES)]
+                                    tta_shift, normalization).argmax(1)
+            counts += torch.bincount(labels, minlength=len(classes))[: len(classes)]
             writer.writerows((ids[start + i], int(label)) for i, label in enumerate(labels))
             rows += len(labels)
         if rows != len(images):  # one row per image, or no submission at all
             raise RuntimeError(f"classified {rows} of the {len(images)} images; {out} was not written")
-    summary = {CLASSES[i]: int(c) for i, c in enumerate(counts)}
+    summary = {classes[i]: int(c) for i, c in enumerate(counts)}
     echo(f"wrote {out}: {len(images)} rows (ID,Labels); predicted counts: {summary}")
     return len(images)
 
@@ -100,7 +104,8 @@ def _predict_course(model: Any, path: Path, device: torch.device, out: Path, bat
 class Answers:
     """A chunk's answers from its logits: label, calibrated probability, score, and whether it is sure."""
 
-    def __init__(self, logits: torch.Tensor, calibration: Calibration) -> None:
+    def __init__(self, logits: torch.Tensor, calibration: Calibration, classes: Sequence[str] = CLASSES) -> None:
+        self.classes = classes
         self.conf, self.labels = calibration.probabilities(logits).max(1)
         self.scores = calibration.scores(logits)
         self.unsure = calibration.unsure(self.scores)
@@ -113,7 +118,7 @@ class Answers:
         """The CSV fields of answer ``i``: label, probability, score, sure (yes, no, or empty without a threshold)."""
         lab = int(self.labels[i])
         sure = ("no" if self.unsure[i] else "yes") if self.judged else ""
-        return (CLASSES[lab] if lab < len(CLASSES) else str(lab), f"{float(self.conf[i]):.6f}",
+        return (self.classes[lab] if lab < len(self.classes) else str(lab), f"{float(self.conf[i]):.6f}",
                 f"{float(self.scores[i]):.4f}", sure)
 
 
@@ -167,4 +172,5 @@ def predict_files(inputs: Sequence[Path], weights: Path | None = None, out: Path
     dev = resolve_device(device)
     return predict_inputs(model.to(dev), inputs, dev, out, batch_size=batch_size, tta=tta, skip_bad=skip_bad,
                           echo=echo, tta_shift=cfg.tta_shift if cfg is not None else 0, reads=[named, weights],
-                          max_pixels=max_pixels, calibration=calibration)
+                          max_pixels=max_pixels, calibration=calibration, classes=model_classes(model, cfg),
+                          normalization=cfg.normalization if cfg is not None else None)

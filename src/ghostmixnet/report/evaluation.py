@@ -11,8 +11,8 @@ from typing import Any
 import numpy as np
 
 from ..config import TrainConfig
-from ..data.cifar import CLASSES, cifar_files
-from ..data.splits import load_splits
+from ..data.cifar import cifar_files
+from ..data.sources import check_classes, data_files, load_data
 from ..device import resolve_device
 from ..errors import DataError
 from ..files import check_output, pyplot, save_figure, write_text_atomic
@@ -21,9 +21,38 @@ from ..infer.evaluate import EvalResult, evaluate
 from ..infer.load import load_classifier
 from ..model.checkpoint import beside, resolve_checkpoint
 
+FULL_TABLE = 20
+"""Up to this many classes, the text report prints every class and the whole confusion matrix; with more,
+the worst and best classes and the most frequent confusions (the JSON keeps every figure)."""
+
+
+def top_confusions(confusion: np.ndarray, classes: Sequence[str], k: int = 15) -> list[tuple[str, str, int]]:
+    """The ``k`` most frequent mistakes as (true class, predicted class, count), largest first."""
+    off = confusion.astype(np.int64).copy()
+    np.fill_diagonal(off, 0)
+    flat = np.argsort(-off, axis=None, kind="stable")[:k]
+    pairs = [np.unravel_index(i, off.shape) for i in flat]
+    return [(classes[t], classes[p], int(off[t, p])) for t, p in pairs if off[t, p] > 0]
+
+
+def per_class_text(accuracy: np.ndarray, classes: Sequence[str], k: int = 5) -> list[str]:
+    """Lines of per-class accuracy: every class, or with more than :data:`FULL_TABLE` the ``k`` worst and best."""
+    width = min(max(len(c) for c in classes), 24)
+    if len(classes) <= FULL_TABLE:
+        return [f"  {c[:width]:<{width}} {100 * a:6.2f}%" for c, a in zip(classes, accuracy)]
+    order = np.argsort(accuracy, kind="stable")
+    worst = [f"  {classes[i][:width]:<{width}} {100 * accuracy[i]:6.2f}%" for i in order[:k]]
+    best = [f"  {classes[i][:width]:<{width}} {100 * accuracy[i]:6.2f}%" for i in order[-k:]]
+    return [f"  the {k} lowest of {len(classes)} classes:", *worst, f"  the {k} highest:", *best]
+
 
 def confusion_text(confusion: np.ndarray, classes: Sequence[str]) -> str:
-    """The confusion matrix as an aligned table (rows: true class, columns: predicted)."""
+    """The confusion matrix as an aligned table (rows: true class, columns: predicted); with more than
+    :data:`FULL_TABLE` classes, the most frequent confusions instead."""
+    if len(classes) > FULL_TABLE:
+        mistakes = top_confusions(confusion, classes)
+        return "\n".join([f"the {len(mistakes)} most frequent confusions (true -> predicted: images):"]
+                         + [f"  {t} -> {p}: {n}" for t, p, n in mistakes])
     short = [c[:5] for c in classes]
     width = max(5, len(str(int(confusion.max()))) if confusion.size else 1)
     lines = ["true \\ pred".ljust(12) + " ".join(s.rjust(width) for s in short)]
@@ -33,8 +62,26 @@ def confusion_text(confusion: np.ndarray, classes: Sequence[str]) -> str:
 
 
 def plot_confusion(confusion: np.ndarray, classes: Sequence[str], path: Path, title: str) -> None:
-    """Confusion matrix heat map with counts."""
-    fig, ax = pyplot().subplots(figsize=(7, 6), dpi=100)
+    """Confusion matrix heat map: with counts up to :data:`FULL_TABLE` classes; a share of each true class's
+    images, with names up to 60 classes and none beyond, with more (the figure keeps its size)."""
+    n = len(classes)
+    fig, ax = pyplot().subplots(figsize=(7, 6) if n <= FULL_TABLE else (9, 8), dpi=100)
+    if n > FULL_TABLE:
+        shares = confusion / np.maximum(confusion.sum(1, keepdims=True), 1)
+        image = ax.imshow(shares, cmap="Blues", vmin=0, vmax=1, interpolation="nearest")
+        fig.colorbar(image, ax=ax, fraction=0.046, label="share of the true class's images")
+        if n <= 60:
+            ax.set_xticks(range(n), classes, rotation=90, fontsize=5)
+            ax.set_yticks(range(n), classes, fontsize=5)
+        else:
+            ax.set_xticks([])
+            ax.set_yticks([])
+        ax.set_xlabel("predicted")
+        ax.set_ylabel("true")
+        ax.set_title(title)
+        fig.tight_layout()
+        save_figure(fig, path)
+        return
     ax.imshow(confusion, cmap="Blues")
     ax.set_xticks(range(len(classes)), classes, rotation=45, ha="right")
     ax.set_yticks(range(len(classes)), classes)
@@ -96,28 +143,33 @@ def write_evaluation(result: EvalResult, checkpoint: Path, cfg: TrainConfig, epo
          f"loss {result.loss:.4f}")
     if calibration:
         echo(calibration_text(calibration))
+    classes = cfg.class_names
     echo("per-class accuracy:")
-    for c, a in zip(CLASSES, result.per_class_accuracy):
-        echo(f"  {c:<11} {100 * a:6.2f}%")
-    echo("confusion matrix (rows: true, columns: predicted):")
-    echo(confusion_text(result.confusion, CLASSES))
+    for line in per_class_text(result.per_class_accuracy, classes):
+        echo(line)
+    if len(classes) <= FULL_TABLE:
+        echo("confusion matrix (rows: true, columns: predicted):")
+    echo(confusion_text(result.confusion, classes))
     out.mkdir(parents=True, exist_ok=True)
     paths = evaluation_files(out, checkpoint, split)
     write_text_atomic(paths[0], json.dumps({"checkpoint": str(checkpoint), "split": split, "images": images,
                                             "tta": tta, "tta_shift": cfg.tta_shift if tta else 0,
-                                            **result.summary(CLASSES), "calibration": calibration or None},
+                                            **result.summary(classes), "calibration": calibration or None},
                                            indent=2) + "\n")
-    plot_confusion(result.confusion, CLASSES, paths[1], f"{cfg.model}, {split}: {100 * result.accuracy:.2f}%")
+    plot_confusion(result.confusion, classes, paths[1], f"{cfg.model}, {split}: {100 * result.accuracy:.2f}%")
     echo(f"wrote {paths[0]} and {paths[1]}")
     return paths
 
 
 def evaluate_checkpoint(checkpoint: Path, data_dir: Path, split: str = "test", out: Path | None = None,
                         device: str = "auto", batch_size: int = 256, tta: bool | None = None,
-                        echo: Callable[[str], None] = print) -> EvalResult:
-    """Evaluate a model file (checkpoint, run folder, weights or ONNX file written by ghostmixnet) on CIFAR-10's
-    ``test`` set or its run's ``val`` split, with its run's test-time views unless ``tta`` says otherwise, and
-    report it (:func:`write_evaluation`) into ``out`` (default: beside the model)."""
+                        echo: Callable[[str], None] = print, dataset: str | None = None,
+                        skip_bad: bool = False) -> EvalResult:
+    """Evaluate a model file (checkpoint, run folder, weights or ONNX file written by ghostmixnet) on the
+    ``test`` set of its data (``dataset``, default the one it was trained on, in ``data_dir``) or its run's
+    ``val`` split, with its run's test-time views unless ``tta`` says otherwise, and report it
+    (:func:`write_evaluation`) into ``out`` (default: beside the model). The data's classes must be the
+    model's, by name and order."""
     if split not in ("test", "val"):
         raise ValueError(f"split must be test or val, got {split!r}")
     source = checkpoint if Path(checkpoint).suffix.lower() == ".onnx" else resolve_checkpoint(checkpoint)
@@ -128,14 +180,21 @@ def evaluate_checkpoint(checkpoint: Path, data_dir: Path, split: str = "test", o
     if cfg is None:
         raise DataError(f"{source} carries no ghostmixnet config (not exported by ghostmixnet), so its "
                         "validation split is unknown; export it with `ghostmixnet export`")
-    if split == "val" and cfg.val_size == 0:
+    dataset = dataset or cfg.dataset
+    if split == "val" and dataset != cfg.dataset:
+        raise DataError(f"--split val is the validation split of the model's own data ({cfg.dataset}); "
+                        f"use --split test with --dataset {dataset}")
+    if split == "val" and cfg.val_size == 0 and dataset != "folder":
         raise DataError("this run had no validation split (--val-size 0 selected on the test set); use --split test")
-    splits = load_splits(data_dir, cfg.val_size, cfg.split_seed)
+    for written in evaluation_files(out, source, split):
+        check_output(written, data_files(dataset, data_dir))
+    splits = load_data(dataset, data_dir, **cfg.data_fields(), skip_bad=skip_bad, echo=echo)
+    check_classes(cfg.class_names, splits.classes, model=source, data=f"the {dataset} data in {data_dir}")
     data = splits.test if split == "test" else splits.val
     dev = resolve_device(device)
     tta = cfg.tta if tta is None else tta
     result = evaluate(model.to(dev), data.images, data.labels, dev, batch_size=batch_size, tta=tta,
-                      tta_shift=cfg.tta_shift if tta else 0)
+                      tta_shift=cfg.tta_shift if tta else 0, normalization=cfg.normalization)
     calibration = calibration_report(result, data.labels, calibration_of(ckpt, str(source)))
     write_evaluation(result, source, cfg, ckpt.get("epoch", "?"), split, len(data), tta, out, echo, calibration)
     return result

@@ -21,8 +21,8 @@ import torch
 from ..data.cifar import CLASSES
 from ..device import resolve_device
 from ..infer.calibrate import UNCALIBRATED, UNSURE, Calibration, calibration_of
-from ..infer.load import load_classifier
-from ..infer.logits import predict_logits
+from ..infer.load import load_classifier, model_classes
+from ..infer.logits import Normalization, predict_logits
 from ..model.architectures import count_parameters
 from ..model.checkpoint import resolve_checkpoint
 from ..model.cost import stage_costs
@@ -42,21 +42,28 @@ class ServedModel:
     tta: bool = False
     tta_shift: int = 0
     calibration: Calibration = UNCALIBRATED
+    classes: tuple[str, ...] = CLASSES
+    """The names of the model's classes, in the order of its logits."""
+    normalization: Normalization | None = None
+    """The model's input normalisation (None: CIFAR-10's)."""
 
     def logits(self, images: np.ndarray) -> torch.Tensor:
-        return predict_logits(self.model, images, self.device, tta=self.tta, tta_shift=self.tta_shift)
+        return predict_logits(self.model, images, self.device, tta=self.tta, tta_shift=self.tta_shift,
+                              normalization=self.normalization)
 
 
 def load_served_model(path: Path, device: torch.device) -> ServedModel:
     """A checkpoint, run folder, weights file (``pretrained``: the shipped weights) or ONNX file (fp32 or int8)
-    as a :class:`ServedModel` (refused at load unless it gives 10 CIFAR-10 logits), with its name, size, cost,
+    as a :class:`ServedModel` (refused at load unless it gives one logit per class of its own class list), with
+    its class names, name, size, cost,
     calibration, and the test accuracy its run recorded (beside it in ``test.json``, or in a weights file's
     metadata)."""
     path = Path(path)
     source = path if path.suffix.lower() == ".onnx" else resolve_checkpoint(path)
     model, cfg, contents = load_classifier(source)
+    classes = model_classes(model, cfg)
     info: dict[str, Any] = {"name": f"{cfg.model if cfg else 'model'} ({source.name})", "file": str(source),
-                            "classes": list(CLASSES), "format": "onnx" if source.suffix == ".onnx" else "pytorch"}
+                            "classes": list(classes), "format": "onnx" if source.suffix == ".onnx" else "pytorch"}
     if isinstance(model, torch.nn.Module):
         info["parameters"] = count_parameters(model)
         info["macs_per_image"] = sum(r.macs for r in stage_costs(model))
@@ -68,7 +75,7 @@ def load_served_model(path: Path, device: torch.device) -> ServedModel:
         info["test_accuracy"] = json.loads(recorded)
     calibration = calibration_of(contents, str(source))
     return ServedModel(model, device, info, tta=bool(cfg.tta) if cfg else False, tta_shift=cfg.tta_shift if cfg else 0,
-                       calibration=calibration)
+                       calibration=calibration, classes=classes, normalization=cfg.normalization if cfg else None)
 
 
 class Batcher:
@@ -160,7 +167,8 @@ def create_app(served: ServedModel, limits: Limits = DEFAULT_LIMITS, max_batch: 
         results = []
         for (image, info), p, score, doubt in zip(decoded, probs, scores.tolist(), unsure):
             order = np.argsort(-p)[: limits.top_k]
-            results.append({**info, "top": [{"label": CLASSES[i], "probability": float(p[i])} for i in order],
+            results.append({**info, "top": [{"label": served.classes[i], "probability": float(p[i])}
+                                                    for i in order],
                             "score": score, "sure": None if calibration.threshold is None else not doubt,
                             **({"note": UNSURE} if doubt else {}), "input_32x32": png_data_url(image)})
         return {"model": served.info.get("name"), "results": results,

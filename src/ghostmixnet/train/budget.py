@@ -18,6 +18,7 @@ import torch
 from ..config import TrainConfig
 from ..data.augment import resolve_augment_chunk
 from ..data.cifar import ArraySet, load_cifar10
+from ..data.sources import load_data, normalization_of
 from ..device import resolve_device
 from .throughput import training_throughput
 
@@ -66,9 +67,10 @@ def epochs_for_budget(minutes: float, images_per_s: float, compile_seconds: floa
 
 
 def plan_budget(cfg: TrainConfig, data: ArraySet, minutes: float, device: torch.device | None = None,
-                steps: int = 30, margin: float = MARGIN) -> BudgetPlan:
+                steps: int = 30, margin: float = MARGIN, train_images: int | None = None) -> BudgetPlan:
     """Time ``steps`` of ``cfg``'s training step on ``device`` (fewer if ``data`` is small) with the first
-    images of ``data`` (the training set before the validation split) and size the run to ``minutes``."""
+    images of ``data`` (the training set before the validation split) and size the run to ``minutes`` of
+    epochs of ``train_images`` (default: ``data`` less the validation split and beyond the subset)."""
     device = device or torch.device("cpu")
     chunk = resolve_augment_chunk(cfg.augment_chunk, device) if cfg.augment_backend == "batched" else 1
     warmup = -(-WARMUP_STEPS // chunk) * chunk
@@ -79,14 +81,21 @@ def plan_budget(cfg: TrainConfig, data: ArraySet, minutes: float, device: torch.
                          f"(batch {cfg.batch_size}), {len(data)} given")
     needed = (warmup + steps) * cfg.batch_size
     measured = training_throughput(cfg, data.subset(np.arange(needed)), steps, WARMUP_STEPS, device)
-    train_images = min(cfg.train_subset or len(data), len(data) - cfg.val_size)
+    if train_images is None:
+        train_images = min(cfg.train_subset or len(data), len(data) - cfg.val_size)
     epochs = epochs_for_budget(minutes, measured.images_per_s, measured.warmup_seconds, train_images, margin)
     return BudgetPlan(minutes, measured.images_per_s, measured.warmup_seconds, train_images, epochs)
 
 
 def budget_config(cfg: TrainConfig, data_dir: Any, minutes: float, device: str = "auto",
-                  download: bool = False, steps: int = 30) -> tuple[TrainConfig, BudgetPlan]:
-    """``cfg`` with the epochs that fit ``minutes`` of training on ``device`` (timed on CIFAR-10 in ``data_dir``)."""
-    data = load_cifar10(data_dir, train=True, download=download)
-    plan = plan_budget(cfg, data, minutes, resolve_device(device), steps)
+                  download: bool = False, steps: int = 30, skip_bad: bool = False) -> tuple[TrainConfig, BudgetPlan]:
+    """``cfg`` with the epochs that fit ``minutes`` of training on ``device`` (timed on its data in ``data_dir``)."""
+    if cfg.dataset == "cifar10":
+        data = load_cifar10(data_dir, train=True, download=download)
+        plan = plan_budget(cfg, data, minutes, resolve_device(device), steps)
+    else:  # timed with the model of the data's classes, on its training split
+        splits = load_data(cfg.dataset, data_dir, **cfg.data_fields(), train_subset=cfg.train_subset,
+                           download=download, skip_bad=skip_bad)
+        timed = cfg.for_data(splits.classes, normalization_of(cfg.dataset, splits.train))
+        plan = plan_budget(timed, splits.train, minutes, resolve_device(device), steps, train_images=len(splits.train))
     return dataclasses.replace(cfg, epochs=plan.epochs), plan

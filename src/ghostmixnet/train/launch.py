@@ -19,10 +19,11 @@ from .run import RunSummary, train
 def launch(recipe: str | None, overrides: dict[str, Any], *, data_dir: Path | None = None, out: Path | None = None,
            resume: Path | None = None, device: str = "auto", download: bool = False, stop_after: int | None = None,
            log_every: int = 50, checkpoint_every: int = 0, time_limit: float | None = None,
-           time_budget: float | None = None, echo: Callable[[str], None] = print) -> RunSummary:
+           time_budget: float | None = None, echo: Callable[[str], None] = print, skip_bad: bool = False) -> RunSummary:
     """Train ``recipe`` (default ``paper``) with the config ``overrides`` into ``out`` (default
-    ``runs/MODEL-RECIPE-TIME``) on the CIFAR-10 in ``data_dir`` (default ``data``), or continue the run in
-    ``resume`` with the data it used. ``time_limit`` and ``time_budget`` are minutes: the first stops the run,
+    ``runs/MODEL-RECIPE-TIME``) on the data in ``data_dir`` (default ``data``; which data the config's
+    ``dataset`` says), or continue the run in ``resume`` with the data it used. ``skip_bad`` leaves a folder's
+    unreadable images out, naming them. ``time_limit`` and ``time_budget`` are minutes: the first stops the run,
     the second also sizes a new one (:func:`~ghostmixnet.train.budget.budget_config`)."""
     if resume is not None and out is not None and Path(out).resolve() != Path(resume).resolve():
         raise ValueError(f"--resume continues the run in {resume} in place; --out {out} does not apply: "
@@ -35,18 +36,18 @@ def launch(recipe: str | None, overrides: dict[str, Any], *, data_dir: Path | No
         data_dir = data_dir or Path("data")
         out = out or Path("runs") / f"{cfg.model}-{cfg.recipe}-{time.strftime('%Y%m%d-%H%M%S')}"
     if time_budget is not None:
-        cfg = _sized(cfg, overrides, resume is not None, data_dir, time_budget, device, download, echo)
+        cfg = _sized(cfg, overrides, resume is not None, data_dir, time_budget, device, download, echo, skip_bad)
         time_limit = time_limit or time_budget
     summary = train(cfg, data_dir, out, device=device, resume=resume is not None, download=download,
                     stop_after=stop_after, log_every=log_every, checkpoint_every=checkpoint_every,
-                    time_limit=None if time_limit is None else 60 * time_limit)
+                    time_limit=None if time_limit is None else 60 * time_limit, skip_bad=skip_bad)
     if not summary.get("signal") and os.environ.get("RANK", "0") == "0":
         echo(f"run folder: {summary['run_dir']}")
     return summary
 
 
 def _sized(cfg: TrainConfig, overrides: dict[str, Any], resume: bool, data_dir: Path, minutes: float, device: str,
-           download: bool, echo: Callable[[str], None]) -> TrainConfig:
+           download: bool, echo: Callable[[str], None], skip_bad: bool = False) -> TrainConfig:
     """``cfg`` with the epochs that fit ``minutes`` of training on this machine."""
     if resume:
         raise ValueError("--time-budget sizes a new run; a resumed run keeps its epochs (drop --time-budget)")
@@ -55,6 +56,6 @@ def _sized(cfg: TrainConfig, overrides: dict[str, Any], resume: bool, data_dir: 
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         raise ValueError("--time-budget times one process; under torchrun give --epochs")
     number(minutes, "--time-budget (minutes)", above=0)
-    cfg, plan = budget_config(cfg, data_dir, minutes, device, download)
+    cfg, plan = budget_config(cfg, data_dir, minutes, device, download, skip_bad=skip_bad)
     echo(f"time budget: {plan.describe()}")
     return cfg

@@ -7,23 +7,42 @@ from torch import nn
 
 from ..config import TrainConfig
 
+HEAD = "fc."
+"""The prefix of the classifier's parameters: the layer a fine-tuning replaces."""
 
-def parameter_groups(model: nn.Module, weight_decay: float, decay_norm_and_bias: bool = True) -> list[dict]:
+
+def parameter_groups(model: nn.Module, weight_decay: float, decay_norm_and_bias: bool = True,
+                     lr: float | None = None, backbone_lr_scale: float = 1.0) -> list[dict]:
     """Optimizer parameter groups: one decayed group, or, without ``decay_norm_and_bias``, the weights of
     convolutions and linear layers decayed and every one-dimensional parameter (normalisation scales and
-    shifts, biases) not decayed."""
-    params = [p for p in model.parameters() if p.requires_grad]
+    shifts, biases) not decayed. A ``backbone_lr_scale`` below 1 splits each group in two: the classifier's
+    parameters at ``lr`` and the rest at ``backbone_lr_scale * lr`` (at 1, the groups are as they always were,
+    so runs and their checkpoints do not change)."""
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     if decay_norm_and_bias:
-        return [{"params": params, "weight_decay": weight_decay}]
-    return [{"params": [p for p in params if p.ndim > 1], "weight_decay": weight_decay},
-            {"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0}]
+        groups = [{"params": [p for _, p in named], "weight_decay": weight_decay}]
+    else:
+        groups = [{"params": [p for _, p in named if p.ndim > 1], "weight_decay": weight_decay},
+                  {"params": [p for _, p in named if p.ndim <= 1], "weight_decay": 0.0}]
+    if backbone_lr_scale == 1.0:
+        return groups
+    if lr is None:
+        raise ValueError("a backbone_lr_scale other than 1 needs the learning rate")
+    head = {id(p) for n, p in named if n.startswith(HEAD)}
+    split = []
+    for group in groups:
+        for in_head, rate in ((False, backbone_lr_scale * lr), (True, lr)):
+            params = [p for p in group["params"] if (id(p) in head) == in_head]
+            if params:
+                split.append({**group, "params": params, "lr": rate})
+    return split
 
 
 def build_optimizer(model: nn.Module, cfg: TrainConfig, device: torch.device) -> torch.optim.Optimizer:
     """The config's optimizer (AdamW, or SGD with Nesterov momentum) over ``model``'s parameter groups; on CUDA
     its fused kernel, which also lets :func:`optimizer_step` skip a step with a non-finite loss on the device,
     without the host reading the loss first."""
-    groups = parameter_groups(model, cfg.weight_decay, cfg.decay_norm_and_bias)
+    groups = parameter_groups(model, cfg.weight_decay, cfg.decay_norm_and_bias, cfg.lr, cfg.backbone_lr_scale)
     fused = True if device.type == "cuda" else None
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=True, fused=fused)

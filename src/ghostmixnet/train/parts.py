@@ -19,7 +19,7 @@ from torch.utils.data import DataLoader
 
 from ..config import TrainConfig
 from ..data.augment import BatchPipeline, augment_in_chunks, resolve_augment_chunk, train_transform
-from ..data.cifar import MEAN, STD, ArraySet
+from ..data.cifar import ArraySet
 from ..data.loading import SEED_BATCH_AUGMENT, DeviceBatches, ImageDataset, ResumableSampler, mix_seed
 from ..device import Compute, prepare_device
 from ..model.architectures import zero_init_residuals
@@ -50,9 +50,10 @@ class Training:
 
 
 def build_training(cfg: TrainConfig, device: torch.device, steps_per_epoch: int,
-                   distributed: bool = False) -> Training:
+                   distributed: bool = False, echo: Callable[[str], None] | None = None) -> Training:
     """The parts of a run of ``cfg`` on ``device`` (seeded by ``cfg.seed``), with ``steps_per_epoch`` for
-    schedules stepped per step; ``distributed`` wraps the model in DistributedDataParallel."""
+    schedules stepped per step; ``distributed`` wraps the model in DistributedDataParallel. ``echo`` is told
+    in one line what a start from trained weights (``cfg.init``) kept."""
     prepare_device(device)
     compute = Compute.resolve(device, cfg.precision, cfg.channels_last)
     torch.manual_seed(cfg.seed)
@@ -60,7 +61,7 @@ def build_training(cfg: TrainConfig, device: torch.device, steps_per_epoch: int,
     if cfg.zero_init_residual:
         zero_init_residuals(model)
     if cfg.init is not None:
-        load_pretrained(model, cfg.model, cfg.init)
+        load_pretrained(model, cfg.model, cfg.init, echo=echo)
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
     optimizer = build_optimizer(model, cfg, device)
@@ -88,7 +89,8 @@ def build_loader(t: Training, data: ArraySet, sampler: ResumableSampler,
     there (batched augmentation), or augmented batches from DataLoader workers (``torchvision``)."""
     if t.pipeline is not None:
         return DeviceBatches(data, sampler, batch_size, t.compute.device)
-    return DataLoader(ImageDataset(data, train_transform(t.cfg.augment)), batch_size=batch_size, sampler=sampler,
+    transform = train_transform(t.cfg.augment, *t.cfg.normalization)
+    return DataLoader(ImageDataset(data, transform), batch_size=batch_size, sampler=sampler,
                       num_workers=t.cfg.num_workers, pin_memory=t.compute.device.type == "cuda")
 
 
@@ -103,4 +105,4 @@ def epoch_batches(t: Training, loader: Iterable[Any], epoch: int, first_step: in
     def draws(i: int) -> torch.Generator:
         return torch.Generator().manual_seed(mix_seed(SEED_BATCH_AUGMENT, t.cfg.seed, epoch, first_step + i, rank))
 
-    return augment_in_chunks(loader, t.pipeline, t.augment_chunk, draws, MEAN, STD, mark)
+    return augment_in_chunks(loader, t.pipeline, t.augment_chunk, draws, *t.cfg.normalization, mark)

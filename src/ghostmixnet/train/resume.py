@@ -123,3 +123,16 @@ def check_resumable(asked: dict[str, Any], saved: TrainConfig, out_dir: Path) ->
         raise RunError(f"a resumed run keeps the recipe it started with; {out_dir} differs in "
                        f"{', '.join(f'{k} (was {getattr(saved, k)!r})' for k in changed)}; "
                        "drop those flags or start a new run with --out")
+
+
+def check_same_data(saved: TrainConfig, now: TrainConfig, data_dir: Path) -> None:
+    """Refuse to continue a run whose data has changed since it started: another class list, or other training
+    images (their mean or std moved); it would resume with other labels or other inputs."""
+    if saved.class_names != now.class_names:
+        raise RunError(f"the data in {data_dir} has changed since the run started: its classes are now "
+                       f"{', '.join(now.class_names[:8])}{', ...' if now.num_classes > 8 else ''} ({now.num_classes}), "
+                       f"were {', '.join(saved.class_names[:8])}{', ...' if saved.num_classes > 8 else ''} "
+                       f"({saved.num_classes}); put the folder back as it was, or start a new run with --out")
+    if saved.normalization != now.normalization:
+        raise RunError(f"the training images in {data_dir} have changed since the run started (their mean and std "
+                       "moved); put the folder back as it was, or start a new run with --out")

@@ -31,9 +31,9 @@ import torch
 
 from ..checks import count, number
 from ..config import TrainConfig, config_of
-from ..data.cifar import CLASSES
 from ..data.loading import ResumableSampler
-from ..data.splits import Splits, load_splits
+from ..data.sources import load_data, normalization_of
+from ..data.splits import Splits
 from ..device import slow_precision_warning
 from ..errors import NonFiniteLossError, RunError
 from ..files import check_writable, exclusive_lock, write_text_atomic
@@ -58,6 +58,7 @@ from .resume import (
     PREVIOUS,
     RunState,
     check_resumable,
+    check_same_data,
     load_resume_checkpoint,
     restore_training,
     training_checkpoint,
@@ -109,6 +110,13 @@ def selection_note(splits: Splits) -> str:
     return f"selecting checkpoints on a {len(splits.val)}-image validation split of the training set"
 
 
+def data_note(cfg: TrainConfig) -> str:
+    if cfg.dataset == "cifar10":
+        return ""
+    names = ", ".join(cfg.class_names[:5]) + (", ..." if cfg.num_classes > 5 else "")
+    return f" of {cfg.dataset} ({cfg.num_classes} classes: {names})"
+
+
 @contextmanager
 def stop_requests() -> Iterator[dict[str, int]]:
     """Turn SIGTERM and SIGINT into a request to stop after the current step (a second SIGINT
@@ -138,7 +146,7 @@ def _all_finite(module: torch.nn.Module) -> bool:
 def train(cfg: TrainConfig, data_dir: Path, out_dir: Path, *, device: str = "auto", resume: bool = False,
           download: bool = False, stop_after: int | None = None, log_every: int = 50, checkpoint_every: int = 0,
           echo: Callable[[str], None] | None = None, time_limit: float | None = None,
-          epoch_end: EpochHook | None = None) -> RunSummary:
+          epoch_end: EpochHook | None = None, skip_bad: bool = False) -> RunSummary:
     """Train (or, with ``resume``, continue) the run in ``out_dir``; returns the run's summary.
 
     ``stop_after`` ends this invocation after that many epochs, leaving a resumable run;
@@ -149,6 +157,7 @@ def train(cfg: TrainConfig, data_dir: Path, out_dir: Path, *, device: str = "aut
     ``epoch_end`` is called on rank 0 after each epoch's validation with the epoch's metrics row and the
     trained weights (the module, unwrapped), e.g. to score extra data; its time is not training time. If it
     returns True the run ends there as at a time limit (one process only: ranks must stop together).
+    ``skip_bad`` leaves out the images of a folder dataset that cannot be read, naming them, instead of stopping.
     Launched by torchrun, the processes of one run each call this with the same arguments.
     """
     checkpoint_every, log_every = count(checkpoint_every, "checkpoint_every", 0), count(log_every, "log_every")
@@ -160,7 +169,7 @@ def train(cfg: TrainConfig, data_dir: Path, out_dir: Path, *, device: str = "aut
         check_can_start(cfg, Path(out_dir), env, resume)
         with stop_requests() as stop, run_folder(Path(out_dir), env):
             return _train(cfg, Path(data_dir), Path(out_dir), env, resume, download, stop_after, log_every,
-                          checkpoint_every, echo, stop, time_limit, epoch_end)
+                          checkpoint_every, echo, stop, time_limit, epoch_end, skip_bad)
     finally:
         env.close()
 
@@ -193,21 +202,25 @@ def run_folder(out_dir: Path, env: DistEnv) -> Iterator[None]:
 
 def _train(cfg: TrainConfig, data_dir: Path, out_dir: Path, env: DistEnv, resume: bool, download: bool,
            stop_after: int | None, log_every: int, checkpoint_every: int, echo: Callable[[str], None] | None,
-           stop: dict[str, int], time_limit: float | None, epoch_end: EpochHook | None = None) -> RunSummary:
-    # Set up: the data, the run's log, the parts.
-    splits = load_splits(data_dir, cfg.val_size, cfg.split_seed, cfg.train_subset, download=download)
-    env.barrier()
+           stop: dict[str, int], time_limit: float | None, epoch_end: EpochHook | None = None,
+           skip_bad: bool = False) -> RunSummary:
+    # Set up: the run's log, the data (its class list and normalisation joining the config), the parts.
     log = RunLog(out_dir / "train.log" if env.is_main else None, echo)
+    splits = load_data(cfg.dataset, data_dir, **cfg.data_fields(), train_subset=cfg.train_subset, download=download,
+                       skip_bad=skip_bad, echo=log, progress=reading_progress(log, env.is_main))
+    cfg = cfg.for_data(splits.classes, normalization_of(cfg.dataset, splits.train))
+    env.barrier()
     per_rank = cfg.batch_size // env.world_size
     sampler = ResumableSampler(len(splits.train), env.world_size, env.rank, cfg.seed)
     steps_per_epoch = -(-sampler.num_samples // per_rank)
     # Resume: last.pt (or the one before it) read and checked before any model is built from it.
     ckpt, path = load_resume_checkpoint(out_dir, log) if resume else (None, None)
     if ckpt is not None:
+        check_same_data(config_of(ckpt, path), cfg, data_dir)
         check_resumable(cfg.to_dict(), config_of(ckpt, path), out_dir)  # whoever the caller: CLI, seeds, ablation
         check_spec(ckpt["model"], ModelSpec(cfg.model, cfg.num_classes, cfg.width, cfg.dropout), path)
     check_fits_memory(cfg, per_rank, len(splits.train), env.device)  # before allocating: figures, not a crash
-    t = build_training(cfg, env.device, steps_per_epoch, env.distributed)
+    t = build_training(cfg, env.device, steps_per_epoch, env.distributed, echo=log if ckpt is None else None)
     state = RunState()
     if ckpt is not None:
         state = restore_training(t, ckpt, path, env.world_size)
@@ -223,7 +236,7 @@ def _train(cfg: TrainConfig, data_dir: Path, out_dir: Path, env: DistEnv, resume
     # For each epoch: train, validate, save, log; stop early when asked to or out of time.
     while state.epoch < cfg.epochs and (stop_after is None or state.epoch - start_epoch < stop_after):
         sampler.set_epoch(state.epoch, start=state.step * per_rank)
-        lr = t.optimizer.param_groups[0]["lr"]
+        lr = max(group["lr"] for group in t.optimizer.param_groups)  # the classifier's, when fine-tuning
         end = run.train_epoch(loader, control, time_limit, log_every)
         if end.step < steps_per_epoch:  # stopped within the epoch
             run.save_last()
@@ -251,6 +264,21 @@ def _train(cfg: TrainConfig, data_dir: Path, out_dir: Path, env: DistEnv, resume
         log(f"stopped after epoch {state.epoch} of {cfg.epochs}; continue with: ghostmixnet train --resume {out_dir}")
         return run.summary()
     return run.finish(time_limit_hit=False)
+
+
+def reading_progress(log: Callable[[str], None], enabled: bool) -> Callable[[str], Callable[[int, int], None]]:
+    """Progress displays for decoding a folder's images (the first read of a folder; later ones hit its cache)."""
+    def start(what: str) -> Callable[[int, int], None]:
+        bars: list[Progress] = []
+
+        def update(done: int, total: int) -> None:
+            if not bars:
+                bars.append(Progress(total, f"reading {what}", log, every=max(1, total // 10), enabled=enabled))
+            bars[0].update(done)
+            if done == total:
+                bars[0].close()
+        return update
+    return start
 
 
 def check_can_start(cfg: TrainConfig, out_dir: Path, env: DistEnv, resume: bool) -> None:
@@ -312,13 +340,13 @@ class Run:
                 "device": str(dev), "processes": env.world_size, "threads": torch.get_num_threads(),
                 "data_dir": str(Path(data_dir).resolve()), "train_images": len(splits.train),
                 "val_images": len(splits.val), "val_is_test": splits.val_is_test,
-                "parameters": count_parameters(t.model)}, indent=2) + "\n")
+                "parameters": count_parameters(t.model), "data": splits.record}, indent=2) + "\n")
         procs = f" x {env.world_size} processes ({self.per_rank} each)" if env.distributed else ""
         compiled = (f", compiled ({resolve_compile_mode(cfg.compile_mode, dev, env.distributed)})" if cfg.compile
                     else "")
         self.log(f"{cfg.model} (width {cfg.width}, {count_parameters(t.model):,} parameters), recipe {cfg.recipe}, "
                  f"{cfg.epochs} epochs, batch {cfg.batch_size}{procs}, {precision}{compiled}, on {dev}; "
-                 f"{len(splits.train):,} training images; {selection_note(splits)}")
+                 f"{len(splits.train):,} training images{data_note(cfg)}; {selection_note(splits)}")
         warning = slow_precision_warning(dev, precision)
         if warning:
             self.log(warning)
@@ -393,7 +421,7 @@ class Run:
         self.env.broadcast_state(module)  # every process evaluates with rank 0's BatchNorm statistics
         compute = dataclasses.replace(self.t.compute, precision=precision or self.t.compute.precision)
         return evaluate(module, images, labels, compute, tta=self.cfg.tta, shard=self.env,
-                        tta_shift=self.cfg.tta_shift)
+                        tta_shift=self.cfg.tta_shift, normalization=self.cfg.normalization)
 
     def validate(self, row: dict[str, Any]) -> tuple[bool, str]:
         """Score every candidate on the validation split into ``row``; save the best one as ``best.pt`` if it
@@ -459,7 +487,7 @@ class Run:
                       "selected_on": "test set (optimistic: --val-size 0)" if splits.val_is_test
                       else f"validation split ({len(splits.val)} training images)", "tta": cfg.tta,
                       "tta_shift": cfg.tta_shift, "precision": "fp32",
-                      "best_val_acc": s.best_acc, **test.summary(CLASSES), "seconds": seconds,
+                      "best_val_acc": s.best_acc, **test.summary(cfg.class_names), "seconds": seconds,
                       "calibration": calibration.to_dict() if calibration else None}
             write_text_atomic(self.out_dir / "test.json", json.dumps(result, indent=2) + "\n")
         log(f"test accuracy of best.pt (epoch {s.best_epoch}, {self.val_name}_acc {100 * s.best_acc:.2f}%): "
