@@ -30,10 +30,12 @@ AUGMENT_BACKENDS = ("torchvision", "batched")
 SCHEDULES = ("restarts", "onecycle")
 OPTIMIZERS = ("adamw", "sgd")
 DATASETS = ("cifar10", "cifar100", "cifar100-coarse", "folder")
+NORMALIZATIONS = ("data", "cifar10")
 COMPILE_MODES = ("auto", "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 CHOICES: dict[str, tuple[str, ...]] = {
-    "model": tuple(ARCHITECTURES), "dataset": DATASETS, "augment": AUGMENTATIONS, "optimizer": OPTIMIZERS,
-    "schedule": SCHEDULES, "augment_backend": AUGMENT_BACKENDS, "compile_mode": COMPILE_MODES, "precision": PRECISIONS}
+    "model": tuple(ARCHITECTURES), "dataset": DATASETS, "normalize": NORMALIZATIONS, "augment": AUGMENTATIONS,
+    "optimizer": OPTIMIZERS, "schedule": SCHEDULES, "augment_backend": AUGMENT_BACKENDS, "compile_mode": COMPILE_MODES,
+    "precision": PRECISIONS}
 """The fields that take one of a few names, and the names."""
 
 
@@ -139,6 +141,9 @@ class RecipeConfig:
     """The data: ``cifar10`` or ``cifar100`` (fine labels; ``cifar100-coarse``: its 20 coarse ones) in their
     official python layout, or ``folder``: one sub-folder of images per class in ``--data-dir``, or ``train/``
     and ``val/`` (and optionally ``test/``) folders of such sub-folders."""
+    normalize: str = "data"
+    """Data other than CIFAR-10: normalise the inputs with the mean and std measured on its training split
+    (``data``) or with CIFAR-10's (``cifar10``: those the shipped weights learned with)."""
     holdout: float = 0.1
     """``folder`` data: the share of the images held out, stratified and seeded by ``split_seed``, as the
     validation split when there is no ``val/`` folder, and again as the test set when there is no
@@ -196,7 +201,7 @@ class RecipeConfig:
 
     def recipe_problems(self) -> list[str]:
         """What is wrong with the recipe fields (empty when nothing is)."""
-        problems = _unknown("model", "dataset", "augment", "optimizer", "schedule", of=self)
+        problems = _unknown("model", "dataset", "normalize", "augment", "optimizer", "schedule", of=self)
         problems += self._data_problems()
         if not 0 <= self.tta_shift <= 8:
             problems.append(f"tta_shift must be in [0, 8] pixels, got {self.tta_shift}")
@@ -307,11 +312,11 @@ class TrainConfig(ComputeConfig, RecipeConfig):
 
     def for_data(self, classes: tuple[str, ...],
                  normalization: tuple[tuple[float, ...], tuple[float, ...]] | None) -> TrainConfig:
-        """This config with its data's class list and normalisation (None: CIFAR-10's, which keeps the config as
-        it is, so a CIFAR-10 run's config is what it always was)."""
-        if normalization is None:
+        """This config with its data's class list and normalisation (None: CIFAR-10's). CIFAR-10 keeps the config
+        as it is, so a CIFAR-10 run's config is what it always was."""
+        if self.dataset == "cifar10":
             return self
-        mean, std = normalization
+        mean, std = normalization or (MEAN, STD)
         return dataclasses.replace(self, classes=tuple(classes), num_classes=len(classes), mean=tuple(mean),
                                    std=tuple(std))
 

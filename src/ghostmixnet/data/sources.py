@@ -26,6 +26,10 @@ from .stats import channel_stats
 SPLIT_FOLDERS = ("train", "val", "test")
 """The sub-folders of a folder that comes already split (``train`` and at least one of the others)."""
 
+# Offsets from split_seed of each draw, so that no two share a stream; the subset's is CIFAR-10's (splits.py), so
+# that a folder written from CIFAR-10 in class order keeps the same training subset.
+SUBSET_SEED, TEST_SEED, VAL_SEED = 1, 2, 3
+
 Progress = Callable[[str], Callable[[int, int], None] | None]
 """Given what is being read, a callback told (done, total) as a folder's images are decoded (or None)."""
 
@@ -56,7 +60,7 @@ def _held_out_by_count(full: ArraySet, test: ArraySet, val_size: int, split_seed
     if val_size >= len(full):
         raise DataError(f"--val-size {val_size} leaves no training images (the training set has {len(full)})")
     train_idx, val_idx = stratified_split(full.labels, val_size, split_seed)
-    train = _subset(full.subset(train_idx), train_subset, split_seed + 1)
+    train = _subset(full.subset(train_idx), train_subset, split_seed + SUBSET_SEED)
     return Splits(train, full.subset(val_idx) if val_size else test, test, val_is_test=val_size == 0)
 
 
@@ -97,8 +101,9 @@ def _load_folder_splits(root: Path, holdout: float, split_seed: int, train_subse
 
     if "train" not in parts:  # one folder of classes: hold out the test images, then the validation images
         full, classes = read(root)
-        rest, test_idx = proportional_split(full.labels, holdout, split_seed, classes)
-        train_idx, val_idx = proportional_split(full.labels[rest], holdout / (1 - holdout), split_seed + 1, classes)
+        rest, test_idx = proportional_split(full.labels, holdout, split_seed + TEST_SEED, classes)
+        train_idx, val_idx = proportional_split(full.labels[rest], holdout / (1 - holdout), split_seed + VAL_SEED,
+                                                classes)
         train, val, test = full.subset(rest[train_idx]), full.subset(rest[val_idx]), full.subset(test_idx)
         layout = f"one folder: {100 * holdout:g}% of each class held out for validation and again for test"
     else:
@@ -110,15 +115,15 @@ def _load_folder_splits(root: Path, holdout: float, split_seed: int, train_subse
                                 f"{_names(classes)}; the split folders must hold the same class folders")
         val, test = (given[name][0] if name in given else None for name in ("val", "test"))
         if test is None:
-            rest, test_idx = proportional_split(train.labels, holdout, split_seed, classes)
+            rest, test_idx = proportional_split(train.labels, holdout, split_seed + TEST_SEED, classes)
             train, test = train.subset(rest), train.subset(test_idx)
         if val is None:
-            rest, val_idx = proportional_split(train.labels, holdout, split_seed + 1, classes)
+            rest, val_idx = proportional_split(train.labels, holdout, split_seed + VAL_SEED, classes)
             train, val = train.subset(rest), train.subset(val_idx)
         layout = "split folders: " + ", ".join(
             f"{name}/" if name in parts else f"{name} held out of train/ ({100 * holdout:g}% of each class)"
             for name in SPLIT_FOLDERS)
-    train = _subset(train, train_subset, split_seed + 2)
+    train = _subset(train, train_subset, split_seed + SUBSET_SEED)
     record = {"dataset": "folder", "folder": str(root.resolve()), "layout": layout, "holdout": holdout,
               "split_seed": split_seed, "images": {"train": len(train), "val": len(val), "test": len(test)}}
     return Splits(train, val, test, val_is_test=False, classes=classes, record=record)
@@ -136,10 +141,11 @@ def data_files(dataset: str, data_dir: Path) -> list[Path]:
     return cifar100_files(data_dir) if dataset.startswith("cifar100") else []
 
 
-def normalization_of(dataset: str, train: ArraySet) -> tuple[tuple[float, ...], tuple[float, ...]] | None:
-    """The (mean, std) a new model of ``dataset`` normalises with: None (CIFAR-10's constants) for CIFAR-10,
-    else measured on its training split, to 4 decimals as CIFAR-10's are."""
-    if dataset == "cifar10":
+def normalization_of(dataset: str, train: ArraySet,
+                     normalize: str = "data") -> tuple[tuple[float, ...], tuple[float, ...]] | None:
+    """The (mean, std) a new model of ``dataset`` normalises with: None (CIFAR-10's constants) for CIFAR-10 or
+    when ``normalize`` says ``cifar10``, else measured on its training split, to 4 decimals as CIFAR-10's are."""
+    if dataset == "cifar10" or normalize == "cifar10":
         return None
     mean, std = channel_stats(train.images)
     return tuple(round(m, 4) for m in mean), tuple(max(round(s, 4), 1e-4) for s in std)

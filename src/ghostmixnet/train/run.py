@@ -208,7 +208,7 @@ def _train(cfg: TrainConfig, data_dir: Path, out_dir: Path, env: DistEnv, resume
     log = RunLog(out_dir / "train.log" if env.is_main else None, echo)
     splits = load_data(cfg.dataset, data_dir, **cfg.data_fields(), train_subset=cfg.train_subset, download=download,
                        skip_bad=skip_bad, echo=log, progress=reading_progress(log, env.is_main))
-    cfg = cfg.for_data(splits.classes, normalization_of(cfg.dataset, splits.train))
+    cfg = cfg.for_data(splits.classes, normalization_of(cfg.dataset, splits.train, cfg.normalize))
     env.barrier()
     per_rank = cfg.batch_size // env.world_size
     sampler = ResumableSampler(len(splits.train), env.world_size, env.rank, cfg.seed)
