@@ -95,8 +95,8 @@ def verification_images(data_dir: Path, count: int, cfg: TrainConfig | None = No
         return load_data(dataset, data_dir, **cfg.data_fields()).test.images[:count], f"{dataset} test images"
     except DataError:
         generated = np.random.default_rng(0).integers(0, 256, (count, 32, 32, 3), dtype=np.uint8)
-        return generated, (f"generated images (random pixels: no {dataset} data in {data_dir}; pass --data-dir to "
-                           "use it)")
+        name = "CIFAR-10" if dataset == "cifar10" else f"{dataset} data"
+        return generated, f"generated images (random pixels: no {name} in {data_dir}; pass --data-dir to use it)"
 
 
 def export_checkpoint(checkpoint: Path, out: Path | None, data_dir: Path, verify_images: int = 512,

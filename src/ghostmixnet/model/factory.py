@@ -8,11 +8,12 @@ know nothing of weights) and the model files (:mod:`~ghostmixnet.model.checkpoin
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from torch import nn
 
+from ..data.cifar import CLASSES
 from ..errors import WeightsError
 from .architectures import CifarNet, build_architecture
 from .checkpoint import ModelSpec, load_checkpoint, load_weights, resolve_checkpoint
@@ -34,13 +35,14 @@ def build_model(name: str, num_classes: int = 10, width: float = 1.0, dropout: f
 
 
 def load_pretrained(model: nn.Module, name: str = "ghostmixnet", path: Path | str | None = None,
-                    echo: Callable[[str], None] | None = None) -> nn.Module:
+                    echo: Callable[[str], None] | None = None, classes: Sequence[str] | None = None) -> nn.Module:
     """Load trained weights into ``model``, in place, and return it: those shipped for ``name``, or ``path``
     (a weights file, a checkpoint, a run folder, or the word ``pretrained``).
 
     The architecture and width must match the weights'. A model with another number of classes keeps its
-    own, freshly initialised classifier (``fc``) and takes every other layer: the start of a fine-tuning.
-    ``echo`` is told in one line which it was.
+    own, freshly initialised classifier (``fc``) and takes every other layer: the start of a fine-tuning. So
+    does a model of other ``classes`` (names in order) than the weights were trained for, even as many: ten
+    digits are not CIFAR-10's ten classes. ``echo`` is told in one line which it was.
     """
     path = shipped_weights(name) if path is None else resolve_checkpoint(Path(path))
     ckpt = load_checkpoint(path)
@@ -49,7 +51,9 @@ def load_pretrained(model: nn.Module, name: str = "ghostmixnet", path: Path | st
         raise WeightsError(f"{path} holds weights of {spec.model!r}, not {name!r}")
     state = ckpt["model"]
     own = model.state_dict()
-    new_head = own["fc.weight"].shape[0] != spec.num_classes
+    trained_for = trained_classes(ckpt["config"])
+    new_head = own["fc.weight"].shape[0] != spec.num_classes or (
+        classes is not None and trained_for is not None and tuple(classes) != trained_for)
     if new_head:
         state = {**{k: v for k, v in state.items() if not k.startswith("fc.")},
                  **{k: v for k, v in own.items() if k.startswith("fc.")}}
@@ -59,6 +63,14 @@ def load_pretrained(model: nn.Module, name: str = "ghostmixnet", path: Path | st
              f"the classifier is new, for {own['fc.weight'].shape[0]} classes" if new_head else
              f"starting from {path.name}, every layer including its {spec.num_classes}-class classifier")
     return model
+
+
+def trained_classes(config: dict) -> tuple[str, ...] | None:
+    """The class names a checkpoint's config says its model was trained for (CIFAR-10's for a 10-class config
+    without names, as every config before class lists was); None when it does not say."""
+    if isinstance(config.get("classes"), (list, tuple)):
+        return tuple(config["classes"])
+    return CLASSES if config.get("num_classes", len(CLASSES)) == len(CLASSES) else None
 
 
 # The public entry points: one function per model, the same arguments everywhere (torch.hub lists these).

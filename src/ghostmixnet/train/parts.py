@@ -61,7 +61,7 @@ def build_training(cfg: TrainConfig, device: torch.device, steps_per_epoch: int,
     if cfg.zero_init_residual:
         zero_init_residuals(model)
     if cfg.init is not None:
-        load_pretrained(model, cfg.model, cfg.init, echo=echo)
+        load_pretrained(model, cfg.model, cfg.init, echo=echo, classes=cfg.class_names)
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
     optimizer = build_optimizer(model, cfg, device)

@@ -12,8 +12,9 @@ class Progress:
     """A tqdm bar on an interactive terminal; otherwise a plain line every ``every`` steps."""
 
     def __init__(self, total: int, desc: str, log: Callable[[str], None], every: int = 50,
-                 enabled: bool = True) -> None:
+                 enabled: bool = True, unit: str = "step") -> None:
         self.total, self.desc, self.log, self.every, self.enabled = total, desc, log, every, enabled
+        self.unit = unit
         self.bar = None
         if enabled and sys.stderr.isatty():
             self.bar = tqdm(total=total, desc=desc, leave=False, dynamic_ncols=True)
@@ -26,7 +27,7 @@ class Progress:
             self.bar.update(1)
             self.bar.set_postfix_str(text, refresh=False)
         elif step % self.every == 0 or step == self.total:
-            self.log(f"{self.desc} step {step}/{self.total} {text}")
+            self.log(f"{self.desc} {self.unit} {step}/{self.total} {text}".rstrip())
 
     def close(self) -> None:
         if self.bar is not None:

@@ -273,7 +273,8 @@ def reading_progress(log: Callable[[str], None], enabled: bool) -> Callable[[str
 
         def update(done: int, total: int) -> None:
             if not bars:
-                bars.append(Progress(total, f"reading {what}", log, every=max(1, total // 10), enabled=enabled))
+                bars.append(Progress(total, f"reading {what}:", log, every=max(1, total // 10), enabled=enabled,
+                                     unit="image"))
             bars[0].update(done)
             if done == total:
                 bars[0].close()
