@@ -242,7 +242,8 @@ def _deployment_commands(command: Command, recipe: str) -> None:
                             "export, quantize, bench, serve and train --init accept.")
     p.add_argument("checkpoint", type=Path)
     p.add_argument("--out", type=Path, default=Path("."), help="folder to write into [.]")
-    p.add_argument("--name", default=None, metavar="STEM", help="file name before the hash [MODEL_cifar10]")
+    p.add_argument("--name", default=None, metavar="STEM",
+                   help="file name before the hash [MODEL_DATASET, e.g. ghostmixnet_cifar10]")
 
     p = command("calibrate", cmd_calibrate, "fit a model's temperature and 'not sure' threshold",
                 description="Fit a temperature (calibrated probabilities) and an out-of-distribution threshold "

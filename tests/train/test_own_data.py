@@ -14,7 +14,7 @@ from test_run import quiet
 from ghostmixnet.cli import main
 from ghostmixnet.config import make_config
 from ghostmixnet.data.cifar import MEAN
-from ghostmixnet.errors import CheckpointError, RunError
+from ghostmixnet.errors import CheckpointError, DataError, RunError
 from ghostmixnet.infer.load import model_from_checkpoint
 from ghostmixnet.model.checkpoint import load_checkpoint, save_atomic
 from ghostmixnet.model.factory import build_model
@@ -158,3 +158,23 @@ def test_finetuning_from_the_shipped_weights_replaces_only_the_classifier(class_
                     tmp_path / "run", echo=quiet)
     assert "fine-tuning: every layer but the classifier" in (tmp_path / "run" / "train.log").read_text()
     assert summary["test_acc"] >= 0 and np.isfinite(summary["best_val_acc"])
+
+
+def test_an_unreadable_image_stops_a_run_in_one_line_or_is_left_out_with_skip_bad(tmp_path):
+    data = write_class_folder(tmp_path / "data", per_class=10)
+    (data / "dog" / "broken.png").write_bytes(b"not a png at all")
+    with pytest.raises(DataError, match=r"broken.png.*\(or pass --skip-bad to leave such files out\)"):
+        train(tiny(dataset="folder", epochs=1), data, tmp_path / "run", echo=quiet)
+    assert not (tmp_path / "run").exists()  # nothing left behind
+    train(tiny(dataset="folder", epochs=1), data, tmp_path / "run", echo=quiet, skip_bad=True)
+    log = (tmp_path / "run" / "train.log").read_text()
+    assert "skipped" in log and "broken.png" in log
+
+
+def test_pack_keeps_the_class_list_in_the_weights_file(folder_run, class_folder, tmp_path):
+    assert main(["pack", str(folder_run), "--out", str(tmp_path)]) == 0
+    (packed,) = tmp_path.glob("ghostmixnet_folder-*.safetensors")
+    assert model_from_checkpoint(packed)[1].class_names == ("cat", "dog", "fox")
+    out = tmp_path / "packed.csv"
+    assert main(["predict", str(packed), str(class_folder / "cat"), "--out", str(out), "--device", "cpu"]) == 0
+    assert {r["label"] for r in csv.DictReader(out.open())} <= {"cat", "dog", "fox"}

@@ -151,7 +151,7 @@ def load_source(source: str) -> tuple[nn.Module | None, Path | None, str]:
         return build_architecture(source).eval(), None, f"{source} (width 1, random weights)"
     path = Path(source)
     if path.suffix.lower() == ".onnx":
-        OnnxClassifier(path)  # refused here unless it is a readable model of 10 CIFAR-10 logits
+        OnnxClassifier(path)  # refused here unless it is a readable model, one logit per class of its list
         return None, path, str(path)
     if not path.exists():
         raise ValueError(f"{source!r} is neither a model name ({', '.join(ARCHITECTURES)}) nor an existing "

@@ -19,7 +19,8 @@ def pack_checkpoint(checkpoint: Path | str, out_dir: Path, stem: str | None = No
     """Write a training checkpoint's weights (a run folder stands for its ``best.pt``) as a weights file in
     ``out_dir``, with its config and what its run recorded: the epoch and, from the run's ``test.json``, the
     validation and test accuracy, and its calibration (temperature and "not sure" threshold) if it has one. A
-    weights file given instead keeps what its metadata recorded. ``stem`` defaults to ``MODEL_cifar10``.
+    weights file given instead keeps what its metadata recorded. ``stem`` defaults to ``MODEL_DATASET``
+    (``ghostmixnet_cifar10``, ``ghostmixnet_folder``, ...).
     ``echo`` is told what was written."""
     path = resolve_checkpoint(Path(checkpoint))
     check_writable(out_dir, folder=True)
@@ -34,8 +35,8 @@ def pack_checkpoint(checkpoint: Path | str, out_dir: Path, stem: str | None = No
     if ckpt.get("calibration") is not None:  # a checkpoint's; a weights file's is among its metadata
         meta["calibration"] = ckpt["calibration"]
     meta.update(metadata or {})
-    written = write_weights(ckpt["model"], cfg.to_dict(), out_dir, stem or f"{cfg.model.replace('-', '_')}_cifar10",
-                            meta)
+    stem = stem or f"{cfg.model}_{cfg.dataset}".replace("-", "_")
+    written = write_weights(ckpt["model"], cfg.to_dict(), out_dir, stem, meta)
     if echo is not None:
         echo(f"wrote {written} ({written.stat().st_size / 1e6:.2f} MB, sha256 {sha256_of(written)})")
     return written

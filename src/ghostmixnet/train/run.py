@@ -95,12 +95,23 @@ class RunLog:
     def __call__(self, line: str) -> None:
         if self.path is None:
             return
+        self.show(line)
+        self.record(line)
+
+    def show(self, line: str) -> None:
+        """Print a line without keeping it in the log (on rank 0)."""
+        if self.path is None:
+            return
         if self.echo is None:
             print(line, flush=True)  # flushed, so redirected logs of long runs stay current
         else:
             self.echo(line)
-        with open(self.path, "a") as f:
-            f.write(line + "\n")
+
+    def record(self, line: str) -> None:
+        """Append a line to the log without printing it (on rank 0)."""
+        if self.path is not None:
+            with open(self.path, "a") as f:
+                f.write(line + "\n")
 
 
 def selection_note(splits: Splits) -> str:
@@ -204,11 +215,15 @@ def _train(cfg: TrainConfig, data_dir: Path, out_dir: Path, env: DistEnv, resume
            stop_after: int | None, log_every: int, checkpoint_every: int, echo: Callable[[str], None] | None,
            stop: dict[str, int], time_limit: float | None, epoch_end: EpochHook | None = None,
            skip_bad: bool = False) -> RunSummary:
-    # Set up: the run's log, the data (its class list and normalisation joining the config), the parts.
-    log = RunLog(out_dir / "train.log" if env.is_main else None, echo)
+    # Set up: the data (its class list and normalisation joining the config), the run's log, the parts. Nothing
+    # is written before the data is read, so that unreadable data leaves no run folder behind.
+    log, notes = RunLog(out_dir / "train.log" if env.is_main else None, echo), []
     splits = load_data(cfg.dataset, data_dir, **cfg.data_fields(), train_subset=cfg.train_subset, download=download,
-                       skip_bad=skip_bad, echo=log, progress=reading_progress(log, env.is_main))
+                       skip_bad=skip_bad, echo=lambda line: (notes.append(line), log.show(line)),
+                       progress=reading_progress(log.show, env.is_main))
     cfg = cfg.for_data(splits.classes, normalization_of(cfg.dataset, splits.train, cfg.normalize))
+    for line in notes:  # what reading said (files skipped, a cache it could not write), kept in the log
+        log.record(line)
     env.barrier()
     per_rank = cfg.batch_size // env.world_size
     sampler = ResumableSampler(len(splits.train), env.world_size, env.rank, cfg.seed)
