@@ -154,6 +154,14 @@ def test_finetuning_from_the_shipped_weights_replaces_only_the_classifier(class_
                      "the classifier is new, for 3 classes"]
     rates = sorted({g["lr"] for g in t.optimizer.param_groups})
     assert rates == pytest.approx([cfg.lr * cfg.backbone_lr_scale, cfg.lr])
+    # Ten classes of other names (digits) get a new classifier too; CIFAR-10's own ten keep the shipped one.
+    digits = cfg.for_data(tuple("0123456789"), None)
+    fc = build_training(digits, torch.device("cpu"), 2, echo=lines.append).model.fc.weight
+    assert "the classifier is new, for 10 classes" in lines[-1] and not torch.equal(fc, shipped["fc.weight"].float())
+    same = make_config("finetune", dataset="cifar10", compile=False)
+    fc = build_training(same, torch.device("cpu"), 2, echo=lines.append).model.fc.weight
+    assert "every layer including its 10-class classifier" in lines[-1]
+    assert torch.equal(fc, shipped["fc.weight"].float())
     summary = train(make_config("finetune", epochs=1, batch_size=18, compile=False, num_workers=0), class_folder,
                     tmp_path / "run", echo=quiet)
     assert "fine-tuning: every layer but the classifier" in (tmp_path / "run" / "train.log").read_text()

@@ -5,7 +5,8 @@ were split.
 CIFAR-10 goes through :func:`~ghostmixnet.data.splits.load_splits` exactly as before; CIFAR-100 is split the
 same way (``val_size`` images held out of its training set). A folder is split by share (``holdout``), per
 class in proportion to its images, because a user's classes are rarely balanced: either one folder from
-which validation and test images are held out, or ``train/`` with ``val/`` and/or ``test/`` beside it.
+which validation and test images are held out, or ``train/`` with ``val/`` and/or ``test/`` beside it (the
+one missing held out of ``train/``).
 """
 
 from __future__ import annotations
@@ -99,7 +100,8 @@ def _load_folder_splits(root: Path, holdout: float, split_seed: int, train_subse
         return load_folder(folder, skip_bad=skip_bad, echo=echo,
                            progress=progress(str(folder)) if progress is not None else None)
 
-    if "train" not in parts:  # one folder of classes: hold out the test images, then the validation images
+    # Split folders are train/ with val/ or test/ beside it; a lone train/ may be a class (of vehicles, say).
+    if "train" not in parts or len(parts) == 1:  # one folder of classes: hold out test, then validation images
         full, classes = read(root)
         rest, test_idx = proportional_split(full.labels, holdout, split_seed + TEST_SEED, classes)
         train_idx, val_idx = proportional_split(full.labels[rest], holdout / (1 - holdout), split_seed + VAL_SEED,
@@ -117,8 +119,9 @@ def _load_folder_splits(root: Path, holdout: float, split_seed: int, train_subse
         if test is None:
             rest, test_idx = proportional_split(train.labels, holdout, split_seed + TEST_SEED, classes)
             train, test = train.subset(rest), train.subset(test_idx)
-        if val is None:
-            rest, val_idx = proportional_split(train.labels, holdout, split_seed + VAL_SEED, classes)
+        if val is None:  # a share of what test left, so that it is ``holdout`` of train/ as given
+            share = holdout if "test" in parts else holdout / (1 - holdout)
+            rest, val_idx = proportional_split(train.labels, share, split_seed + VAL_SEED, classes)
             train, val = train.subset(rest), train.subset(val_idx)
         layout = "split folders: " + ", ".join(
             f"{name}/" if name in parts else f"{name} held out of train/ ({100 * holdout:g}% of each class)"
