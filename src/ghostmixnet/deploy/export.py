@@ -91,12 +91,16 @@ def verification_images(data_dir: Path, count: int, cfg: TrainConfig | None = No
     try:
         if dataset == "cifar10":
             find_cifar_folder(data_dir)
-            return load_cifar10(data_dir, train=False).images[:count], "test images"
-        return load_data(dataset, data_dir, **cfg.data_fields()).test.images[:count], f"{dataset} test images"
+        elif not (Path(data_dir).is_dir() if dataset == "folder" else data_files(dataset, data_dir)):
+            raise DataError(f"no {dataset} data in {data_dir}")
     except DataError:
         generated = np.random.default_rng(0).integers(0, 256, (count, 32, 32, 3), dtype=np.uint8)
         name = "CIFAR-10" if dataset == "cifar10" else f"{dataset} data"
         return generated, f"generated images (random pixels: no {name} in {data_dir}; pass --data-dir to use it)"
+    # Data that is there but cannot be read (a corrupt or hostile file) stops the export.
+    if dataset == "cifar10":
+        return load_cifar10(data_dir, train=False).images[:count], "test images"
+    return load_data(dataset, data_dir, **cfg.data_fields()).test.images[:count], f"{dataset} test images"
 
 
 def export_checkpoint(checkpoint: Path, out: Path | None, data_dir: Path, verify_images: int = 512,
