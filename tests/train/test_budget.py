@@ -30,3 +30,10 @@ def test_budget_config_times_the_configs_own_step(cifar_dir, tiny_config):
     assert plan.train_images == 200 - 20 and plan.images_per_s > 0
     assert sized.epochs == plan.epochs == epochs_for_budget(0.5, plan.images_per_s, plan.compile_seconds, 180)
     assert {**sized.to_dict(), "epochs": cfg.epochs} == cfg.to_dict()  # only the epochs change
+
+
+def test_a_budget_on_a_folder_times_a_model_of_its_classes_on_its_training_split(class_folder, tiny_config):
+    cfg = tiny_config(recipe="fast", batch_size=8, dataset="folder", holdout=0.2)
+    sized, plan = budget_config(cfg, class_folder, minutes=0.5, device="cpu", steps=2)
+    assert plan.train_images == 36 and plan.images_per_s > 0  # 60 photos less 20% for validation and 20% for test
+    assert {**sized.to_dict(), "epochs": cfg.epochs} == cfg.to_dict()  # the classes join the config in the run
