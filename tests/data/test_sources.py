@@ -8,7 +8,7 @@ import pytest
 from conftest import write_cifar100, write_class_folder
 
 from ghostmixnet.data.cifar import MEAN, STD
-from ghostmixnet.data.sources import check_classes, load_data, normalization_of, proportional_split
+from ghostmixnet.data.sources import check_classes, has_data, load_data, normalization_of, proportional_split
 from ghostmixnet.errors import DataError
 
 SPLIT = {"val_size": 5000, "holdout": 0.2, "split_seed": 0}
@@ -82,3 +82,9 @@ def test_an_unknown_dataset_and_a_missing_folder_are_refused(tmp_path):
     with pytest.raises(DataError, match="CIFAR-100 not found"):
         load_data("cifar100", tmp_path, **SPLIT)
     shutil.rmtree(tmp_path)
+
+
+def test_has_data_tells_absent_data_from_data_that_is_there(class_folder, cifar_dir, tmp_path):
+    assert has_data("folder", class_folder) and has_data("cifar10", cifar_dir)
+    assert not has_data("folder", cifar_dir)  # one sub-folder, of batch files: no class folder
+    assert not has_data("cifar100", cifar_dir) and not has_data("cifar10", tmp_path / "nowhere")

@@ -24,10 +24,7 @@ STD = (0.2470, 0.2435, 0.2616)
 def read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     """One official CIFAR-10 batch file as (N, 32, 32, 3) uint8 images and (N,) int64 labels."""
     d = safe_unpickle(path)
-    images, labels = get_entry(d, "data", path), get_entry(d, "labels", path)
-    if not isinstance(images, np.ndarray) or images.dtype != np.uint8 or images.ndim != 2 or images.shape[1] != 3072:
-        raise DataError(f"{path}: 'data' must be a uint8 array of shape (N, 3072), got "
-                        f"{getattr(images, 'dtype', type(images).__name__)} {getattr(images, 'shape', '')}")
+    images, labels = image_rows(get_entry(d, "data", path), path), get_entry(d, "labels", path)
     if not isinstance(labels, (list, np.ndarray)) or len(labels) != len(images):
         raise DataError(f"{path}: 'labels' must be a list of {len(images)} ints")
     try:
@@ -36,7 +33,17 @@ def read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
         raise DataError(f"{path}: 'labels' must hold ints") from None
     if labels.size and (labels.min() < 0 or labels.max() >= len(CLASSES)):
         raise DataError(f"{path}: labels must be in 0..{len(CLASSES) - 1}, found {labels.min()}..{labels.max()}")
-    return images.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1).copy(), labels
+    return images, labels
+
+
+def image_rows(rows: object, path: Path) -> np.ndarray:
+    """A batch file's ``data`` entry, (N, 3072) uint8 rows of red, green and blue planes, as (N, 32, 32, 3)
+    images; a :class:`DataError` naming the file when it is anything else (CIFAR-10's and CIFAR-100's files
+    share the format)."""
+    if not isinstance(rows, np.ndarray) or rows.dtype != np.uint8 or rows.ndim != 2 or rows.shape[1] != 3072:
+        raise DataError(f"{path}: 'data' must be a uint8 array of shape (N, 3072), got "
+                        f"{getattr(rows, 'dtype', type(rows).__name__)} {getattr(rows, 'shape', '')}")
+    return rows.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1).copy()
 
 
 def cifar_files(data_dir: Path) -> list[Path]:
@@ -63,14 +70,18 @@ def find_cifar_folder(data_dir: Path, download: bool = False) -> Path:
 
 def download_cifar10(data_dir: Path) -> Path:
     """Fetch and unpack the official archive into ``data_dir`` (its MD5 checked by torchvision)."""
+    return download_archive("CIFAR-10", CIFAR_URL, CIFAR_MD5, Path(data_dir), CIFAR_FOLDER)
+
+
+def download_archive(name: str, url: str, md5: str, data_dir: Path, folder: str) -> Path:
+    """Fetch the official archive of dataset ``name`` from ``url`` and unpack it into ``data_dir`` (its MD5
+    checked by torchvision), where it makes ``folder``; a :class:`DataError` saying what to do offline."""
     try:
-        download_and_extract_archive(CIFAR_URL, download_root=str(data_dir), md5=CIFAR_MD5)
+        download_and_extract_archive(url, download_root=str(data_dir), md5=md5)
     except Exception as e:  # any network or archive failure: say what to do instead
-        raise DataError(
-            f"could not download CIFAR-10 from {CIFAR_URL} ({type(e).__name__}: {e}); without a network, "
-            f"unpack cifar-10-python.tar.gz so that {Path(data_dir) / CIFAR_FOLDER} exists"
-        ) from None
-    return Path(data_dir) / CIFAR_FOLDER
+        raise DataError(f"could not download {name} from {url} ({type(e).__name__}: {e}); without a network, "
+                        f"unpack {url.rsplit('/', 1)[-1]} so that {data_dir / folder} exists") from None
+    return data_dir / folder
 
 
 @dataclass

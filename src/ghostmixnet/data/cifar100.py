@@ -7,10 +7,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from torchvision.datasets.utils import download_and_extract_archive
 
 from ..errors import DataError
-from .cifar import ArraySet
+from .cifar import ArraySet, download_archive, image_rows
 from .pickles import get_entry, safe_unpickle
 
 FOLDER = "cifar-100-python"
@@ -34,12 +33,7 @@ def find_cifar100(data_dir: Path, download: bool = False) -> Path:
         if all((candidate / n).is_file() for n in FILES):
             return candidate
     if download:
-        try:
-            download_and_extract_archive(URL, download_root=str(data_dir), md5=MD5)
-        except Exception as e:  # any network or archive failure: say what to do instead
-            raise DataError(f"could not download CIFAR-100 from {URL} ({type(e).__name__}: {e}); without a "
-                            f"network, unpack cifar-100-python.tar.gz so that {data_dir / FOLDER} exists") from None
-        return data_dir / FOLDER
+        return download_archive("CIFAR-100", URL, MD5, data_dir, FOLDER)
     raise DataError(f"CIFAR-100 not found: expected the official '{FOLDER}' folder (train, test, meta) in {data_dir}; "
                     "put it there, or name the folder that holds it with --data-dir (--download fetches it)")
 
@@ -59,10 +53,7 @@ def read_split(path: Path, labels: str = "fine") -> ArraySet:
     if labels not in LABELS:
         raise ValueError(f"labels must be one of {', '.join(LABELS)}, got {labels!r}")
     d = safe_unpickle(path)
-    images, targets = get_entry(d, "data", path), get_entry(d, f"{labels}_labels", path)
-    if not isinstance(images, np.ndarray) or images.dtype != np.uint8 or images.ndim != 2 or images.shape[1] != 3072:
-        raise DataError(f"{path}: 'data' must be a uint8 array of shape (N, 3072), got "
-                        f"{getattr(images, 'dtype', type(images).__name__)} {getattr(images, 'shape', '')}")
+    images, targets = image_rows(get_entry(d, "data", path), path), get_entry(d, f"{labels}_labels", path)
     try:
         targets = np.asarray(targets, dtype=np.int64)
     except (TypeError, ValueError):
@@ -72,7 +63,7 @@ def read_split(path: Path, labels: str = "fine") -> ArraySet:
     if targets.size and (targets.min() < 0 or targets.max() >= LABELS[labels]):
         raise DataError(f"{path}: {labels} labels must be in 0..{LABELS[labels] - 1}, found "
                         f"{targets.min()}..{targets.max()}")
-    return ArraySet(images.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1).copy(), targets)
+    return ArraySet(images, targets)
 
 
 def load_cifar100(data_dir: Path, train: bool, labels: str = "fine",

@@ -11,25 +11,25 @@ one missing held out of ``train/``).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ..errors import DataError
-from .cifar import ArraySet, cifar_files
-from .cifar100 import cifar100_files, load_cifar100
-from .folders import load_folder
-from .splits import Splits, load_splits, stratified_split
+from .cifar import ArraySet, cifar_files, find_cifar_folder
+from .cifar100 import cifar100_files, find_cifar100, load_cifar100
+from .folders import load_folder, scan_classes
+from .splits import SUBSET_SEED, Splits, hold_out, load_splits, stratified_subset
 from .stats import channel_stats
 
 SPLIT_FOLDERS = ("train", "val", "test")
 """The sub-folders of a folder that comes already split (``train`` and at least one of the others)."""
 
-# Offsets from split_seed of each draw, so that no two share a stream; the subset's is CIFAR-10's (splits.py), so
-# that a folder written from CIFAR-10 in class order keeps the same training subset.
-SUBSET_SEED, TEST_SEED, VAL_SEED = 1, 2, 3
+# Offsets from split_seed of a folder's held-out draws, so that no two share a stream nor the training subset's
+# (splits.SUBSET_SEED, CIFAR-10's, so that a folder written from CIFAR-10 in class order keeps the same subset).
+TEST_SEED, VAL_SEED = 2, 3
 
 Progress = Callable[[str], Callable[[int, int], None] | None]
 """Given what is being read, a callback told (done, total) as a folder's images are decoded (or None)."""
@@ -48,28 +48,12 @@ def load_data(dataset: str, data_dir: Path, *, val_size: int, holdout: float, sp
         labels = "coarse" if dataset.endswith("coarse") else "fine"
         full, classes = load_cifar100(data_dir, train=True, labels=labels, download=download)
         test, _ = load_cifar100(data_dir, train=False, labels=labels)
-        splits = _held_out_by_count(full, test, val_size, split_seed, train_subset)
+        splits = hold_out(full, test, val_size, split_seed, train_subset)
         splits.classes, splits.record = classes, {"dataset": dataset, "val_size": val_size, "split_seed": split_seed}
         return splits
     if dataset == "folder":
         return _load_folder_splits(data_dir, holdout, split_seed, train_subset, skip_bad, echo, progress)
     raise ValueError(f"unknown dataset {dataset!r}")
-
-
-def _held_out_by_count(full: ArraySet, test: ArraySet, val_size: int, split_seed: int,
-                       train_subset: int | None) -> Splits:
-    if val_size >= len(full):
-        raise DataError(f"--val-size {val_size} leaves no training images (the training set has {len(full)})")
-    train_idx, val_idx = stratified_split(full.labels, val_size, split_seed)
-    train = _subset(full.subset(train_idx), train_subset, split_seed + SUBSET_SEED)
-    return Splits(train, full.subset(val_idx) if val_size else test, test, val_is_test=val_size == 0)
-
-
-def _subset(train: ArraySet, size: int | None, seed: int) -> ArraySet:
-    if size is None or size >= len(train):
-        return train
-    _, keep = stratified_split(train.labels, size, seed)
-    return train.subset(keep)
 
 
 def proportional_split(labels: np.ndarray, share: float, seed: int,
@@ -126,14 +110,34 @@ def _load_folder_splits(root: Path, holdout: float, split_seed: int, train_subse
         layout = "split folders: " + ", ".join(
             f"{name}/" if name in parts else f"{name} held out of train/ ({100 * holdout:g}% of each class)"
             for name in SPLIT_FOLDERS)
-    train = _subset(train, train_subset, split_seed + SUBSET_SEED)
+    train = stratified_subset(train, train_subset, split_seed + SUBSET_SEED)
     record = {"dataset": "folder", "folder": str(root.resolve()), "layout": layout, "holdout": holdout,
               "split_seed": split_seed, "images": {"train": len(train), "val": len(val), "test": len(test)}}
     return Splits(train, val, test, val_is_test=False, classes=classes, record=record)
 
 
 def _names(classes: tuple[str, ...]) -> str:
-    return ", ".join(classes[:6]) + (f", ... ({len(classes)} in all)" if len(classes) > 6 else "")
+    return name_list(classes, 6) + (f" ({len(classes)} in all)" if len(classes) > 6 else "")
+
+
+def name_list(names: Sequence[str], first: int) -> str:
+    """The ``first`` names, comma-separated, and ``...`` when there are more: a class list within one line."""
+    return ", ".join(names[:first]) + (", ..." if len(names) > first else "")
+
+
+def has_data(dataset: str, data_dir: Path) -> bool:
+    """Whether ``data_dir`` holds ``dataset`` at all (found, not yet read): what lets a command that can do
+    without the data tell data that is absent from data that is there but unreadable."""
+    try:
+        if dataset == "cifar10":
+            find_cifar_folder(data_dir)
+        elif dataset == "folder":
+            scan_classes(data_dir)
+        else:
+            find_cifar100(data_dir)
+    except DataError:
+        return False
+    return True
 
 
 def data_files(dataset: str, data_dir: Path) -> list[Path]:

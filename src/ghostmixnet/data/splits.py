@@ -49,17 +49,33 @@ class Splits:
     record: dict[str, Any] = field(default_factory=dict)
 
 
+SUBSET_SEED = 1
+"""The offset from ``split_seed`` of the training subset's draw (kept apart from the validation split's)."""
+
+
 def load_splits(data_dir: Path, val_size: int, split_seed: int, train_subset: int | None = None,
                 download: bool = False) -> Splits:
     """Read CIFAR-10 and carve the seeded, stratified validation split (and optional training subset)."""
     full = load_cifar10(data_dir, train=True, download=download)
-    test = load_cifar10(data_dir, train=False)
+    return hold_out(full, load_cifar10(data_dir, train=False), val_size, split_seed, train_subset)
+
+
+def hold_out(full: ArraySet, test: ArraySet, val_size: int, split_seed: int,
+             train_subset: int | None = None) -> Splits:
+    """A dataset's splits from its training set ``full`` and its ``test`` set: ``val_size`` images of ``full``
+    held out, stratified and seeded, to select on (0: the test set is selected on), and the training images
+    reduced to a stratified subset of ``train_subset`` when it is given and smaller."""
     if val_size >= len(full):
         raise DataError(f"--val-size {val_size} leaves no training images (the training set has {len(full)})")
     train_idx, val_idx = stratified_split(full.labels, val_size, split_seed)
-    train = full.subset(train_idx)
-    if train_subset is not None and train_subset < len(train):
-        _, keep = stratified_split(train.labels, train_subset, split_seed + 1)
-        train = train.subset(keep)
+    train = stratified_subset(full.subset(train_idx), train_subset, split_seed + SUBSET_SEED)
     val = full.subset(val_idx) if val_size else test
     return Splits(train, val, test, val_is_test=val_size == 0)
+
+
+def stratified_subset(data: ArraySet, size: int | None, seed: int) -> ArraySet:
+    """``size`` images of ``data``, stratified and seeded; all of it when ``size`` is None or not smaller."""
+    if size is None or size >= len(data):
+        return data
+    _, keep = stratified_split(data.labels, size, seed)
+    return data.subset(keep)

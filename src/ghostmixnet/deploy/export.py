@@ -22,9 +22,8 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from ..checks import count
 from ..config import TrainConfig
-from ..data.cifar import find_cifar_folder, load_cifar10
-from ..data.sources import data_files, load_data
-from ..errors import DataError
+from ..data.cifar import load_cifar10
+from ..data.sources import data_files, has_data, load_data
 from ..files import check_output
 from ..infer.calibrate import Calibration, calibration_of
 from ..infer.load import model_from_checkpoint
@@ -88,12 +87,7 @@ def verification_images(data_dir: Path, count: int, cfg: TrainConfig | None = No
     """Up to ``count`` test images of the model's data (``cfg``'s; CIFAR-10 without one) when ``data_dir``
     holds them, else as many generated ones (an export needs no dataset); with a few words saying which."""
     dataset = cfg.dataset if cfg is not None else "cifar10"
-    try:
-        if dataset == "cifar10":
-            find_cifar_folder(data_dir)
-        elif not (Path(data_dir).is_dir() if dataset == "folder" else data_files(dataset, data_dir)):
-            raise DataError(f"no {dataset} data in {data_dir}")
-    except DataError:
+    if not has_data(dataset, data_dir):
         generated = np.random.default_rng(0).integers(0, 256, (count, 32, 32, 3), dtype=np.uint8)
         name = "CIFAR-10" if dataset == "cifar10" else f"{dataset} data"
         return generated, f"generated images (random pixels: no {name} in {data_dir}; pass --data-dir to use it)"

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import COMPUTE_FIELDS, RECIPE_FIELDS, TrainConfig, config_of
+from ..data.sources import name_list
 from ..errors import CheckpointError, RunError
 from ..model.checkpoint import load_checkpoint, load_weights, unwrap
 from .loop import EpochTotals
@@ -130,8 +131,7 @@ def check_same_data(saved: TrainConfig, now: TrainConfig, data_dir: Path) -> Non
     images (their mean or std moved); it would resume with other labels or other inputs."""
     if saved.class_names != now.class_names:
         raise RunError(f"the data in {data_dir} has changed since the run started: its classes are now "
-                       f"{', '.join(now.class_names[:8])}{', ...' if now.num_classes > 8 else ''} ({now.num_classes}), "
-                       f"were {', '.join(saved.class_names[:8])}{', ...' if saved.num_classes > 8 else ''} "
+                       f"{name_list(now.class_names, 8)} ({now.num_classes}), were {name_list(saved.class_names, 8)} "
                        f"({saved.num_classes}); put the folder back as it was, or start a new run with --out")
     if saved.normalization != now.normalization:
         raise RunError(f"the training images in {data_dir} have changed since the run started (their mean and std "

@@ -32,7 +32,7 @@ import torch
 from ..checks import count, number
 from ..config import TrainConfig, config_of
 from ..data.loading import ResumableSampler
-from ..data.sources import load_data, normalization_of
+from ..data.sources import load_data, name_list, normalization_of
 from ..data.splits import Splits
 from ..device import slow_precision_warning
 from ..errors import NonFiniteLossError, RunError
@@ -124,8 +124,7 @@ def selection_note(splits: Splits) -> str:
 def data_note(cfg: TrainConfig) -> str:
     if cfg.dataset == "cifar10":
         return ""
-    names = ", ".join(cfg.class_names[:5]) + (", ..." if cfg.num_classes > 5 else "")
-    return f" of {cfg.dataset} ({cfg.num_classes} classes: {names})"
+    return f" of {cfg.dataset} ({cfg.num_classes} classes: {name_list(cfg.class_names, 5)})"
 
 
 @contextmanager
