@@ -104,3 +104,8 @@ def test_the_recipe_and_the_compute_settings_split_the_fields():
         ComputeConfig(precision="fp8")
     with pytest.raises(ValueError, match="lr must be positive"):
         RecipeConfig(lr=0.0)
+
+
+def test_only_a_cifar_run_without_a_validation_split_selects_on_the_test_set():
+    assert make_config("paper", val_size=0).selects_on_test and not make_config("paper").selects_on_test
+    assert not make_config("paper", val_size=0, dataset="folder").selects_on_test  # a folder always holds one out

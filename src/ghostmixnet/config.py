@@ -20,6 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from .data.cifar import CLASSES, MEAN, STD
+from .data.sources import normalization_of
+from .data.splits import Splits
 from .errors import CheckpointError
 from .files import write_text_atomic
 from .model.architectures import ARCHITECTURES
@@ -173,6 +175,12 @@ class RecipeConfig:
         """The (mean, std) per channel the model's inputs are normalised with."""
         return (self.mean or MEAN), (self.std or STD)
 
+    @property
+    def selects_on_test(self) -> bool:
+        """Whether the run selected its checkpoints on the test set: ``val_size`` 0 on CIFAR data (a folder always
+        holds out a validation split)."""
+        return self.val_size == 0 and self.dataset != "folder"
+
     def data_fields(self) -> dict[str, Any]:
         """How the run's data is split, as keywords of :func:`~ghostmixnet.data.sources.load_data`."""
         return {"val_size": self.val_size, "holdout": self.holdout, "split_seed": self.split_seed}
@@ -319,6 +327,11 @@ class TrainConfig(ComputeConfig, RecipeConfig):
         mean, std = normalization or (MEAN, STD)
         return dataclasses.replace(self, classes=tuple(classes), num_classes=len(classes), mean=tuple(mean),
                                    std=tuple(std))
+
+    def for_splits(self, splits: Splits) -> TrainConfig:
+        """This config with the class list of the data ``splits`` and the normalisation its ``normalize`` asks
+        for (:meth:`for_data`)."""
+        return self.for_data(splits.classes, normalization_of(self.dataset, splits.train, self.normalize))
 
     @classmethod
     def of(cls, recipe: RecipeConfig, compute: ComputeConfig) -> TrainConfig:

@@ -43,7 +43,7 @@ def calibrate_checkpoint(checkpoint: Path, data_dir: Path, out: Path | None = No
     elif target != source:
         check_output(target, [source, *cifar_files(data_dir)])
     model, cfg, ckpt = model_from_checkpoint(source)
-    if cfg.val_size == 0 and cfg.dataset != "folder":
+    if cfg.selects_on_test:
         raise DataError(f"{source} was trained without a validation split (--val-size 0): fitting on the test set "
                         "would tune on it; train with a validation split to calibrate")
     if not weights:

@@ -137,7 +137,7 @@ def write_evaluation(result: EvalResult, checkpoint: Path, cfg: TrainConfig, epo
     name = "test" if split == "test" else f"validation split ({images} training images, seed {cfg.split_seed})"
     echo(f"{checkpoint}: {cfg.model} (epoch {epoch}) on the {name}"
          + (f", with test-time augmentation ({tta_views_text(cfg.tta_shift)})" if tta else ""))
-    if split == "test" and cfg.val_size == 0:
+    if split == "test" and cfg.selects_on_test:
         echo("note: this checkpoint was selected on the test set itself (--val-size 0), so this figure is optimistic")
     echo(f"accuracy {100 * result.accuracy:.2f}% ({int(np.trace(result.confusion))}/{images}), "
          f"loss {result.loss:.4f}")
@@ -184,7 +184,7 @@ def evaluate_checkpoint(checkpoint: Path, data_dir: Path, split: str = "test", o
     if split == "val" and dataset != cfg.dataset:
         raise DataError(f"--split val is the validation split of the model's own data ({cfg.dataset}); "
                         f"use --split test with --dataset {dataset}")
-    if split == "val" and cfg.val_size == 0 and dataset != "folder":
+    if split == "val" and cfg.selects_on_test:
         raise DataError("this run had no validation split (--val-size 0 selected on the test set); use --split test")
     for written in evaluation_files(out, source, split):
         check_output(written, data_files(dataset, data_dir))

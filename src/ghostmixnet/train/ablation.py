@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..config import make_config
+from ..config import TrainConfig, make_config
 from ..files import write_text_atomic
 from ..model.architectures import build_architecture, count_parameters
 from .resume import LAST
@@ -76,7 +76,7 @@ def ablation_markdown(results: dict[str, dict[str, Any]]) -> str:
         r = results[row.name]
         c = r["config"]
         params = count_parameters(build_architecture(c["model"], c["num_classes"], c["width"], c["dropout"]))
-        val = ("n/a (selected on test)" if c["val_size"] == 0 and dataset != "folder"
+        val = ("n/a (selected on test)" if TrainConfig.from_dict(c).selects_on_test
                else f"{100 * r['best_val_acc']:.2f}%")
         lines.append(f"| {row.label} | {row.recipe} | {params:,} | {val} | {100 * r['accuracy']:.2f}% |"
                      + (f" {row.paper_val}% | {row.paper_test}% |" if paper else ""))

@@ -18,7 +18,7 @@ import torch
 from ..config import TrainConfig
 from ..data.augment import resolve_augment_chunk
 from ..data.cifar import ArraySet, load_cifar10
-from ..data.sources import load_data, normalization_of
+from ..data.sources import load_data
 from ..device import resolve_device
 from .throughput import training_throughput
 
@@ -96,6 +96,6 @@ def budget_config(cfg: TrainConfig, data_dir: Any, minutes: float, device: str =
     else:  # timed with the model of the data's classes, on its training split
         splits = load_data(cfg.dataset, data_dir, **cfg.data_fields(), train_subset=cfg.train_subset,
                            download=download, skip_bad=skip_bad)
-        timed = cfg.for_data(splits.classes, normalization_of(cfg.dataset, splits.train, cfg.normalize))
+        timed = cfg.for_splits(splits)
         plan = plan_budget(timed, splits.train, minutes, resolve_device(device), steps, train_images=len(splits.train))
     return dataclasses.replace(cfg, epochs=plan.epochs), plan

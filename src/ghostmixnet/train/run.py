@@ -32,7 +32,7 @@ import torch
 from ..checks import count, number
 from ..config import TrainConfig, config_of
 from ..data.loading import ResumableSampler
-from ..data.sources import load_data, name_list, normalization_of
+from ..data.sources import load_data, name_list
 from ..data.splits import Splits
 from ..device import slow_precision_warning
 from ..errors import NonFiniteLossError, RunError
@@ -220,7 +220,7 @@ def _train(cfg: TrainConfig, data_dir: Path, out_dir: Path, env: DistEnv, resume
     splits = load_data(cfg.dataset, data_dir, **cfg.data_fields(), train_subset=cfg.train_subset, download=download,
                        skip_bad=skip_bad, echo=lambda line: (notes.append(line), log.show(line)),
                        progress=reading_progress(log.show, env.is_main))
-    cfg = cfg.for_data(splits.classes, normalization_of(cfg.dataset, splits.train, cfg.normalize))
+    cfg = cfg.for_splits(splits)
     for line in notes:  # what reading said (files skipped, a cache it could not write), kept in the log
         log.record(line)
     env.barrier()
