@@ -16,6 +16,8 @@ from torch import nn
 
 from .layers import BasicBlock, GhostBlock, conv_bn
 
+CLASSIFIER = "fc"
+"""The name of every model's classifier layer: what a fine-tuning replaces and may train at its own rate."""
 IMAGE_SIZE = 32
 
 

@@ -15,7 +15,7 @@ from torch import nn
 
 from ..data.cifar import CLASSES
 from ..errors import WeightsError
-from .architectures import CifarNet, build_architecture
+from .architectures import CLASSIFIER, CifarNet, build_architecture
 from .checkpoint import ModelSpec, load_checkpoint, load_weights, resolve_checkpoint
 from .weights import shipped_weights
 
@@ -49,18 +49,18 @@ def load_pretrained(model: nn.Module, name: str = "ghostmixnet", path: Path | st
     spec = ModelSpec.of(ckpt, path)
     if spec.model != name:
         raise WeightsError(f"{path} holds weights of {spec.model!r}, not {name!r}")
-    state = ckpt["model"]
-    own = model.state_dict()
+    state, own, head = ckpt["model"], model.state_dict(), f"{CLASSIFIER}."
+    width = own[f"{head}weight"].shape[0]
     trained_for = trained_classes(ckpt["config"])
-    new_head = own["fc.weight"].shape[0] != spec.num_classes or (
+    new_head = width != spec.num_classes or (
         classes is not None and trained_for is not None and tuple(classes) != trained_for)
     if new_head:
-        state = {**{k: v for k, v in state.items() if not k.startswith("fc.")},
-                 **{k: v for k, v in own.items() if k.startswith("fc.")}}
+        state = {**{k: v for k, v in state.items() if not k.startswith(head)},
+                 **{k: v for k, v in own.items() if k.startswith(head)}}
     load_weights(model, state, path)
     if echo is not None:
         echo(f"fine-tuning: every layer but the classifier starts from {path.name} ({spec.num_classes} classes); "
-             f"the classifier is new, for {own['fc.weight'].shape[0]} classes" if new_head else
+             f"the classifier is new, for {width} classes" if new_head else
              f"starting from {path.name}, every layer including its {spec.num_classes}-class classifier")
     return model
 

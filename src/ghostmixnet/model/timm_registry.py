@@ -14,7 +14,7 @@ from timm.models import generate_default_cfgs, register_model
 
 from ..data.cifar import MEAN, STD
 from ..errors import WeightsError
-from .architectures import CifarNet
+from .architectures import CLASSIFIER, CifarNet
 from .factory import ghostmixnet
 from .weights import shipped_weights
 
@@ -30,7 +30,7 @@ default_cfgs = generate_default_cfgs({
     "ghostmixnet_cifar10": {
         "file": _weights_file(), "num_classes": 10, "input_size": (3, 32, 32), "pool_size": (2, 2),
         "crop_pct": 1.0, "interpolation": "bilinear", "mean": MEAN, "std": STD, "first_conv": "stem.0",
-        "classifier": "fc", "license": "see the ghostmixnet package",
+        "classifier": CLASSIFIER, "license": "see the ghostmixnet package",
         "description": "GhostMixNet (3.04M parameters) trained on CIFAR-10 at 32x32, shipped with ghostmixnet",
     },
 })

@@ -38,12 +38,15 @@ def top_confusions(confusion: np.ndarray, classes: Sequence[str], k: int = 15) -
 def per_class_text(accuracy: np.ndarray, classes: Sequence[str], k: int = 5) -> list[str]:
     """Lines of per-class accuracy: every class, or with more than :data:`FULL_TABLE` the ``k`` worst and best."""
     width = min(max(len(c) for c in classes), 24)
+
+    def line(i: int) -> str:
+        return f"  {classes[i][:width]:<{width}} {100 * accuracy[i]:6.2f}%"
+
     if len(classes) <= FULL_TABLE:
-        return [f"  {c[:width]:<{width}} {100 * a:6.2f}%" for c, a in zip(classes, accuracy)]
+        return [line(i) for i in range(len(classes))]
     order = np.argsort(accuracy, kind="stable")
-    worst = [f"  {classes[i][:width]:<{width}} {100 * accuracy[i]:6.2f}%" for i in order[:k]]
-    best = [f"  {classes[i][:width]:<{width}} {100 * accuracy[i]:6.2f}%" for i in order[-k:]]
-    return [f"  the {k} lowest of {len(classes)} classes:", *worst, f"  the {k} highest:", *best]
+    return [f"  the {k} lowest of {len(classes)} classes:", *map(line, order[:k]), f"  the {k} highest:",
+            *map(line, order[-k:])]
 
 
 def confusion_text(confusion: np.ndarray, classes: Sequence[str]) -> str:
@@ -66,32 +69,24 @@ def plot_confusion(confusion: np.ndarray, classes: Sequence[str], path: Path, ti
     images, with names up to 60 classes and none beyond, with more (the figure keeps its size)."""
     n = len(classes)
     fig, ax = pyplot().subplots(figsize=(7, 6) if n <= FULL_TABLE else (9, 8), dpi=100)
-    if n > FULL_TABLE:
+    if n <= FULL_TABLE:
+        ax.imshow(confusion, cmap="Blues")
+        ax.set_xticks(range(n), classes, rotation=45, ha="right")
+        ax.set_yticks(range(n), classes)
+        high = confusion.max() / 2 if confusion.size else 0
+        for i, row in enumerate(confusion):
+            for j, v in enumerate(row):
+                ax.text(j, i, int(v), ha="center", va="center", fontsize=7, color="white" if v > high else "black")
+    else:
         shares = confusion / np.maximum(confusion.sum(1, keepdims=True), 1)
         image = ax.imshow(shares, cmap="Blues", vmin=0, vmax=1, interpolation="nearest")
         fig.colorbar(image, ax=ax, fraction=0.046, label="share of the true class's images")
-        if n <= 60:
-            ax.set_xticks(range(n), classes, rotation=90, fontsize=5)
-            ax.set_yticks(range(n), classes, fontsize=5)
-        else:
-            ax.set_xticks([])
-            ax.set_yticks([])
-        ax.set_xlabel("predicted")
-        ax.set_ylabel("true")
-        ax.set_title(title)
-        fig.tight_layout()
-        save_figure(fig, path)
-        return
-    ax.imshow(confusion, cmap="Blues")
-    ax.set_xticks(range(len(classes)), classes, rotation=45, ha="right")
-    ax.set_yticks(range(len(classes)), classes)
+        named = n <= 60
+        ax.set_xticks(range(n) if named else [], classes if named else [], rotation=90, fontsize=5)
+        ax.set_yticks(range(n) if named else [], classes if named else [], fontsize=5)
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
     ax.set_title(title)
-    high = confusion.max() / 2 if confusion.size else 0
-    for i, row in enumerate(confusion):
-        for j, v in enumerate(row):
-            ax.text(j, i, int(v), ha="center", va="center", fontsize=7, color="white" if v > high else "black")
     fig.tight_layout()
     save_figure(fig, path)
 

@@ -6,9 +6,7 @@ import torch
 from torch import nn
 
 from ..config import TrainConfig
-
-HEAD = "fc."
-"""The prefix of the classifier's parameters: the layer a fine-tuning replaces."""
+from ..model.architectures import CLASSIFIER
 
 
 def parameter_groups(model: nn.Module, weight_decay: float, decay_norm_and_bias: bool = True,
@@ -28,7 +26,7 @@ def parameter_groups(model: nn.Module, weight_decay: float, decay_norm_and_bias:
         return groups
     if lr is None:
         raise ValueError("a backbone_lr_scale other than 1 needs the learning rate")
-    head = {id(p) for n, p in named if n.startswith(HEAD)}
+    head = {id(p) for n, p in named if n.startswith(f"{CLASSIFIER}.")}
     split = []
     for group in groups:
         for in_head, rate in ((False, backbone_lr_scale * lr), (True, lr)):

@@ -217,9 +217,13 @@ def _train(cfg: TrainConfig, data_dir: Path, out_dir: Path, env: DistEnv, resume
     # Set up: the data (its class list and normalisation joining the config), the run's log, the parts. Nothing
     # is written before the data is read, so that unreadable data leaves no run folder behind.
     log, notes = RunLog(out_dir / "train.log" if env.is_main else None, echo), []
+
+    def note(line: str) -> None:
+        notes.append(line)
+        log.show(line)
+
     splits = load_data(cfg.dataset, data_dir, **cfg.data_fields(), train_subset=cfg.train_subset, download=download,
-                       skip_bad=skip_bad, echo=lambda line: (notes.append(line), log.show(line)),
-                       progress=reading_progress(log.show, env.is_main))
+                       skip_bad=skip_bad, echo=note, progress=reading_progress(log.show, env.is_main))
     cfg = cfg.for_splits(splits)
     for line in notes:  # what reading said (files skipped, a cache it could not write), kept in the log
         log.record(line)
