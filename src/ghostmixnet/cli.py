@@ -10,14 +10,15 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from .checks import count, number
+from .checks import count, names, number
 from .config import CHOICES, DATASETS, RECIPE_NOTES, RECIPES, TrainConfig, field_docs, make_config
 from .data.images import MAX_PIXELS
 from .deploy.bench import BACKENDS, bench
 from .deploy.calibrate import calibrate_checkpoint
-from .deploy.export import export_checkpoint
+from .deploy.export import FORMATS, export_checkpoint
 from .deploy.pack import pack_checkpoint
 from .deploy.quantize import CALIBRATION_METHODS, quantize_checkpoint
+from .deploy.sizes import describe_deployment
 from .errors import EXPECTED_ERRORS, one_line
 from .model.architectures import ARCHITECTURES
 from .model.cost import describe_model
@@ -216,22 +217,33 @@ def _inference_commands(command: Command, recipe: str) -> None:
                    help="skip image files that cannot be decoded, saying which and why (and in the CSV's error "
                         "column), instead of stopping at the first")
     _inference_flags(p)
-    p = command("info", cmd_info, "parameters and MACs of a model, per stage")
+    p = command("info", cmd_info, "parameters, MACs and activation memory of a model; with --deploy, files and latency",
+                description="Parameters and MACs per stage, and the peak activation memory of one image (measured). "
+                            "--deploy adds what a device needs to know: the file size in each format this machine "
+                            "can write, and a short latency table of every installed runtime (ghostmixnet bench "
+                            "measures it fully, with accuracy). Sizes and speed do not depend on the weights.")
     p.add_argument("model", choices=list(ARCHITECTURES))
     p.add_argument("--width", type=POSITIVE, default=1.0)
     p.add_argument("--num-classes", type=COUNT, default=10)
+    p.add_argument("--deploy", action="store_true",
+                   help="also export to each format (file sizes) and time each runtime (a few minutes)")
 
 
 def _deployment_commands(command: Command, recipe: str) -> None:
-    p = command("export", cmd_export, "export a checkpoint to ONNX (BatchNorm folded), verified",
-                description="Export to ONNX with BatchNorm folded and a dynamic batch, then check ONNX Runtime's "
-                            "logits against PyTorch's on CIFAR-10 test images, or on generated ones when --data-dir "
-                            "holds no CIFAR-10 (an export needs no dataset).")
+    p = command("export", cmd_export, "export a checkpoint to ONNX or ExecuTorch (BatchNorm folded), verified",
+                description="Export the folded inference graph to ONNX (dynamic batch) or to an XNNPACK-delegated "
+                            "ExecuTorch program (.pte, fp32 or int8; extra: executorch), then check the file's "
+                            "logits, run in its own runtime, against PyTorch's on test images of the model's data, "
+                            "or on generated ones when --data-dir holds none (an fp32 export needs no dataset).")
     p.add_argument("checkpoint", type=Path)
-    p.add_argument("--format", choices=["onnx"], default="onnx")
-    p.add_argument("--out", type=Path, default=None, help="file to write [the checkpoint's name with .onnx]")
+    p.add_argument("--format", choices=list(FORMATS), default="onnx",
+                   help="onnx, executorch (fp32) or executorch-int8 (calibrated on --data-dir's training images)")
+    p.add_argument("--batch", type=COUNT, default=1,
+                   help="for ExecuTorch: the program's fixed batch size [1, what a device classifies at a time]")
+    p.add_argument("--out", type=Path, default=None,
+                   help="file to write [the checkpoint's name with .onnx, .pte or -int8.pte]")
     p.add_argument("--data-dir", type=Path, default=Path("data"),
-                   help="CIFAR-10, for the verification images (generated ones without it)")
+                   help="the model's data: verification images (generated ones without it), int8 calibration")
     p.add_argument("--verify-images", type=COUNT0, default=512, metavar="N",
                    help="images to verify on; 0 skips verification")
 
@@ -273,26 +285,31 @@ def _deployment_commands(command: Command, recipe: str) -> None:
                    help="how activation ranges are set from the calibration images [percentile]")
     p.add_argument("--percentile", type=_checked(number, above=0, maximum=100), default=99.99,
                    help="for --calibration percentile: the percentile of |activation| kept [99.99]")
-    p.add_argument("--reduce-range", action=argparse.BooleanOptionalAction, default=False,
-                   help="7-bit weights, for x86 CPUs without VNNI")
+    p.add_argument("--reduce-range", action=argparse.BooleanOptionalAction, default=None,
+                   help="7-bit weights, for x86 CPUs without VNNI [auto: where this CPU has no int8 dot product]")
     p.add_argument("--eval-images", type=COUNT0, default=10000, metavar="N",
                    help="test images to compare float and int8 accuracy on; 0 skips")
 
-    p = command("bench", cmd_bench, "latency and throughput: PyTorch, fast path, ONNX fp32/int8",
-                description="Time a model at batch 1 (median and p90 latency) and at a large batch (images/s) on each "
-                            "backend, with its size, MACs and share of the measured matrix-multiply peak. "
+    p = command("bench", cmd_bench, "latency, throughput and accuracy: PyTorch, ONNX Runtime, OpenVINO, ExecuTorch",
+                description="Time a model at batch 1 (median and p90 latency, at each --threads count) and at a large "
+                            "batch (images/s) on each backend, with its size, MACs and share of the measured "
+                            "matrix-multiply peak, and with --data-dir its accuracy on the test images. Backends whose "
+                            "runtime is not installed are skipped, naming the extra (openvino, executorch). "
                             "MODEL_OR_FILE is a model name (random weights), a checkpoint or an ONNX file (timed with "
-                            "ONNX Runtime only).")
+                            "ONNX Runtime and OpenVINO only).")
     p.add_argument("source", metavar="MODEL_OR_FILE")
     p.add_argument("--batch-size", type=COUNT, default=256, help="the large batch for throughput [256]")
-    p.add_argument("--threads", type=COUNT, default=None, help="intra-op threads [PyTorch's default: the cores]")
+    p.add_argument("--threads", default=None, metavar="N[,N...]",
+                   help="intra-op thread counts for batch 1, e.g. 1,2; the largest for the large batch [the cores]")
     p.add_argument("--repeats", type=COUNT, default=50, help="timed batch-1 calls (a quarter as many large ones) [50]")
     p.add_argument("--warmup", type=COUNT0, default=10, help="untimed calls first [10]")
     p.add_argument("--backends", default=",".join(BACKENDS), help=f"comma-separated subset of {', '.join(BACKENDS)}")
     p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=False,
                    help="torch.compile the fast path (needs a C++ compiler on the CPU)")
     p.add_argument("--data-dir", type=Path, default=None,
-                   help="CIFAR-10, to calibrate the int8 model on training images [random images: same speed]")
+                   help="the model's data: int8 calibration on training images [random: same speed], and accuracy")
+    p.add_argument("--eval-images", type=COUNT0, default=10000, metavar="N",
+                   help="with --data-dir: test images to measure each backend's accuracy on; 0 skips [10000]")
 
 
 
@@ -346,7 +363,7 @@ def cmd_calibrate(a: argparse.Namespace) -> None:
 
 
 def cmd_export(a: argparse.Namespace) -> None:
-    export_checkpoint(a.checkpoint, a.out, a.data_dir, a.verify_images)
+    export_checkpoint(a.checkpoint, a.out, a.data_dir, a.verify_images, format=a.format, batch=a.batch)
 
 
 def cmd_quantize(a: argparse.Namespace) -> None:
@@ -356,12 +373,15 @@ def cmd_quantize(a: argparse.Namespace) -> None:
 
 
 def cmd_bench(a: argparse.Namespace) -> None:
-    print(bench(a.source, batch_size=a.batch_size, threads=a.threads, repeats=a.repeats, warmup=a.warmup,
-                backends=a.backends, compile=a.compile, data_dir=a.data_dir))
+    threads = tuple(count(t, "--threads") for t in names(a.threads)) if a.threads else None
+    print(bench(a.source, batch_size=a.batch_size, threads=threads, repeats=a.repeats, warmup=a.warmup,
+                backends=a.backends, compile=a.compile, data_dir=a.data_dir, eval_images=a.eval_images))
 
 
 def cmd_info(a: argparse.Namespace) -> None:
     print(describe_model(a.model, a.width, a.num_classes))
+    if a.deploy:
+        print(describe_deployment(a.model, a.width, a.num_classes))
 
 
 def cmd_seeds(a: argparse.Namespace) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
@@ -37,6 +38,25 @@ def native_cpu_support(precision: str) -> bool | None:
         return bool(check[precision]())
     except (AttributeError, RuntimeError):  # a private probe: it may be gone in another release
         return None
+
+
+def int8_dot_product(cpuinfo: str | None = None) -> bool | None:
+    """Whether this CPU has int8 dot-product instructions (x86 VNNI, Arm's dot product); None if unknown.
+
+    Without them, x86 int8 kernels multiply uint8 by int8 into saturating 16-bit sums, which 8-bit weights can
+    overflow; 7-bit weights cannot. Read from /proc/cpuinfo's flags (Linux), or from ``cpuinfo`` text.
+    """
+    try:
+        text = cpuinfo if cpuinfo is not None else Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return None
+    flags = set()
+    for line in text.splitlines():
+        if line.startswith(("flags", "Features")):
+            flags.update(line.split(":", 1)[-1].split())
+    if not flags:
+        return None
+    return bool(flags & {"avx512_vnni", "avx_vnni", "amx_int8", "asimddp"})
 
 
 def resolve_precision(precision: str, device: torch.device) -> str:

@@ -4,26 +4,12 @@ import torch
 
 from ghostmixnet.cli import main
 from ghostmixnet.config import make_config
-from ghostmixnet.deploy.export import compare, export_onnx, fold_batchnorm
+from ghostmixnet.deploy.export import compare, export_onnx
 from ghostmixnet.errors import ExportError
 from ghostmixnet.infer.onnx import OnnxClassifier
 from ghostmixnet.model.checkpoint import save_atomic
 
 pytest.importorskip("onnxruntime")
-
-
-@pytest.mark.parametrize("name", ["ghostmixnet", "resnet-se"])
-def test_batchnorm_folding_preserves_the_function(name, trained_like):
-    model = trained_like(name)
-    folded = fold_batchnorm(model)
-    remaining = sum(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
-    if name == "ghostmixnet":
-        assert remaining == 24  # the two extra BatchNorms of each of the 12 Ghost blocks
-    else:
-        assert remaining == 0
-    x = torch.randn(8, 3, 32, 32)
-    torch.testing.assert_close(folded(x), model(x), rtol=1e-4, atol=1e-4)
-    assert model.stem[1].__class__ is torch.nn.BatchNorm2d  # the original is untouched
 
 
 def test_onnx_round_trip_with_dynamic_batch(tmp_path, trained_like):

@@ -79,3 +79,10 @@ def stratified_subset(data: ArraySet, size: int | None, seed: int) -> ArraySet:
         return data
     _, keep = stratified_split(data.labels, size, seed)
     return data.subset(keep)
+
+
+def calibration_images(train: ArraySet, count: int, seed: int) -> np.ndarray:
+    """Up to ``count`` training images, the same number from each class (drawn with ``seed``), to calibrate
+    an int8 model's activation ranges on: never validation or test images, which score it."""
+    _, pick = stratified_split(train.labels, min(count, len(train)), seed=seed)
+    return train.images[pick]

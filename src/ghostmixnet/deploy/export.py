@@ -1,4 +1,5 @@
-"""Export: BatchNorm folding and ONNX files verified against PyTorch with ONNX Runtime.
+"""Export: ONNX files and ExecuTorch programs of the folded inference graph, verified against PyTorch in their
+own runtimes (ONNX Runtime, ExecuTorch).
 
 The exported graph takes normalized float32 images (N, 3, 32, 32) with a dynamic batch and returns
 logits (N, classes). The run's config, the class names and the normalization constants travel in
@@ -8,7 +9,6 @@ so an ONNX file can be evaluated and used for prediction on its own.
 
 from __future__ import annotations
 
-import copy
 import json
 import warnings
 from collections.abc import Callable
@@ -18,35 +18,24 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from ..checks import count
 from ..config import TrainConfig
 from ..data.cifar import load_cifar10
 from ..data.sources import data_files, has_data, load_data
+from ..data.splits import calibration_images
+from ..errors import ExportError
 from ..files import check_output
 from ..infer.calibrate import Calibration, calibration_of
 from ..infer.load import model_from_checkpoint
 from ..infer.logits import normalize_uint8
 from ..infer.onnx import OnnxClassifier
 from ..model.checkpoint import beside, resolve_checkpoint
+from .fold import fold_for_inference
+from .pte import PteClassifier, export_pte
+from .runtimes import require
 
 OPSET = 17
-
-
-def fold_batchnorm(model: nn.Module) -> nn.Module:
-    """An eval-mode copy with every BatchNorm that directly follows a convolution folded into it.
-
-    BatchNorms that follow a ReLU or a concatenation (the extra ones in each Ghost block) cannot be
-    folded into a convolution exactly and are kept.
-    """
-    model = copy.deepcopy(model).eval()
-    for seq in [m for m in model.modules() if isinstance(m, nn.Sequential)]:
-        for i in range(len(seq) - 1):
-            if isinstance(seq[i], nn.Conv2d) and isinstance(seq[i + 1], nn.BatchNorm2d):
-                seq[i] = fuse_conv_bn_eval(seq[i], seq[i + 1])
-                seq[i + 1] = nn.Identity()
-    return model
 
 
 def export_onnx(model: nn.Module, cfg: TrainConfig, path: Path, calibration: Calibration | None = None) -> Path:
@@ -54,7 +43,7 @@ def export_onnx(model: nn.Module, cfg: TrainConfig, path: Path, calibration: Cal
     ``calibration``, if the model has one)."""
     import onnx  # optional: the 'deploy' extra
 
-    folded = fold_batchnorm(model)
+    folded, _ = fold_for_inference(model)
     example = torch.zeros(1, 3, 32, 32)
     # The TorchScript-based exporter handles this static graph without the extra onnxscript dependency the
     # torch.export-based one needs; it is deprecated since PyTorch 2.9, so its warning is silenced here.
@@ -97,14 +86,31 @@ def verification_images(data_dir: Path, count: int, cfg: TrainConfig | None = No
     return load_data(dataset, data_dir, **cfg.data_fields()).test.images[:count], f"{dataset} test images"
 
 
+FORMATS = {
+    # format: (file suffix, what is written)
+    "onnx": (".onnx", "ONNX, opset 17, dynamic batch"),
+    "executorch": (".pte", "ExecuTorch program, XNNPACK, fp32"),
+    "executorch-int8": ("-int8.pte", "ExecuTorch program, XNNPACK, int8"),
+}
+CALIBRATION_IMAGES = 512
+
+
 def export_checkpoint(checkpoint: Path, out: Path | None, data_dir: Path, verify_images: int = 512,
-                      echo: Callable[[str], None] = print) -> Path:
-    """Export a checkpoint (a run folder stands for its ``best.pt``) to ONNX (:func:`export_onnx`) as ``out``
-    (default: beside it, with ``.onnx``), then check BatchNorm folding and ONNX Runtime's logits against
-    PyTorch's on ``verify_images`` images (:func:`verification_images`; 0 skips)."""
+                      format: str = "onnx", batch: int = 1, echo: Callable[[str], None] = print) -> Path:
+    """Export a checkpoint (a run folder stands for its ``best.pt``) as ``out`` (default: beside it, named by
+    the format) in one of :data:`FORMATS`: ONNX (:func:`export_onnx`) or an ExecuTorch program for ``batch``
+    images at a time (:func:`~.pte.export_pte`; int8 calibrated on training images of ``data_dir``). Then
+    check the folded graph's and the file's logits against PyTorch's on ``verify_images`` images
+    (:func:`verification_images`; 0 skips), the file run in its own runtime."""
+    if format not in FORMATS:
+        raise ValueError(f"unknown format {format!r}; choose from {', '.join(FORMATS)}")
     verify_images = count(verify_images, "verify_images", minimum=0)
+    batch = count(batch, "batch")
+    suffix, description = FORMATS[format]
+    if format.startswith("executorch"):
+        require("executorch")  # before any work: the message names the extra
     checkpoint = resolve_checkpoint(checkpoint)
-    out = Path(out) if out is not None else beside(checkpoint, checkpoint.stem + ".onnx")
+    out = Path(out) if out is not None else beside(checkpoint, checkpoint.stem + suffix)
     check_output(out, [checkpoint, *data_files("cifar10", data_dir)])
     model, cfg, ckpt = model_from_checkpoint(checkpoint)
     check_output(out, data_files(cfg.dataset, data_dir))
@@ -112,12 +118,34 @@ def export_checkpoint(checkpoint: Path, out: Path | None, data_dir: Path, verify
     if verify_images > 0:  # read the data before writing anything, so a bad data file fails early
         raw, kind = verification_images(data_dir, verify_images, cfg)
         images = normalize_uint8(raw, torch.device("cpu"), normalization=cfg.normalization)
-    export_onnx(model, cfg, out, calibration_of(ckpt, str(checkpoint)))
-    echo(f"wrote {out} ({out.stat().st_size / 1e6:.2f} MB, opset 17, dynamic batch, BatchNorm folded)")
+    folded, report = fold_for_inference(model)
+    if format == "onnx":
+        export_onnx(model, cfg, out, calibration_of(ckpt, str(checkpoint)))
+        candidate: Any = OnnxClassifier(out)
+    else:
+        calibration = _calibration(cfg, data_dir) if format == "executorch-int8" else None
+        export_pte(model, cfg, out, batch=batch, calibration=calibration)
+        candidate = PteClassifier(out)
+        description += f", batch {batch}" + (f", calibrated on {len(calibration)} training images"
+                                             if calibration is not None else "")
+    echo(f"wrote {out} ({out.stat().st_size / 1e6:.2f} MB, {description}); BatchNorm: {report}")
     if images is not None:
-        for label, candidate in (("BatchNorm folding vs PyTorch:", fold_batchnorm(model)),
-                                 ("ONNX Runtime vs PyTorch:     ", OnnxClassifier(out))):
-            result = compare(model, candidate, images)
-            echo(f"{label} max |logit diff| {result['max_abs_diff']:.2e}, top-1 agreement "
+        for label, runner in (("folded graph vs PyTorch:", folded), (f"{_runtime(format)} vs PyTorch:", candidate)):
+            result = compare(model, runner, images)
+            echo(f"{label:<26} max |logit diff| {result['max_abs_diff']:.2e}, top-1 agreement "
                  f"{100 * result['top1_agreement']:.2f}% on {result['images']} {kind}")
     return out
+
+
+def _runtime(format: str) -> str:
+    return "ONNX Runtime" if format == "onnx" else "ExecuTorch"
+
+
+def _calibration(cfg: TrainConfig, data_dir: Path) -> torch.Tensor:
+    """Normalized training images (outside the validation split) to calibrate an int8 program on."""
+    if not has_data(cfg.dataset, data_dir):
+        raise ExportError(f"an int8 export calibrates on training images, and {data_dir} holds no {cfg.dataset} "
+                          "data: pass --data-dir with the model's training data")
+    train = load_data(cfg.dataset, data_dir, **cfg.data_fields()).train
+    raw = calibration_images(train, CALIBRATION_IMAGES, seed=cfg.split_seed + 2)
+    return normalize_uint8(raw, torch.device("cpu"), normalization=cfg.normalization)

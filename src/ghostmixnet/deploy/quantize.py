@@ -15,9 +15,9 @@ import numpy as np
 import torch
 
 from ..checks import count, names
-from ..data.cifar import ArraySet
 from ..data.sources import data_files, load_data
-from ..data.splits import stratified_split
+from ..data.splits import calibration_images
+from ..device import int8_dot_product
 from ..files import check_output
 from ..infer.calibrate import calibration_of
 from ..infer.evaluate import evaluate
@@ -87,7 +87,7 @@ def _calibration_reader(images: np.ndarray, input_name: str, batch_size: int = 6
 
 
 def quantize_onnx(float_path: Path, out_path: Path, calibration_images: np.ndarray,
-                  keep_float: Iterable[str] = (), reduce_range: bool = False, calibration: str = "percentile",
+                  keep_float: Iterable[str] = (), reduce_range: bool | None = None, calibration: str = "percentile",
                   percentile: float = 99.99, normalization: Normalization | None = None) -> Path:
     """Write an int8 QDQ model calibrated on ``calibration_images`` ((N, 32, 32, 3) uint8, normalised with the
     model's ``normalization``; None: CIFAR-10's).
@@ -96,8 +96,11 @@ def quantize_onnx(float_path: Path, out_path: Path, calibration_images: np.ndarr
     ``percentile``-th percentile of the observed magnitudes (robust to the rare large activations
     that otherwise waste most of the 256 levels), ``minmax`` takes the full observed range,
     ``entropy`` minimizes the KL divergence of the quantized histogram. ``reduce_range`` quantizes
-    weights to 7 bits, which avoids the overflow of 8-bit products on x86 CPUs without VNNI.
+    weights to 7 bits, which avoids the overflow of 8-bit products on x86 CPUs without VNNI; None (auto)
+    does so where this CPU has no int8 dot-product instructions.
     """
+    if reduce_range is None:
+        reduce_range = int8_dot_product() is False
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static  # optional
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
@@ -136,15 +139,8 @@ def _copy_metadata(src: Path, dst: Path) -> None:
     onnx.save(target, str(dst))
 
 
-def calibration_images(train: ArraySet, count: int, seed: int) -> np.ndarray:
-    """Up to ``count`` training images, the same number from each class (drawn with ``seed``), to calibrate
-    the int8 model's activation ranges on: never validation or test images, which score it."""
-    _, pick = stratified_split(train.labels, min(count, len(train)), seed=seed)
-    return train.images[pick]
-
-
 def quantize_checkpoint(checkpoint: Path, out: Path | None, data_dir: Path, calibration_count: int = 512,
-                        keep_float: Iterable[str] | str = (), reduce_range: bool = False,
+                        keep_float: Iterable[str] | str = (), reduce_range: bool | None = None,
                         calibration: str = "percentile", percentile: float = 99.99, eval_images: int = 10000,
                         echo: Callable[[str], None] = print) -> Path:
     """Export a checkpoint (a run folder stands for its ``best.pt``) to ONNX, quantize it to int8 as ``out``
@@ -159,6 +155,8 @@ def quantize_checkpoint(checkpoint: Path, out: Path | None, data_dir: Path, cali
     model, cfg, ckpt = model_from_checkpoint(checkpoint)
     check_output(out, data_files(cfg.dataset, data_dir))
     keep = list(names(keep_float))
+    if reduce_range is None:
+        reduce_range = int8_dot_product() is False
     splits = load_data(cfg.dataset, data_dir, **cfg.data_fields())
     images = calibration_images(splits.train, calibration_count, seed=cfg.split_seed + 2)
     with tempfile.TemporaryDirectory() as tmp:
@@ -168,7 +166,7 @@ def quantize_checkpoint(checkpoint: Path, out: Path | None, data_dir: Path, cali
         method = f"percentile {percentile}" if calibration == "percentile" else calibration
         echo(f"wrote {out} ({out.stat().st_size / 1e6:.2f} MB; float {float_path.stat().st_size / 1e6:.2f} MB); "
              f"calibrated ({method}) on {len(images)} training images; kept in float: {', '.join(keep) or 'nothing'}"
-             f"{'; 7-bit weights' if reduce_range else ''}")
+             f"{'; 7-bit weights (--reduce-range)' if reduce_range else '; 8-bit weights'}")
         if eval_images > 0:
             test = splits.test.subset(np.arange(min(eval_images, len(splits.test))))
             cpu = torch.device("cpu")

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass
 
 import torch
 from torch import nn
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_leaves
 from torch.utils.flop_counter import FlopCounterMode
 
 from .architectures import ARCHITECTURES, IMAGE_SIZE, CifarNet, build_architecture, count_parameters
@@ -65,9 +68,59 @@ def describe_model(name: str, width: float = 1.0, num_classes: int = 10) -> str:
     model = build_architecture(name, num_classes=num_classes, width=width)
     rows = stage_costs(model)
     macs = sum(r.macs for r in rows)
+    activations = peak_activation_bytes(model)
     return "\n".join([
         f"{name}: {ARCHITECTURES[name].description}",
         f"width {width}, {num_classes} classes, input 3x32x32",
         f"parameters: {count_parameters(model):,}",
         f"MACs per image: {macs:,} ({macs / 1e9:.3f} GMAC, {2 * macs / 1e9:.3f} GFLOP; PyTorch FLOP counter)",
+        f"peak activation memory, batch 1: {activations / 1e6:.2f} MB (measured: the most bytes of tensors alive at "
+        "once in an eager forward pass)",
         format_cost_table(rows)])
+
+
+class _LiveTensors(TorchDispatchMode):
+    """Counts the bytes of the tensors a forward pass creates while they are alive, and the most at once."""
+
+    def __init__(self, existing: set[int]) -> None:
+        super().__init__()
+        self.existing, self.refs, self.sizes = existing, {}, {}
+        self.live = self.peak = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001, ANN204 (torch's protocol)
+        out = func(*args, **(kwargs or {}))
+        for tensor in tree_leaves(out):
+            if not isinstance(tensor, torch.Tensor):
+                continue
+            storage = tensor.untyped_storage()
+            pointer = storage.data_ptr()
+            if pointer in self.existing or pointer == 0:  # weights, the input, empty tensors
+                continue
+            if pointer not in self.refs:  # a new buffer; views and in-place results share their base's
+                self.refs[pointer], self.sizes[pointer] = 0, storage.nbytes()
+                self.live += self.sizes[pointer]
+                self.peak = max(self.peak, self.live)
+            self.refs[pointer] += 1
+            weakref.finalize(tensor, self._release, pointer)
+        return out
+
+    def _release(self, pointer: int) -> None:
+        self.refs[pointer] -= 1
+        if self.refs[pointer] == 0:
+            del self.refs[pointer]
+            self.live -= self.sizes.pop(pointer)
+
+
+@torch.inference_mode()
+def peak_activation_bytes(model: nn.Module, batch: int = 1) -> int:
+    """The most bytes of activations alive at once during one eager forward pass of ``batch`` images.
+
+    Measured, not estimated: every tensor the forward pass creates is counted from its creation until it is
+    freed (its input and the weights are not; neither is a kernel's internal scratch space)."""
+    model = model.eval()
+    x = torch.zeros(batch, 3, IMAGE_SIZE, IMAGE_SIZE)
+    existing = {t.untyped_storage().data_ptr() for t in [x, *model.parameters(), *model.buffers()]}
+    mode = _LiveTensors(existing)
+    with mode:
+        model(x)
+    return mode.peak

@@ -1,0 +1,67 @@
+"""The inference runtimes users deploy with, each an optional extra: which are installed, and OpenVINO's
+classifier (ONNX Runtime's lives in ``infer/onnx.py``, ExecuTorch's in ``pte.py``)."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..errors import ExportError
+
+RUNTIMES = {
+    # runtime: (module to import, the extra that installs it, its name in messages)
+    "onnxruntime": ("onnxruntime", "deploy", "ONNX Runtime"),
+    "openvino": ("openvino", "openvino", "OpenVINO"),
+    "executorch": ("executorch.runtime", "executorch", "ExecuTorch"),
+}
+
+
+def installed(runtime: str) -> bool:
+    """Whether ``runtime`` (a key of :data:`RUNTIMES`) can be imported here."""
+    module = RUNTIMES[runtime][0]
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:  # a parent package is missing
+        return False
+
+
+def missing_reason(runtime: str) -> str:
+    """One line: the runtime is not installed, and the extra that installs it."""
+    _, extra, name = RUNTIMES[runtime]
+    return f"{name} is not installed: pip install 'ghostmixnet[{extra}]'"
+
+
+def require(runtime: str) -> None:
+    """Raise :class:`ExportError` saying which extra to install when ``runtime`` is missing."""
+    if not installed(runtime):
+        raise ExportError(missing_reason(runtime))
+
+
+class OpenVinoClassifier:
+    """An ONNX file (fp32, or int8 in QDQ form, which OpenVINO runs in int8) compiled by OpenVINO for the CPU,
+    called like a PyTorch model on normalized (N, 3, 32, 32) tensors; tuned for latency (one stream)."""
+
+    def __init__(self, path: Path, threads: int | None = None) -> None:
+        require("openvino")
+        import openvino as ov  # optional: the 'openvino' extra
+
+        core = ov.Core()
+        try:
+            model = core.read_model(str(path))
+        except Exception as e:  # OpenVINO raises its own exception types for any unreadable file
+            raise ExportError(f"{path} is not a model OpenVINO can read: {str(e).splitlines()[0]}") from None
+        model.reshape([-1, 3, 32, 32])
+        config = {"PERFORMANCE_HINT": "LATENCY"}
+        if threads:
+            config["INFERENCE_NUM_THREADS"] = threads
+        self.request = core.compile_model(model, "CPU", config).create_infer_request()
+
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        x = np.ascontiguousarray(images.detach().float().cpu().numpy())
+        return torch.from_numpy(np.array(self.request.infer({0: x})[0]))
+
+    def eval(self) -> OpenVinoClassifier:
+        return self

@@ -1,0 +1,34 @@
+import pytest
+import torch
+
+from ghostmixnet.config import make_config
+from ghostmixnet.deploy import runtimes
+from ghostmixnet.deploy.export import export_onnx
+from ghostmixnet.errors import ExportError
+
+
+def test_a_missing_runtime_names_its_extra(monkeypatch):
+    monkeypatch.setattr(runtimes, "installed", lambda runtime: False)
+    with pytest.raises(ExportError, match=r"OpenVINO is not installed: pip install 'ghostmixnet\[openvino\]'"):
+        runtimes.require("openvino")
+    assert runtimes.installed.__module__  # the patched one; the real one answers for a module that is absent:
+    monkeypatch.undo()
+    monkeypatch.setitem(runtimes.RUNTIMES, "nothing", ("no_such_module.sub", "nothing", "Nothing"))
+    assert runtimes.installed("nothing") is False
+
+
+def test_openvino_runs_the_onnx_files_and_agrees_with_pytorch(tmp_path, trained_like):
+    pytest.importorskip("onnxruntime")
+    if not runtimes.installed("openvino"):
+        pytest.skip(runtimes.missing_reason("openvino"))
+    model = trained_like()
+    path = export_onnx(model, make_config("paper", width=0.125), tmp_path / "m.onnx")
+    classifier = runtimes.OpenVinoClassifier(path, threads=1)
+    for batch in (1, 6):
+        x = torch.randn(batch, 3, 32, 32)
+        with torch.no_grad():
+            torch.testing.assert_close(classifier(x), model(x), rtol=1e-3, atol=1e-3)
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"junk")
+    with pytest.raises(ExportError, match="not a model OpenVINO can read"):
+        runtimes.OpenVinoClassifier(bad)
