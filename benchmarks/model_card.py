@@ -35,9 +35,9 @@ import numpy as np
 import torch
 
 from ghostmixnet.data.cifar import CLASSES
-from ghostmixnet.data.splits import load_splits
+from ghostmixnet.data.splits import calibration_images, load_splits
 from ghostmixnet.deploy.export import export_onnx
-from ghostmixnet.deploy.quantize import calibration_images, quantize_onnx
+from ghostmixnet.deploy.quantize import quantize_onnx
 from ghostmixnet.infer.calibrate import calibration_bins, calibration_of, fit_calibration
 from ghostmixnet.infer.evaluate import evaluate
 from ghostmixnet.infer.load import model_from_checkpoint

@@ -286,8 +286,9 @@ def _candidates(model: nn.Module | None, onnx_file: Path | None, cfg: TrainConfi
         programs = {b: export_pte(model, cfg, folder / f"{backend}-{b}.pte", batch=b, calibration=scaled)
                     for b in (1, batch_size)}
         info[f"{'pte_int8' if int8 else 'pte'}_mb"] = programs[1].stat().st_size / 1e6
-        out[backend] = Candidate(f"ExecuTorch, XNNPACK, {'int8' if int8 else 'fp32'}", "int8" if int8 else "fp32",
-                                 lambda t, b, programs=programs: PteClassifier(programs[1 if b == 1 else batch_size], threads=t))
+        # ExecuTorch plans memory for one input shape: a program for batch 1 and one for the large batch
+        make = lambda t, b, programs=programs: PteClassifier(programs[1 if b == 1 else batch_size], threads=t)  # noqa: E731
+        out[backend] = Candidate(f"ExecuTorch, XNNPACK, {'int8' if int8 else 'fp32'}", "int8" if int8 else "fp32", make)
     return out
 
 
