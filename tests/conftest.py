@@ -4,6 +4,7 @@ for the shipped weights."""
 from __future__ import annotations
 
 import importlib.util
+import os
 import pickle
 from pathlib import Path
 from types import ModuleType
@@ -36,6 +37,11 @@ def synthetic_images(n: int, seed: int) -> tuple[np.ndarray, list[int]]:
     noise = rng.normal(0, 40, size=(n, 32, 32, 3))
     images = np.clip(base[:, None, None, :] + noise, 0, 255).astype(np.uint8)
     return images, labels
+
+
+# The tests that load OpenVINO's and ExecuTorch's native runtimes run in a pytest process of their own
+# (tests/deploy/test_isolated.py): their thread pools and kernels then cannot touch the training tests' process.
+collect_ignore = [] if os.environ.get("GHOSTMIXNET_ISOLATED") else ["deploy/isolated"]
 
 
 @pytest.fixture(scope="session")
