@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from .data.cifar import CLASSES, MEAN, STD
+from .data.resolution import ResolutionSchedule
 from .data.sources import normalization_of
 from .data.splits import Splits
 from .errors import CheckpointError
@@ -124,6 +125,10 @@ class RecipeConfig:
     tta_shift: int = 0
     """With ``tta``: also average the views shifted by this many pixels diagonally both ways (and
     their mirrors: six views in all); 0 keeps the two mirror views."""
+    resolutions: str = ""
+    """Progressive resizing: train the first steps on smaller images, e.g. ``16:0.25,24:0.5`` is 16 pixels for
+    the first quarter of the steps, 24 until half-way, the full 32 after (the batched augmentation resizes each
+    augmented batch); empty trains every step at full size. Evaluation is always at full size."""
     val_every: int = 1
     """Validate every this many epochs, and always after the last (validation costs time short runs lack)."""
     label_smoothing: float = 0.1
@@ -217,6 +222,10 @@ class RecipeConfig:
             problems.append(f"warmup is a share of the steps and must be in [0, 1), got {self.warmup}")
         if not 0.0 <= self.ema_decay < 1.0:
             problems.append(f"ema_decay must be in [0, 1) (0 turns the average off), got {self.ema_decay}")
+        try:
+            ResolutionSchedule.parse(self.resolutions)
+        except ValueError as e:
+            problems.append(f"resolutions {self.resolutions!r}: {e}")
         if self.val_every < 1:
             problems.append(f"val_every must be at least 1, got {self.val_every}")
         floats = {"width": self.width, "lr": self.lr, "weight_decay": self.weight_decay, "min_lr": self.min_lr,

@@ -73,3 +73,18 @@ def test_zero_init_residual_makes_every_block_its_shortcut(name):
     assert torch.allclose(block(x), torch.relu(x))  # the branch adds nothing: relu(x + 0)
     torch.manual_seed(0)
     assert torch.equal(build_model(name, width=0.125).state_dict()["fc.weight"], model.state_dict()["fc.weight"])
+
+
+@pytest.mark.parametrize("name", ["ghostmixnet", "resnet"])
+def test_smaller_images_keep_the_head_and_full_size_pools_as_before(name):
+    # Progressive resizing trains on 16 and 24 pixels: the head averages the smaller map into the same 2x2 grid.
+    torch.manual_seed(0)
+    model = build_model(name, num_classes=10, width=0.25).eval()
+    for size in (16, 24):
+        assert model(torch.randn(2, 3, size, size)).shape == (2, 10)
+    features = model.forward_features(torch.randn(2, 3, 32, 32))
+    assert torch.equal(model.forward_head(features, pre_logits=True),
+                       torch.flatten(torch.nn.functional.avg_pool2d(features, 4), 1))
+    small = model.forward_features(torch.randn(2, 3, 16, 16))
+    assert torch.equal(model.forward_head(small, pre_logits=True),
+                       torch.flatten(torch.nn.functional.avg_pool2d(small, 2), 1))

@@ -143,7 +143,7 @@ def test_fast_recipe_runs_and_resumes_exactly(cifar_dir, tmp_path, tiny_config):
         assert torch.equal(tensor, b["ema"][key]), key
     assert a["scheduler"] == b["scheduler"] and a["scheduler"]["last_epoch"] == 3 * 5  # 150 images / 32
     rows = (tmp_path / "straight" / "metrics.csv").read_text().splitlines()
-    assert rows[0] == "epoch,val_split,lr,train_loss,val_loss,val_acc,weights,images_per_s,seconds"
+    assert rows[0] == "epoch,val_split,lr,train_loss,val_loss,val_acc,weights,images_per_s,seconds,steps"
     assert rows[1].split(",")[4:7] == ["", "", ""]  # epoch 1 was not validated
     assert rows[2].split(",")[6] in ("trained", "average") and rows[3].split(",")[6] in ("trained", "average")
     best = load_checkpoint(tmp_path / "straight" / "best.pt")
@@ -184,3 +184,42 @@ def test_resume_config_keeps_the_recipe_and_takes_the_compute_settings(cifar_dir
     assert set(COMPUTE_FIELDS) >= {"precision", "compile", "channels_last", "augment_backend", "num_workers"}
     with pytest.raises(RunError, match=r"keeps the recipe it started with.*mix_prob \(was 1.0\)"):
         resume_config(tmp_path / "run", {"mix_prob": 0.5, "precision": "fp32"})
+
+
+def test_a_resolution_schedule_trains_its_sizes_and_resumes_bit_exactly_mid_schedule(cifar_dir, tmp_path,
+                                                                                       tiny_config, monkeypatch):
+    # 150 training images at batch 16: 10 steps an epoch, 20 in all; 16 pixels for steps 0-5, 24 for 6-11, 32 after.
+    import contextlib
+    import signal
+
+    import ghostmixnet.train.loop as loop
+    import ghostmixnet.train.parts as parts
+    import ghostmixnet.train.run as run_module
+
+    cfg = tiny_config(recipe="fast", batch_size=16, resolutions="16:0.3,24:0.6", val_every=1)
+    sizes, real_resize = [], parts.resize_batch
+    monkeypatch.setattr(parts, "resize_batch", lambda images, size: sizes.append(size) or real_resize(images, size))
+    train(cfg, cifar_dir, tmp_path / "straight", echo=quiet)
+    assert sizes == [16] * 6 + [24] * 6 + [32] * 8
+    # The second run is stopped after step 13 (step 3 of epoch 2, in the 32-pixel stage's first steps) as SIGTERM
+    # would stop it, then resumed.
+    steps, real_step = [0], loop.forward_backward
+
+    def counting(*args, **kwargs):
+        steps[0] += 1
+        return real_step(*args, **kwargs)
+
+    class StopAfter13(dict):
+        def __getitem__(self, key):
+            return int(signal.SIGTERM) if steps[0] >= 13 else 0
+
+    monkeypatch.setattr(loop, "forward_backward", counting)
+    monkeypatch.setattr(run_module, "stop_requests", lambda: contextlib.nullcontext(StopAfter13()))
+    stopped = train(cfg, cifar_dir, tmp_path / "resumed", echo=quiet)
+    assert stopped["signal"] == signal.SIGTERM and stopped["step"] == 3
+    monkeypatch.undo()
+    sizes.clear()
+    monkeypatch.setattr(parts, "resize_batch", lambda images, size: sizes.append(size) or real_resize(images, size))
+    train(cfg, cifar_dir, tmp_path / "resumed", resume=True, echo=quiet)
+    assert sizes == [32] * 7
+    _same_weights(tmp_path / "straight", tmp_path / "resumed")

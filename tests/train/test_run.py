@@ -20,7 +20,7 @@ def test_run_folder_contents(cifar_dir, tmp_path, tiny_config):
                  "test.json", "train.log"):
         assert (run / name).is_file(), name
     rows = (run / "metrics.csv").read_text().splitlines()
-    assert rows[0] == "epoch,val_split,lr,train_loss,val_loss,val_acc,weights,images_per_s,seconds"
+    assert rows[0] == "epoch,val_split,lr,train_loss,val_loss,val_acc,weights,images_per_s,seconds,steps"
     assert len(rows) == 3
     test = json.loads((run / "test.json").read_text())
     assert test["images"] == 100 and 0 <= test["accuracy"] <= 1 and len(test["confusion"]) == 10

@@ -36,3 +36,18 @@ def test_paper_schedule_restarts_per_epoch():
 def test_one_cycle_rejects_impossible_warmup():
     with pytest.raises(ValueError, match="warmup_steps"):
         OneCycle(10, 10)
+
+
+def test_one_cycle_stretched_mid_run_keeps_its_warm_up_and_still_ends_at_zero():
+    factor = OneCycle(100, 20)
+    factor.resize(150, done=50)  # after the warm-up: it stays 20 steps, the decay now ends at step 150
+    assert factor.warmup_steps == 20 and factor(149) > 0 and factor(150) == 0
+    assert factor(50) == pytest.approx(100 / 130)
+    warming = OneCycle(100, 20)
+    warming.resize(50, done=5)  # during the warm-up: it keeps its share of the run
+    assert warming.warmup_steps == 10 and warming(50) == 0
+    done = OneCycle(100, 20)
+    done.resize(12, done=12)  # shrunk below the steps done: the run ends now
+    assert done.warmup_steps == 11 and done(12) == 0
+    with pytest.raises(ValueError, match="at least one step"):
+        done.resize(0)

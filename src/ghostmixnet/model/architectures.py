@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .layers import BasicBlock, GhostBlock, conv_bn
@@ -82,20 +83,27 @@ class CifarNet(nn.Module):
         self.stages = nn.Sequential(*stages)
         self.num_features = in_ch
         self.pool = nn.AvgPool2d(4)
-        pooled = IMAGE_SIZE
+        self.feature_size = IMAGE_SIZE
         for stride in arch.strides:
-            pooled //= stride
-        pooled //= 4
+            self.feature_size //= stride
+        pooled = self.feature_size // 4
+        self.pooled_size = pooled
         self.head_drop = nn.Dropout(dropout)
         self.fc = nn.Linear(in_ch * pooled * pooled, num_classes)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """Image batch (N, 3, 32, 32) to the last stage's feature map (N, C, 8, 8)."""
+        """Image batch (N, 3, 32, 32) to the last stage's feature map (N, C, 8, 8); smaller images give smaller maps."""
         return self.stages(self.stem(x))
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         """Feature map to logits (or to the pooled, flattened features with ``pre_logits``)."""
-        x = torch.flatten(self.pool(x), 1)
+        if x.shape[-2:] == (self.feature_size, self.feature_size):
+            x = self.pool(x)
+        else:
+            # Smaller images (progressive resizing trains early steps at 16 or 24 pixels) give smaller maps: the
+            # same grid of window averages keeps the classifier's input, and equals the pooling above at 8x8.
+            x = F.adaptive_avg_pool2d(x, self.pooled_size)
+        x = torch.flatten(x, 1)
         if pre_logits:
             return x
         return self.fc(self.head_drop(x))

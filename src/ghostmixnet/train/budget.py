@@ -18,8 +18,10 @@ import torch
 from ..config import TrainConfig
 from ..data.augment import resolve_augment_chunk
 from ..data.cifar import ArraySet, load_cifar10
+from ..data.resolution import ResolutionSchedule
 from ..data.sources import load_data
 from ..device import resolve_device
+from .replan import REPLAN_MARGIN, Budget
 from .throughput import training_throughput
 
 MARGIN = 0.85
@@ -44,13 +46,16 @@ class BudgetPlan:
     """Images per epoch."""
     epochs: int
     """Whole epochs that fit."""
+    steps: int = 0
+    """Steps that fit, at the resolution schedule's mean cost (a run re-planned as it goes starts from these)."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     def describe(self) -> str:
         return (f"{self.images_per_s:.1f} images/s measured, first steps {self.compile_seconds:.0f} s -> "
-                f"{self.epochs} epochs of {self.train_images:,} images fit {self.minutes:g} training-minutes")
+                f"{self.epochs} epochs of {self.train_images:,} images fit {self.minutes:g} training-minutes"
+                + (f" ({self.steps:,} steps, re-planned as the run goes)" if self.steps else ""))
 
 
 def epochs_for_budget(minutes: float, images_per_s: float, compile_seconds: float, train_images: int,
@@ -84,12 +89,19 @@ def plan_budget(cfg: TrainConfig, data: ArraySet, minutes: float, device: torch.
     if train_images is None:
         train_images = min(cfg.train_subset or len(data), len(data) - cfg.val_size)
     epochs = epochs_for_budget(minutes, measured.images_per_s, measured.warmup_seconds, train_images, margin)
-    return BudgetPlan(minutes, measured.images_per_s, measured.warmup_seconds, train_images, epochs)
+    # The burst trains at full size; smaller images cost less in proportion to their pixels.
+    cost = ResolutionSchedule.parse(cfg.resolutions).cost()
+    seconds = REPLAN_MARGIN * max(60 * minutes - 2 * measured.warmup_seconds, 0.0)
+    steps = max(1, math.floor(seconds * measured.images_per_s / cost / cfg.batch_size))
+    return BudgetPlan(minutes, measured.images_per_s, measured.warmup_seconds, train_images, epochs, steps)
 
 
 def budget_config(cfg: TrainConfig, data_dir: Any, minutes: float, device: str = "auto",
-                  download: bool = False, steps: int = 30, skip_bad: bool = False) -> tuple[TrainConfig, BudgetPlan]:
-    """``cfg`` with the epochs that fit ``minutes`` of training on ``device`` (timed on its data in ``data_dir``)."""
+                  download: bool = False, steps: int = 30, skip_bad: bool = False
+                  ) -> tuple[TrainConfig, BudgetPlan, Budget | None]:
+    """``cfg`` sized to ``minutes`` of training on ``device`` (timed on its data in ``data_dir``), its plan, and for
+    a one-cycle schedule the :class:`Budget` the run re-plans its steps to as it goes (None otherwise: the run
+    trains the whole epochs that fit, the time limit as a guard)."""
     if cfg.dataset == "cifar10":
         data = load_cifar10(data_dir, train=True, download=download)
         plan = plan_budget(cfg, data, minutes, resolve_device(device), steps)
@@ -98,4 +110,9 @@ def budget_config(cfg: TrainConfig, data_dir: Any, minutes: float, device: str =
                            download=download, skip_bad=skip_bad)
         timed = cfg.for_splits(splits)
         plan = plan_budget(timed, splits.train, minutes, resolve_device(device), steps, train_images=len(splits.train))
-    return dataclasses.replace(cfg, epochs=plan.epochs), plan
+    if cfg.schedule != "onecycle":
+        return dataclasses.replace(cfg, epochs=plan.epochs), dataclasses.replace(plan, steps=0), None
+    budget = Budget(60 * minutes, plan.compile_seconds, plan.steps)
+    per_epoch = -(-plan.train_images // cfg.batch_size)
+    return dataclasses.replace(cfg, epochs=-(-plan.steps // per_epoch)), plan, budget
+

@@ -12,6 +12,7 @@ from typing import Any
 from ..checks import number
 from ..config import TrainConfig, make_config
 from .budget import budget_config
+from .replan import Budget
 from .resume import resume_config
 from .run import RunSummary, train
 
@@ -35,27 +36,30 @@ def launch(recipe: str | None, overrides: dict[str, Any], *, data_dir: Path | No
         cfg = make_config(recipe or "paper", **overrides)
         data_dir = data_dir or Path("data")
         out = out or Path("runs") / f"{cfg.model}-{cfg.recipe}-{time.strftime('%Y%m%d-%H%M%S')}"
+    budget = None
     if time_budget is not None:
-        cfg = _sized(cfg, overrides, resume is not None, data_dir, time_budget, device, download, echo, skip_bad)
+        cfg, budget = _sized(cfg, overrides, resume is not None, data_dir, time_budget, device, download, echo,
+                             skip_bad)
         time_limit = time_limit or time_budget
     summary = train(cfg, data_dir, out, device=device, resume=resume is not None, download=download,
                     stop_after=stop_after, log_every=log_every, checkpoint_every=checkpoint_every,
-                    time_limit=None if time_limit is None else 60 * time_limit, skip_bad=skip_bad)
+                    time_limit=None if time_limit is None else 60 * time_limit, skip_bad=skip_bad, budget=budget)
     if not summary.get("signal") and os.environ.get("RANK", "0") == "0":
         echo(f"run folder: {summary['run_dir']}")
     return summary
 
 
 def _sized(cfg: TrainConfig, overrides: dict[str, Any], resume: bool, data_dir: Path, minutes: float, device: str,
-           download: bool, echo: Callable[[str], None], skip_bad: bool = False) -> TrainConfig:
-    """``cfg`` with the epochs that fit ``minutes`` of training on this machine."""
+           download: bool, echo: Callable[[str], None], skip_bad: bool = False) -> tuple[TrainConfig, Budget | None]:
+    """``cfg`` with the epochs that fit ``minutes`` of training on this machine, and the budget a one-cycle run
+    re-plans its steps to as it goes (:func:`~ghostmixnet.train.budget.budget_config`)."""
     if resume:
-        raise ValueError("--time-budget sizes a new run; a resumed run keeps its epochs (drop --time-budget)")
+        raise ValueError("--time-budget sizes a new run; a resumed run keeps its plan (drop --time-budget)")
     if "epochs" in overrides:
         raise ValueError("--time-budget chooses the number of epochs; give --epochs or --time-budget, not both")
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         raise ValueError("--time-budget times one process; under torchrun give --epochs")
     number(minutes, "--time-budget (minutes)", above=0)
-    cfg, plan = budget_config(cfg, data_dir, minutes, device, download, skip_bad=skip_bad)
+    cfg, plan, budget = budget_config(cfg, data_dir, minutes, device, download, skip_bad=skip_bad)
     echo(f"time budget: {plan.describe()}")
-    return cfg
+    return cfg, budget

@@ -62,6 +62,9 @@ class EpochControl:
     progress: Progress | None = None
     phases: Any = None
     """A :class:`~ghostmixnet.train.throughput.StepPhases` to mark each step's phases on, or None."""
+    after_step: Callable[[int, float], bool] | None = None
+    """Told each step done (the epoch's step, the epoch's training seconds so far); returns True where the run's
+    planned steps end (a time budget re-planned as the run goes), which stops the epoch there."""
 
 
 @dataclass
@@ -72,6 +75,8 @@ class EpochEnd:
     step: int
     signal: int = 0
     out_of_time: bool = False
+    planned_end: bool = False
+    """The run's planned steps ended here (:attr:`EpochControl.after_step`)."""
 
 
 def train_one_epoch(t: Training, batches: Iterable[tuple[torch.Tensor, torch.Tensor]], epoch: int, step: int,
@@ -120,13 +125,18 @@ def train_one_epoch(t: Training, batches: Iterable[tuple[torch.Tensor, torch.Ten
                 control.phases.mark("optimizer")
             totals.seconds = time.perf_counter() - started
             end.step = step
+            if control.after_step is not None and control.after_step(step, totals.seconds):
+                end.planned_end = True
             if control.progress is not None:
                 control.progress.update(step, loss=totals.loss_sum / max(totals.images, 1))
             if step < control.steps_per_epoch:
-                if end.out_of_time or end.signal:
+                if end.out_of_time or end.signal or end.planned_end:
                     break
                 if control.checkpoint_every and step % control.checkpoint_every == 0 and control.save is not None:
                     control.save(step)
+        if end.planned_end and unread_images:  # the losses since the last read belong to the finished run
+            end = _read(unread, unread_images, unread_from, step, epoch, False, totals, control, env)
+            end.planned_end = True
     except Exception as e:
         if t.cfg.compile and compile_failure(e):
             raise compile_error(e) from e

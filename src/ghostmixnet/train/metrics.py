@@ -13,7 +13,7 @@ from ..files import pyplot, save_figure, write_text_atomic
 # weights is which weights val_acc scored ("trained", or "average" when the moving average did better);
 # the val fields are empty in epochs without validation (--val-every).
 METRIC_FIELDS = ("epoch", "val_split", "lr", "train_loss", "val_loss", "val_acc", "weights", "images_per_s",
-                 "seconds")
+                 "seconds", "steps")
 
 
 def write_metrics(path: Path, rows: Sequence[dict]) -> None:

@@ -21,6 +21,7 @@ from ..config import TrainConfig
 from ..data.augment import BatchPipeline, augment_in_chunks, resolve_augment_chunk, train_transform
 from ..data.cifar import ArraySet
 from ..data.loading import SEED_BATCH_AUGMENT, DeviceBatches, ImageDataset, ResumableSampler, mix_seed
+from ..data.resolution import ResolutionSchedule, resize_batch
 from ..device import Compute, prepare_device
 from ..model.architectures import zero_init_residuals
 from ..model.factory import build_model, load_pretrained
@@ -47,6 +48,24 @@ class Training:
     pipeline: BatchPipeline | None
     """The batched augmentation, or None when the DataLoader's workers augment (``torchvision``)."""
     augment_chunk: int
+    steps_per_epoch: int = 1
+
+    def planned_steps(self) -> int:
+        """The run's steps in all: the one-cycle schedule's length (which a time budget may re-plan as the run
+        goes, :meth:`replan`), else the config's epochs of steps."""
+        if isinstance(self.scheduler, torch.optim.lr_scheduler.LambdaLR):
+            return int(self.scheduler.lr_lambdas[0].total_steps)
+        return self.cfg.epochs * self.steps_per_epoch
+
+    def replan(self, total_steps: int, done: int) -> None:
+        """Stretch or shrink the one-cycle schedule to ``total_steps`` after ``done`` steps (kept in the
+        scheduler's state, so a resumed run continues the re-planned schedule)."""
+        for factor in self.scheduler.lr_lambdas:
+            factor.resize(total_steps, done)
+        # LambdaLR applies a factor at its next step(); the current step's rate follows the new plan now.
+        for group, base, factor in zip(self.optimizer.param_groups, self.scheduler.base_lrs,
+                                       self.scheduler.lr_lambdas):
+            group["lr"] = base * factor(self.scheduler.last_epoch)
 
 
 def build_training(cfg: TrainConfig, device: torch.device, steps_per_epoch: int,
@@ -80,7 +99,7 @@ def build_training(cfg: TrainConfig, device: torch.device, steps_per_epoch: int,
         train_model = compile_model(train_model, cfg.compile_mode, device, distributed)
     pipeline = BatchPipeline(cfg.augment, compile=cfg.compile) if cfg.augment_backend == "batched" else None
     return Training(cfg, compute, model, train_model, optimizer, scheduler, per_step_schedule, scaler, ema, pipeline,
-                    resolve_augment_chunk(cfg.augment_chunk, device))
+                    resolve_augment_chunk(cfg.augment_chunk, device), steps_per_epoch)
 
 
 def build_loader(t: Training, data: ArraySet, sampler: ResumableSampler,
@@ -100,9 +119,19 @@ def epoch_batches(t: Training, loader: Iterable[Any], epoch: int, first_step: in
     loader's own with ``torchvision``; augmented on the device, a chunk at a time, with batched augmentation
     (step s of the epoch draws from its own generator: a function of the seed, epoch, step and rank)."""
     if t.pipeline is None:
-        return iter(loader)
+        batches: Iterator[tuple[torch.Tensor, torch.Tensor]] = iter(loader)
+    else:
+        def draws(i: int) -> torch.Generator:
+            return torch.Generator().manual_seed(mix_seed(SEED_BATCH_AUGMENT, t.cfg.seed, epoch, first_step + i, rank))
 
-    def draws(i: int) -> torch.Generator:
-        return torch.Generator().manual_seed(mix_seed(SEED_BATCH_AUGMENT, t.cfg.seed, epoch, first_step + i, rank))
+        batches = augment_in_chunks(loader, t.pipeline, t.augment_chunk, draws, *t.cfg.normalization, mark)
+    sizes = ResolutionSchedule.parse(t.cfg.resolutions)
+    return resized(batches, sizes, t, epoch * t.steps_per_epoch + first_step - 1) if sizes.stages else batches
 
-    return augment_in_chunks(loader, t.pipeline, t.augment_chunk, draws, *t.cfg.normalization, mark)
+
+def resized(batches: Iterable[tuple[torch.Tensor, torch.Tensor]], sizes: ResolutionSchedule, t: Training,
+            first: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """``batches`` at the sizes ``sizes`` gives their steps (the first is the run's 0-based step ``first``), read
+    against the run's planned steps as each batch comes (a time budget re-plans them as the run goes)."""
+    for i, (images, targets) in enumerate(batches):
+        yield resize_batch(images, sizes.size_at(first + i, t.planned_steps())), targets

@@ -45,6 +45,8 @@ class RunState:
     """One metrics row per finished epoch."""
     partial: EpochTotals = field(default_factory=EpochTotals)
     """The epoch in progress's running totals."""
+    budget: dict[str, float] | None = None
+    """A run re-planned to a time budget: its :class:`~ghostmixnet.train.budget.Budget` (a resumed run keeps it)."""
 
 
 def training_checkpoint(t: Training, state: RunState, processes: int) -> dict[str, Any]:
@@ -53,7 +55,7 @@ def training_checkpoint(t: Training, state: RunState, processes: int) -> dict[st
             "epoch": state.epoch, "step": state.step, "partial": state.partial.to_dict(),
             "optimizer": t.optimizer.state_dict(), "scheduler": t.scheduler.state_dict(),
             "scaler": t.scaler.state_dict(), "best_acc": state.best_acc, "best_epoch": state.best_epoch,
-            "history": state.history, "processes": processes,
+            "history": state.history, "processes": processes, "budget": state.budget,
             **({"ema": t.ema.state_dict()} if t.ema is not None else {})}
 
 
@@ -94,7 +96,7 @@ def restore_training(t: Training, ckpt: dict[str, Any], path: Path, processes: i
             raise RunError(f"{path} holds no weight average although the config asks for one (ema_decay)")
         t.ema.load_state_dict(ckpt["ema"])
     state = RunState(ckpt["epoch"], ckpt.get("step", 0), ckpt["best_acc"], ckpt["best_epoch"], list(ckpt["history"]),
-                     EpochTotals.from_dict(ckpt["partial"]) if "partial" in ckpt else EpochTotals())
+                     EpochTotals.from_dict(ckpt["partial"]) if "partial" in ckpt else EpochTotals(), ckpt.get("budget"))
     if state.step and ckpt.get("processes", 1) != processes:
         raise RunError(f"{path} was saved in the middle of an epoch by {ckpt.get('processes', 1)} process(es); "
                        f"resume it with that many (this run has {processes}), or from an epoch end")

@@ -32,6 +32,7 @@ import torch
 from ..checks import count, number
 from ..config import TrainConfig, config_of
 from ..data.loading import ResumableSampler
+from ..data.resolution import ResolutionSchedule
 from ..data.sources import load_data, name_list
 from ..data.splits import Splits
 from ..device import slow_precision_warning
@@ -50,6 +51,7 @@ from .memory import check_fits_memory
 from .metrics import plot_curves, write_metrics
 from .parts import Training, build_loader, build_training, epoch_batches
 from .progress import Progress
+from .replan import Budget, Replanner
 from .resume import (
     BEST,
     FORMAT_VERSION,
@@ -156,7 +158,7 @@ def _all_finite(module: torch.nn.Module) -> bool:
 def train(cfg: TrainConfig, data_dir: Path, out_dir: Path, *, device: str = "auto", resume: bool = False,
           download: bool = False, stop_after: int | None = None, log_every: int = 50, checkpoint_every: int = 0,
           echo: Callable[[str], None] | None = None, time_limit: float | None = None,
-          epoch_end: EpochHook | None = None, skip_bad: bool = False) -> RunSummary:
+          epoch_end: EpochHook | None = None, skip_bad: bool = False, budget: Budget | None = None) -> RunSummary:
     """Train (or, with ``resume``, continue) the run in ``out_dir``; returns the run's summary.
 
     ``stop_after`` ends this invocation after that many epochs, leaving a resumable run;
@@ -168,7 +170,9 @@ def train(cfg: TrainConfig, data_dir: Path, out_dir: Path, *, device: str = "aut
     trained weights (the module, unwrapped), e.g. to score extra data; its time is not training time. If it
     returns True the run ends there as at a time limit (one process only: ranks must stop together).
     ``skip_bad`` leaves out the images of a folder dataset that cannot be read, naming them, instead of stopping.
-    Launched by torchrun, the processes of one run each call this with the same arguments.
+    ``budget`` (a one-cycle run, one process) re-plans the run's steps from its measured pace as it goes, so that it
+    ends inside the budget with its schedule complete, and then validates its final weights (a resumed run keeps
+    the budget it started with). Launched by torchrun, the processes of one run each call this with the same arguments.
     """
     checkpoint_every, log_every = count(checkpoint_every, "checkpoint_every", 0), count(log_every, "log_every")
     stop_after = None if stop_after is None else count(stop_after, "stop_after")
@@ -179,7 +183,7 @@ def train(cfg: TrainConfig, data_dir: Path, out_dir: Path, *, device: str = "aut
         check_can_start(cfg, Path(out_dir), env, resume)
         with stop_requests() as stop, run_folder(Path(out_dir), env):
             return _train(cfg, Path(data_dir), Path(out_dir), env, resume, download, stop_after, log_every,
-                          checkpoint_every, echo, stop, time_limit, epoch_end, skip_bad)
+                          checkpoint_every, echo, stop, time_limit, epoch_end, skip_bad, budget)
     finally:
         env.close()
 
@@ -213,7 +217,7 @@ def run_folder(out_dir: Path, env: DistEnv) -> Iterator[None]:
 def _train(cfg: TrainConfig, data_dir: Path, out_dir: Path, env: DistEnv, resume: bool, download: bool,
            stop_after: int | None, log_every: int, checkpoint_every: int, echo: Callable[[str], None] | None,
            stop: dict[str, int], time_limit: float | None, epoch_end: EpochHook | None = None,
-           skip_bad: bool = False) -> RunSummary:
+           skip_bad: bool = False, budget: Budget | None = None) -> RunSummary:
     # Set up: the data (its class list and normalisation joining the config), the run's log, the parts. Nothing
     # is written before the data is read, so that unreadable data leaves no run folder behind.
     log, notes = RunLog(out_dir / "train.log" if env.is_main else None, echo), []
@@ -244,18 +248,32 @@ def _train(cfg: TrainConfig, data_dir: Path, out_dir: Path, env: DistEnv, resume
         state = restore_training(t, ckpt, path, env.world_size)
         where = f"step {state.step} of epoch {state.epoch + 1}" if state.step else f"epoch {state.epoch}"
         log(f"resuming {out_dir} after {where} (of {cfg.epochs} epochs) from {path.name}")
-    run = Run(cfg, env, out_dir, splits, t, log, state, per_rank)
+    budget = budget or (Budget.from_dict(state.budget) if state.budget else None)
+    if budget is not None:
+        check_can_replan(cfg, env)
+        state.budget, time_limit = budget.to_dict(), time_limit or budget.seconds
+        if ckpt is None and budget.steps:
+            t.replan(budget.steps, 0)
+    run = Run(cfg, env, out_dir, splits, t, log, state, per_rank, budget)
     run.describe(data_dir)
     loader = build_loader(t, splits.train, sampler, per_rank)
     # On a GPU each read of the loss makes the host wait for the step; the CPU has nothing to wait for.
     control = EpochControl(steps_per_epoch, sync_every=1 if env.device.type == "cpu" else max(1, log_every),
-                           checkpoint_every=checkpoint_every, save=run.save_at, stop=stop)
+                           checkpoint_every=checkpoint_every, save=run.save_at, stop=stop, after_step=run.replanning())
     start_epoch = state.epoch
     # For each epoch: train, validate, save, log; stop early when asked to or out of time.
-    while state.epoch < cfg.epochs and (stop_after is None or state.epoch - start_epoch < stop_after):
+    while state.epoch < run.epochs_planned() and (stop_after is None or state.epoch - start_epoch < stop_after):
         sampler.set_epoch(state.epoch, start=state.step * per_rank)
         lr = max(group["lr"] for group in t.optimizer.param_groups)  # the classifier's, when fine-tuning
         end = run.train_epoch(loader, control, time_limit, log_every)
+        if budget is not None and (end.planned_end or end.out_of_time):
+            # A re-planned run ends here, its schedule done (or its time up): its final weights are validated,
+            # not a checkpoint up to val_every epochs old.
+            run.close_epoch(lr, epoch_end, final=True)
+            log(f"time budget: {run.done_steps()} steps ({run.done_steps() / steps_per_epoch:.2f} epochs) in "
+                f"{run.trained_seconds():.0f} of {budget.seconds:.0f} s of training"
+                + ("; the time ran out before the plan's last step" if end.out_of_time else ""))
+            return run.finish(time_limit_hit=end.out_of_time)
         if end.step < steps_per_epoch:  # stopped within the epoch
             run.save_last()
             if end.out_of_time:
@@ -278,8 +296,9 @@ def _train(cfg: TrainConfig, data_dir: Path, out_dir: Path, env: DistEnv, resume
             log(f"stopped after epoch {state.epoch} as the caller asked")
             return run.finish(time_limit_hit=True)
     # Finish once: score the best checkpoint on the test set, or say how to continue.
-    if state.epoch < cfg.epochs:
-        log(f"stopped after epoch {state.epoch} of {cfg.epochs}; continue with: ghostmixnet train --resume {out_dir}")
+    if state.epoch < run.epochs_planned():
+        log(f"stopped after epoch {state.epoch} of {run.epochs_planned()}; continue with: ghostmixnet train --resume "
+            f"{out_dir}")
         return run.summary()
     return run.finish(time_limit_hit=False)
 
@@ -325,6 +344,16 @@ def check_can_start(cfg: TrainConfig, out_dir: Path, env: DistEnv, resume: bool)
                        f"{env.world_size} processes; use a multiple of {env.world_size}")
 
 
+def check_can_replan(cfg: TrainConfig, env: DistEnv) -> None:
+    """Refuse a time budget re-planned in steps where it cannot work: another schedule, or several processes
+    (each would time itself and plan another length)."""
+    if cfg.schedule != "onecycle":
+        raise RunError(f"re-planning to a time budget stretches a one-cycle schedule; the {cfg.recipe} recipe's "
+                       f"{cfg.schedule!r} schedule is not one: use --time-limit to stop it at a time instead")
+    if env.distributed:
+        raise RunError("a time budget times one process; under torchrun give --epochs")
+
+
 @dataclass
 class Run:
     """One run's context, read by every stage of :func:`_train`: its config, processes, folder, data,
@@ -338,6 +367,7 @@ class Run:
     log: RunLog
     state: RunState
     per_rank: int
+    budget: Budget | None = None
 
     @property
     def val_name(self) -> str:
@@ -346,6 +376,36 @@ class Run:
     def trained_seconds(self) -> float:
         """Training time of the finished epochs."""
         return sum(row["seconds"] for row in self.state.history)
+
+    def epochs_planned(self) -> int:
+        """The epochs the run trains: the config's, or as many as the re-planned steps reach (the last partial)."""
+        if self.budget is None:
+            return self.cfg.epochs
+        return -(-self.t.planned_steps() // self.t.steps_per_epoch)
+
+    def done_steps(self) -> int:
+        """Steps trained in all (a re-planned run's last epoch may be partial)."""
+        return sum(int(row.get("steps") or self.t.steps_per_epoch) for row in self.state.history) + self.state.step
+
+    def replanning(self) -> Callable[[int, float], bool] | None:
+        """With a budget, the hook that re-plans the steps after each step (:class:`Replanner`), for
+        :attr:`EpochControl.after_step`; True where the planned steps end."""
+        if self.budget is None:
+            return None
+        sizes = ResolutionSchedule.parse(self.cfg.resolutions)
+        planner = Replanner(self.budget.seconds, sizes, self.budget.compile_seconds)
+
+        def after_step(step: int, epoch_seconds: float) -> bool:
+            done = self.done_steps() - self.state.step + step
+            seconds, total = self.trained_seconds() + epoch_seconds, self.t.planned_steps()
+            planner.record(done, seconds, sizes.size_at(done - 1, total))
+            if planner.due(done, total):
+                planned = max(planner.plan(done, seconds), done)
+                if planned != total:
+                    self.t.replan(planned, done)
+                    total = planned
+            return done >= total
+        return after_step
 
     def describe(self, data_dir: Path) -> None:
         """Write config.json and run.json (rank 0) and log what is about to run."""
@@ -373,7 +433,7 @@ class Run:
     def train_epoch(self, loader: Any, control: EpochControl, time_limit: float | None, log_every: int) -> EpochEnd:
         """Train the rest of the current epoch (:func:`train_one_epoch`); the state's step follows it."""
         s = self.state
-        control.progress = Progress(control.steps_per_epoch, f"epoch {s.epoch + 1}/{self.cfg.epochs}", self.log,
+        control.progress = Progress(control.steps_per_epoch, f"epoch {s.epoch + 1}/{self.epochs_planned()}", self.log,
                                     every=log_every, enabled=self.env.is_main)
         control.seconds_left = None if time_limit is None else time_limit - self.trained_seconds()
         batches = epoch_batches(self.t, loader, s.epoch, s.step + 1, self.env.rank)
@@ -403,20 +463,22 @@ class Run:
         save_atomic(training_checkpoint(self.t, self.state, self.env.world_size), self.out_dir / LAST,
                     keep_previous=self.out_dir / PREVIOUS)
 
-    def close_epoch(self, lr: float, epoch_end: EpochHook | None) -> bool:
-        """After an epoch's last step: step a per-epoch schedule, record, validate (and keep the best),
-        save, write metrics and plots, log. Whether ``epoch_end`` asked to stop."""
+    def close_epoch(self, lr: float, epoch_end: EpochHook | None, final: bool = False) -> bool:
+        """After an epoch's last step (or, ``final``, the run's last, within an epoch): step a per-epoch schedule,
+        record, validate (and keep the best), save, write metrics and plots, log. Whether ``epoch_end`` asked
+        to stop."""
         cfg, s = self.cfg, self.state
         if not self.t.per_step_schedule:
             self.t.scheduler.step()
+        steps = s.step
         s.epoch, s.step = s.epoch + 1, 0
         stats, s.partial = s.partial, EpochTotals()
-        row = {"epoch": s.epoch, "val_split": "test" if self.splits.val_is_test else "val", "lr": lr,
+        row = {"epoch": s.epoch, "steps": steps, "val_split": "test" if self.splits.val_is_test else "val", "lr": lr,
                "train_loss": stats.loss_sum / max(stats.images, 1), "val_loss": None, "val_acc": None,
                "weights": None, "images_per_s": stats.images / max(stats.seconds, 1e-9), "seconds": stats.seconds}
         s.history.append(row)
         improved, scores = False, ""
-        if s.epoch % cfg.val_every == 0 or s.epoch == cfg.epochs:
+        if s.epoch % cfg.val_every == 0 or s.epoch == cfg.epochs or final:
             improved, scores = self.validate(row)
         caller_stops = self.env.is_main and epoch_end is not None and bool(epoch_end(row, unwrap(self.t.model)))
         if self.env.is_main:
@@ -426,7 +488,7 @@ class Run:
         name = self.val_name
         val_text = (f" {name}_loss {row['val_loss']:.4f} {name}_acc {100 * row['val_acc']:.2f}%{scores}"
                     f"{' (best)' if improved else ''}" if row["val_acc"] is not None else "")
-        self.log(f"epoch {s.epoch}/{cfg.epochs} lr {lr:.3g} train_loss {row['train_loss']:.4f}{val_text} "
+        self.log(f"epoch {s.epoch}/{self.epochs_planned()} lr {lr:.3g} train_loss {row['train_loss']:.4f}{val_text} "
                  f"{row['images_per_s']:.1f} img/s {row['seconds']:.0f}s")
         return caller_stops
 

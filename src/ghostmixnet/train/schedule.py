@@ -19,6 +19,15 @@ class OneCycle:
             raise ValueError(f"one-cycle needs 0 <= warmup_steps < total_steps, got {warmup_steps}, {total_steps}")
         self.total_steps, self.warmup_steps = total_steps, warmup_steps
 
+    def resize(self, total_steps: int, done: int = 0) -> None:
+        """Stretch or shrink the schedule to ``total_steps`` after ``done`` steps (a time budget re-planned). A
+        warm-up still in progress keeps its share of the run; one that is over stays as it was."""
+        if total_steps < 1:
+            raise ValueError(f"one-cycle needs at least one step, got {total_steps}")
+        if done < self.warmup_steps:
+            self.warmup_steps = max(done, round(self.warmup_steps * total_steps / self.total_steps))
+        self.total_steps, self.warmup_steps = total_steps, min(self.warmup_steps, total_steps - 1)
+
     def __call__(self, step: int) -> float:
         if step < self.warmup_steps:
             return (step + 1) / (self.warmup_steps + 1)
