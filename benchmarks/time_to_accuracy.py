@@ -5,10 +5,10 @@ bf16 where the hardware has it natively, torch.compile) for the same budget of t
 (compilation included, validation excluded); each then scores the checkpoint its validation split
 chose, once, on the 10,000 CIFAR-10 test images.
 
-- fast: a one-cycle schedule needs its length up front, so the number of epochs that fits the budget
-  is measured first (a short timed run, as `ghostmixnet train --time-budget` does) and saved in
-  OUT/fast-Mmin/calibration.json; later invocations reuse it, so seeds added later train exactly as
-  many epochs. The time limit still applies as a guard.
+- fast: a one-cycle schedule needs its length up front, so the steps that fit the budget are measured
+  first (a short timed run, as `ghostmixnet train --time-budget` does) and saved in
+  OUT/fast-Mmin/calibration.json; each run starts from that plan and re-plans its steps from its own pace
+  as it goes, ending inside the budget (``--epochs N`` trains N whole epochs instead, the budget a guard).
 - paper: the paper's 200-epoch recipe, stopped when the budget runs out.
 
 Runs are resumable folders (OUT/fast-Mmin/seed-N, OUT/paper-Mmin/seed-N for a budget of M minutes);
@@ -33,6 +33,7 @@ from ghostmixnet.data.cifar import load_cifar10
 from ghostmixnet.device import resolve_device
 from ghostmixnet.errors import RunError
 from ghostmixnet.train.budget import MARGIN, plan_budget
+from ghostmixnet.train.replan import Budget
 from ghostmixnet.train.seeds import run_seeds, seeds_markdown
 
 
@@ -47,13 +48,14 @@ def calibrate(args: argparse.Namespace, common: dict, out: Path) -> dict:
     path = out / "calibration.json"
     if path.is_file():
         saved = json.loads(path.read_text())
-        if saved["minutes"] == args.minutes and saved["train_subset"] == args.train_subset:
+        if (saved["minutes"] == args.minutes and saved["train_subset"] == args.train_subset
+                and saved.get("resolutions", "") == (args.resolutions or "") and "steps" in saved):
             print(f"calibration read from {path}: {saved['epochs']} epochs")
             return saved
     cfg = make_config("fast", **common)
     data = load_cifar10(args.data_dir, train=True)
     plan = plan_budget(cfg, data, args.minutes, resolve_device(args.device), args.calibration_steps, args.margin)
-    saved = {**plan.to_dict(), "train_subset": args.train_subset}
+    saved = {**plan.to_dict(), "train_subset": args.train_subset, "resolutions": args.resolutions or ""}
     out.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(saved, indent=2) + "\n")
     print(f"calibration: {plan.describe()}")
@@ -72,12 +74,17 @@ def budget_table(out: Path) -> str:
                 "minutes": result["time_limit"] / 60, "images_per_s": None,
                 "epochs": result["overrides"]["epochs"]}
             rows.append((plan["minutes"], plan, result))
-    lines = ["| budget | epochs | images/s (calibration) | seeds | val acc. | test acc. |",
-             "|---:|---:|---:|---:|---:|---:|"]
+    lines = ["| budget | epochs | images/s (calibration) | seeds | training time (share of budget) | val acc. | "
+             "test acc. |", "|---:|---:|---:|---:|---:|---:|---:|"]
     for minutes, plan, r in sorted(rows, key=lambda row: row[0]):
         n = len(r["runs"])
         rate = "—" if plan["images_per_s"] is None else f"{plan['images_per_s']:.1f}"
-        lines.append(f"| {minutes:g} min | {plan['epochs']} | {rate} | {n} | "
+        # Runs re-planned in steps end within an epoch: their epochs are what they trained (the last partial).
+        done = sorted({str(run.get("epochs_done")) for run in r["runs"] if run.get("epochs_done") is not None})
+        seconds = [run["train_seconds"] for run in r["runs"] if run.get("train_seconds")]
+        mean = sum(seconds) / len(seconds) if seconds else 0.0
+        used = f"{mean / 60:.1f} min ({100 * mean / (60 * minutes):.0f}%)" if seconds else "—"
+        lines.append(f"| {minutes:g} min | {', '.join(done) or plan['epochs']} | {rate} | {n} | {used} | "
                      f"{100 * r['val_mean']:.2f} ± {100 * r['val_std']:.2f}% | "
                      f"{100 * r['test_mean']:.2f} ± {100 * r['test_std']:.2f}% |")
     return "\n".join(lines) + "\n"
@@ -101,7 +108,9 @@ def run(argv: list[str] | None = None) -> None:
     parser.add_argument("--paper-seeds", type=seeds_arg, default=[0],
                         help="seeds of the paper recipe; empty (--paper-seeds '') to leave it out [0]")
     parser.add_argument("--train-subset", type=int, default=None, help="train on this many images (quick runs)")
-    parser.add_argument("--epochs", type=int, default=None, help="fast recipe epochs, instead of calibrating")
+    parser.add_argument("--epochs", type=int, default=None,
+                        help="fast recipe: train this many whole epochs instead of planning steps to the budget")
+    parser.add_argument("--resolutions", default=None, help="fast recipe: progressive resizing [the recipe's]")
     parser.add_argument("--calibration-steps", type=int, default=30, help="timed steps of the calibration [30]")
     parser.add_argument("--margin", type=float, default=MARGIN,
                         help=f"share of the budget the steps may fill [{MARGIN}]")
@@ -111,14 +120,23 @@ def run(argv: list[str] | None = None) -> None:
     if not args.seeds and not args.paper_seeds:
         parser.error("give seeds for at least one recipe (--seeds, --paper-seeds)")
     common = {"train_subset": args.train_subset}
+    fast_common = {**common, "resolutions": args.resolutions}
     limit = 60 * args.minutes
     fast = paper = None
     if args.seeds:
         out = args.out / f"fast-{args.minutes:g}min"
-        epochs = args.epochs or calibrate(args, common, out)["epochs"]
-        fast = run_seeds("fast", args.seeds, args.data_dir, out, {**common, "epochs": epochs},
-                         args.device, time_limit=limit)
-        print(f"\nfast recipe, {epochs} epochs, {args.minutes:g} min budget:\n{seeds_markdown(fast)}")
+        budget = None
+        if args.epochs:
+            epochs = args.epochs
+        else:  # the first plan; each run re-plans its steps as it goes
+            plan = calibrate(args, fast_common, out)
+            budget = Budget(limit, plan["compile_seconds"], plan["steps"])
+            per_epoch = -(-plan["train_images"] // make_config("fast").batch_size)
+            epochs = -(-plan["steps"] // per_epoch)
+        fast = run_seeds("fast", args.seeds, args.data_dir, out, {**fast_common, "epochs": epochs},
+                         args.device, time_limit=limit, budget=budget)
+        planned = f"{epochs} epochs" if budget is None else f"{budget.steps} steps planned, re-planned as it went"
+        print(f"\nfast recipe, {planned}, {args.minutes:g} min budget:\n{seeds_markdown(fast)}")
         table = budget_table(args.out)
         (args.out / "budgets.md").write_text(table)
         print(f"fast recipe at every budget run so far ({args.out / 'budgets.md'}):\n{table}")

@@ -25,6 +25,7 @@ The last line is the headline figure.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import subprocess
@@ -79,7 +80,7 @@ def schedule_shares(sizes: ResolutionSchedule) -> dict[int, float]:
     return shares
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", default="data", help="folder holding cifar-10-batches-py")
     parser.add_argument("--steps", type=int, default=20, help="timed steps per configuration [20]")
@@ -101,7 +102,7 @@ def main() -> None:
                         help="the fast path with the fused double BatchNorm [off]")
     parser.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=False,
                         help="the fast path in the channels-last memory format [off]")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     data = load_cifar10(args.data_dir, train=True)
     needed = (args.steps + args.warmup) * args.batch_size
     data = data.subset(np.arange(min(needed, len(data))))
@@ -121,8 +122,7 @@ def main() -> None:
     seconds_per_image = 0.0
     for size, share in shares.items():
         # Every step at this size: a one-stage schedule that ends just before the run does.
-        sized = make_config(args.recipe, **{**fast_cfg.to_dict(), "recipe": args.recipe,
-                                            "resolutions": "" if size == FULL_SIZE else f"{size}:0.999"})
+        sized = dataclasses.replace(fast_cfg, resolutions="" if size == FULL_SIZE else f"{size}:0.999")
         fast = training_throughput(sized, data, args.steps, args.warmup)
         seconds_per_image += share / fast.images_per_s
         print(f"fast (batched augmentation, {fast.precision}{', compiled' if args.compile else ''}"

@@ -31,9 +31,19 @@ def test_budget_table_sorts_budgets_and_marks_runs_without_calibration(tta, tmp_
     (tmp_path / "fast-20min").mkdir()  # a budget whose seeds have not finished has no row
     rows = tta.budget_table(tmp_path).splitlines()[2:]
     assert len(rows) == 2
-    assert rows[0].startswith("| 60 min | 8 | 115.6 | 2 | ") and "91.30 ± 0.00%" in rows[0]
+    assert rows[0].startswith("| 60 min | 8 | 115.6 | 2 | — | ") and "91.30 ± 0.00%" in rows[0]
     # A budget run with --epochs measured no rate: a dash, not "nan".
-    assert rows[1].startswith("| 150 min | 14 | — | 1 | ") and "92.94 ± 0.00%" in rows[1]
+    assert rows[1].startswith("| 150 min | 14 | — | 1 | — | ") and "92.94 ± 0.00%" in rows[1]
+
+
+def test_budget_table_gives_re_planned_runs_their_epochs_and_share_of_the_budget(tta, tmp_path):
+    write_budget(tmp_path, 20, 3, [0.8, 0.82], calibration=30.0)
+    summary = json.loads((tmp_path / "fast-20min" / "seeds.json").read_text())
+    summary["runs"] = [{"seed": 0, "epochs_done": 3, "train_seconds": 1170.0},
+                       {"seed": 1, "epochs_done": 3, "train_seconds": 1182.0}]
+    (tmp_path / "fast-20min" / "seeds.json").write_text(json.dumps(summary))
+    row = tta.budget_table(tmp_path).splitlines()[2]
+    assert row.startswith("| 20 min | 3 | 30.0 | 2 | 19.6 min (98%) | ")
 
 
 def test_a_stopped_seed_ends_with_its_message_not_a_traceback(tta, tmp_path, monkeypatch):

@@ -17,6 +17,7 @@ from typing import Any
 from ..config import make_config
 from ..errors import RunError
 from ..files import write_text_atomic
+from .replan import Budget
 from .resume import LAST
 from .run import train
 
@@ -28,10 +29,11 @@ def mean_std(values: Sequence[float]) -> tuple[float, float]:
 
 def run_seeds(recipe: str, seeds: Sequence[int] | str, data_dir: Path, out_dir: Path, overrides: dict[str, Any],
               device: str = "auto", time_limit: float | None = None,
-              echo: Callable[[str], None] | None = None) -> dict[str, Any]:
+              echo: Callable[[str], None] | None = None, budget: Budget | None = None) -> dict[str, Any]:
     """Train ``recipe`` once per seed into ``out_dir/seed-N``; write ``seeds.json`` and ``seeds.md``.
 
-    ``time_limit`` (seconds of training per run) stops each run there and scores its best checkpoint.
+    ``time_limit`` (seconds of training per run) stops each run there and scores its best checkpoint; ``budget``
+    re-plans each run's steps to it as the run goes (one-cycle recipes, :func:`~ghostmixnet.train.run.train`).
     Returns the summary written to ``seeds.json``. ``seeds`` may be given as text: ``"0,1"``.
     """
     if isinstance(seeds, str):
@@ -50,7 +52,8 @@ def run_seeds(recipe: str, seeds: Sequence[int] | str, data_dir: Path, out_dir: 
             (echo or print)(f"== {recipe}, seed {seed} -> {run_dir}")
             cfg = make_config(recipe, **{**overrides, "seed": seed})
             resume = (run_dir / LAST).is_file()
-            summary = train(cfg, data_dir, run_dir, device=device, resume=resume, time_limit=time_limit, echo=echo)
+            summary = train(cfg, data_dir, run_dir, device=device, resume=resume, time_limit=time_limit, echo=echo,
+                            budget=None if resume else budget)
             if summary.get("signal"):
                 raise RunError(f"{run_dir} was stopped by {signal.Signals(summary['signal']).name} after "
                                f"{summary.get('epochs_done', 0)} epochs; run the same command again to resume it")
