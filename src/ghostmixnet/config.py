@@ -127,8 +127,8 @@ class RecipeConfig:
     their mirrors: six views in all); 0 keeps the two mirror views."""
     resolutions: str = ""
     """Progressive resizing: train the first steps on smaller images, e.g. ``16:0.25,24:0.5`` is 16 pixels for
-    the first quarter of the steps, 24 until half-way, the full 32 after (the batched augmentation resizes each
-    augmented batch); empty trains every step at full size. Evaluation is always at full size."""
+    the first quarter of the steps, 24 until half-way, the full 32 after (each batch is resized after its
+    augmentation); empty trains every step at full size. Evaluation is always at full size."""
     val_every: int = 1
     """Validate every this many epochs, and always after the last (validation costs time short runs lack)."""
     label_smoothing: float = 0.1

@@ -122,7 +122,8 @@ def test_a_budgeted_run_re_plans_its_steps_ends_inside_the_budget_and_validates_
     assert last["budget"] == {"seconds": 4.0, "compile_seconds": 0.0, "steps": 12}
     planned = last["scheduler"]["lr_lambdas"][0]["total_steps"]
     steps = sum(row["steps"] for row in last["history"])
-    assert steps == planned > 12 and last["history"][-1]["val_acc"] is not None  # the final weights were validated
+    assert [row["steps"] for row in last["history"]] == [10, 10, 10, 9]  # 39 steps of 0.1 s: 3.9 of the 4 s
+    assert steps == planned == 39 and last["history"][-1]["val_acc"] is not None  # the final weights validated
     assert any(line.startswith(f"time budget: {steps} steps") for line in lines)
     assert json.loads((tmp_path / "run" / "test.json").read_text())["best_epoch"] >= 1
 
@@ -133,3 +134,16 @@ def test_a_budget_needs_the_one_cycle_schedule(cifar_dir, tmp_path, tiny_config)
 
     with pytest.raises(RunError, match="one-cycle"):
         train(tiny_config(), cifar_dir, tmp_path / "run", echo=lambda _: None, budget=Budget(10.0))
+
+
+def test_the_burst_is_timed_at_full_size_and_smaller_steps_are_costed_by_their_pixels(cifar_dir, tiny_config,
+                                                                                     monkeypatch):
+    import ghostmixnet.train.parts as parts
+
+    resized = []
+    monkeypatch.setattr(parts, "resize_batch", lambda images, size: resized.append(size) or images)
+    cfg = tiny_config(recipe="fast", batch_size=8, val_size=20, resolutions="16:0.5")
+    _, plan, _ = budget_config(cfg, cifar_dir, minutes=0.5, device="cpu", steps=3)
+    assert resized == []  # every timed step at 32 pixels
+    cost = 0.5 * 0.25 + 0.5  # half the steps at a quarter of the pixels
+    assert plan.steps == math.floor(REPLAN_MARGIN * (30 - 2 * plan.compile_seconds) * plan.images_per_s / cost / 8)

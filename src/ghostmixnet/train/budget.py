@@ -85,7 +85,9 @@ def plan_budget(cfg: TrainConfig, data: ArraySet, minutes: float, device: torch.
         raise ValueError(f"timing the step needs at least {(warmup + chunk) * cfg.batch_size} training images "
                          f"(batch {cfg.batch_size}), {len(data)} given")
     needed = (warmup + steps) * cfg.batch_size
-    measured = training_throughput(cfg, data.subset(np.arange(needed)), steps, WARMUP_STEPS, device)
+    # Timed at full size: the steps of a resolution schedule are then costed by their pixels.
+    full_size = dataclasses.replace(cfg, resolutions="")
+    measured = training_throughput(full_size, data.subset(np.arange(needed)), steps, WARMUP_STEPS, device)
     if train_images is None:
         train_images = min(cfg.train_subset or len(data), len(data) - cfg.val_size)
     epochs = epochs_for_budget(minutes, measured.images_per_s, measured.warmup_seconds, train_images, margin)
