@@ -41,11 +41,11 @@ class Replanner:
     """Re-plans a one-cycle run's length in steps from the pace it measures, so that the run ends inside its
     budget of training time however the machine's speed drifts.
 
-    A burst of steps before the run sizes it first (:func:`plan_budget`); as the run goes, every ``every`` steps
-    the steps that fit the time left are worked out again from the mean time of the last ``window`` steps of
-    each image size, and the schedule is stretched or shrunk to them. Steps of a size not trained yet
-    (progressive resizing) are estimated from a trained size by their pixels, and each such size is charged
-    ``compile_seconds`` for its compilation. The last re-plans come at every step, as the end nears.
+    A burst of steps before the run sizes it first (:func:`~ghostmixnet.train.budget.plan_budget`); as the run
+    goes, every ``every`` steps the steps that fit the time left are worked out again from the mean time of the
+    last ``window`` steps of each image size, and the schedule is stretched or shrunk to them. Steps of a size
+    not trained yet (progressive resizing) are estimated from a trained size by their pixels, and each such size
+    is charged ``compile_seconds`` for its compilation. The last re-plans come at every step, as the end nears.
     """
 
     def __init__(self, budget_seconds: float, sizes: ResolutionSchedule | None = None, compile_seconds: float = 0.0,
