@@ -97,7 +97,8 @@ class CifarNet(nn.Module):
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         """Feature map to logits (or to the pooled, flattened features with ``pre_logits``)."""
-        if x.shape[-2:] == (self.feature_size, self.feature_size):
+        # Traced exports take 32-pixel images: the fixed pooling, without a shape test the tracer would warn about.
+        if torch.jit.is_tracing() or x.shape[-2:] == (self.feature_size, self.feature_size):
             x = self.pool(x)
         else:
             # Smaller images (progressive resizing trains early steps at 16 or 24 pixels) give smaller maps: the
