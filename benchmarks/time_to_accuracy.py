@@ -32,7 +32,7 @@ from ghostmixnet.config import make_config
 from ghostmixnet.data.cifar import load_cifar10
 from ghostmixnet.device import resolve_device
 from ghostmixnet.errors import RunError
-from ghostmixnet.train.budget import MARGIN, plan_budget
+from ghostmixnet.train.budget import MARGIN, epochs_for_steps, plan_budget
 from ghostmixnet.train.replan import Budget
 from ghostmixnet.train.seeds import run_seeds, seeds_markdown
 
@@ -131,8 +131,7 @@ def run(argv: list[str] | None = None) -> None:
         else:  # the first plan; each run re-plans its steps as it goes
             plan = calibrate(args, fast_common, out)
             budget = Budget(limit, plan["compile_seconds"], plan["steps"])
-            per_epoch = -(-plan["train_images"] // make_config("fast").batch_size)
-            epochs = -(-plan["steps"] // per_epoch)
+            epochs = epochs_for_steps(plan["steps"], plan["train_images"], make_config("fast").batch_size)
         fast = run_seeds("fast", args.seeds, args.data_dir, out, {**fast_common, "epochs": epochs},
                          args.device, time_limit=limit, budget=budget)
         planned = f"{epochs} epochs" if budget is None else f"{budget.steps} steps planned, re-planned as it went"

@@ -71,6 +71,11 @@ def epochs_for_budget(minutes: float, images_per_s: float, compile_seconds: floa
     return max(1, math.floor(margin * seconds_for_steps * images_per_s / train_images))
 
 
+def epochs_for_steps(steps: int, train_images: int, batch_size: int) -> int:
+    """The epochs ``steps`` steps reach (the last partial), at ``batch_size`` over ``train_images`` an epoch."""
+    return -(-steps // -(-train_images // batch_size))
+
+
 def plan_budget(cfg: TrainConfig, data: ArraySet, minutes: float, device: torch.device | None = None,
                 steps: int = 30, margin: float = MARGIN, train_images: int | None = None) -> BudgetPlan:
     """Time ``steps`` of ``cfg``'s training step on ``device`` (fewer if ``data`` is small) with the first
@@ -115,6 +120,5 @@ def budget_config(cfg: TrainConfig, data_dir: Any, minutes: float, device: str =
     if cfg.schedule != "onecycle":
         return dataclasses.replace(cfg, epochs=plan.epochs), dataclasses.replace(plan, steps=0), None
     budget = Budget(60 * minutes, plan.compile_seconds, plan.steps)
-    per_epoch = -(-plan.train_images // cfg.batch_size)
-    return dataclasses.replace(cfg, epochs=-(-plan.steps // per_epoch)), plan, budget
-
+    epochs = epochs_for_steps(plan.steps, plan.train_images, cfg.batch_size)
+    return dataclasses.replace(cfg, epochs=epochs), plan, budget

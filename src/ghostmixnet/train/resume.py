@@ -46,7 +46,7 @@ class RunState:
     partial: EpochTotals = field(default_factory=EpochTotals)
     """The epoch in progress's running totals."""
     budget: dict[str, float] | None = None
-    """A run re-planned to a time budget: its :class:`~ghostmixnet.train.budget.Budget` (a resumed run keeps it)."""
+    """A run re-planned to a time budget: its :class:`~ghostmixnet.train.replan.Budget` (a resumed run keeps it)."""
 
 
 def training_checkpoint(t: Training, state: RunState, processes: int) -> dict[str, Any]:
