@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from .checks import count, names, number
-from .config import CHOICES, DATASETS, RECIPE_NOTES, RECIPES, TrainConfig, field_docs, make_config
+from .config import DATASETS, RECIPE_NOTES, RECIPES, TrainConfig
+from .config.flags import COUNT, COUNT0, FRACTION, POSITIVE, add_config_flags, checked, config_overrides
 from .data.images import MAX_PIXELS
 from .deploy.bench import BACKENDS, bench
 from .deploy.calibrate import calibrate_checkpoint
@@ -31,38 +32,29 @@ from .train.launch import launch
 from .train.seeds import run_seeds, seeds_report
 from .version import __version__
 
-# Fields with a dedicated flag, or none: the class list and normalisation are the data's, set by the run.
-NO_FLAG = {"recipe", "classes", "mean", "std"}
 # What an ablation may set: the budget, the same for every row, never the rows' models or recipes.
 ABLATION_BUDGET = {"epochs", "batch_size", "train_subset", "val_size", "split_seed", "seed", "precision", "width",
                    "num_workers", "channels_last", "compile", "compile_mode", "augment_chunk", "dataset", "holdout"}
 RECIPE_HELP = "preset recipe [paper]: " + "; ".join(f"{name}: {note}" for name, note in RECIPE_NOTES.items())
+# The flags several commands share, as each has them unless it says otherwise (its own help, default or type).
+FLAGS: dict[str, dict[str, Any]] = {
+    "--device": {"default": "auto"},
+    "--data-dir": {"type": Path, "default": Path("data")},
+    "--out": {"type": Path, "default": None},
+    "--batch-size": {"type": COUNT, "default": 256},
+    "--skip-bad": {"action": "store_true"},
+    "--eval-images": {"type": COUNT0, "default": 10000, "metavar": "N"},
+    "--recipe": {"choices": list(RECIPES), "default": "paper", "help": RECIPE_HELP},
+    "--tta": {"action": argparse.BooleanOptionalAction, "default": None,
+              "help": "average each image's logits over its test-time views: the mirror image, and shifted copies if "
+                      "the run has --tta-shift [the run's tta setting]"},
+}
+INFERENCE_FLAGS = ("--device", "--batch-size", "--tta")  # where and how eval and predict run a model over images
 
 
-def add_config_flags(parser: argparse.ArgumentParser, only: set[str] | None = None, recipe: str = "paper") -> None:
-    """One flag per :class:`TrainConfig` field (``--batch-size`` for ``batch_size``), or per field in ``only``;
-    the help shows ``recipe``'s value of each. Defaults are None, "the recipe's value", so that given flags can
-    be told from defaults."""
-    docs, values = field_docs(), make_config(recipe if recipe in RECIPES else "paper").to_dict()
-    group = parser.add_argument_group("recipe overrides (default: the recipe's value)")
-    for f, hint in ((f, typing.get_type_hints(TrainConfig)[f.name]) for f in dataclasses.fields(TrainConfig)):
-        if f.name in NO_FLAG or (only is not None and f.name not in only):
-            continue
-        kind = next((a for a in typing.get_args(hint) if a is not type(None)), hint)  # int | None: int
-        flag = "--" + f.name.replace("_", "-")
-        help_text = f"{docs.get(f.name, '')} [{recipe}: {values[f.name]}]"
-        if kind is bool:
-            group.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=help_text)
-        else:
-            group.add_argument(flag, type=_field(f.name, _checked(number) if kind is float else kind, recipe),
-                               default=None, help=help_text, choices=CHOICES.get(f.name),
-                               metavar=None if f.name in CHOICES else f.name.upper())
-
-
-def config_overrides(args: argparse.Namespace) -> dict[str, Any]:
-    """The config fields given on the command line."""
-    names = {f.name for f in dataclasses.fields(TrainConfig)} - NO_FLAG
-    return {k: v for k, v in vars(args).items() if k in names and v is not None}
+def flag(p: argparse.ArgumentParser, name: str, help: str | None = None, **changes: Any) -> None:
+    """Add a shared flag (:data:`FLAGS`) to ``p``, with this command's help and any other changes."""
+    p.add_argument(name, **FLAGS[name] | ({"help": help} if help else {}) | changes)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -77,36 +69,6 @@ class _UsageError(Exception):
     pass
 
 
-def _checked(check: Callable[..., Any], **bounds: Any) -> Callable[[str], Any]:
-    """An argument type from a check of :mod:`ghostmixnet.checks`: a bad number is refused as it is parsed."""
-    def convert(text: str) -> Any:
-        try:
-            return check(text, "", **bounds)
-        except ValueError as e:
-            raise argparse.ArgumentTypeError(str(e)) from None
-    return convert
-
-
-def _field(name: str, kind: Callable[[str], Any], recipe: str) -> Callable[[str], Any]:
-    """An argument type for a config field: the value converted, then refused as it is parsed when the config
-    would refuse it on its own (what depends on another field is checked when the config is made)."""
-    def convert(text: str) -> Any:
-        value = kind(text)
-        try:
-            make_config(recipe if recipe in RECIPES else "paper", **{name: value})
-        except ValueError as e:
-            own = [p for p in str(e).removeprefix("invalid configuration: ").split("; ") if p.startswith(f"{name} ")]
-            if own:
-                raise argparse.ArgumentTypeError(own[0].removeprefix(f"{name} ")) from None
-        return value
-    convert.__name__ = getattr(kind, "__name__", name)  # what argparse names in "invalid X value"
-    return convert
-
-
-COUNT, COUNT0, POSITIVE = _checked(count), _checked(count, minimum=0), _checked(number, above=0)
-FRACTION = _checked(number, above=0, below=1)
-
-
 def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     """The parser of every command (``argv`` only tells it which recipe's values ``--help`` shows)."""
     named = argparse.ArgumentParser(add_help=False)  # the recipe named, so that --help shows its values
@@ -116,8 +78,7 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     common.add_argument("--debug", action="store_true", help="show the full traceback on errors")
     parser = _Parser(
         prog="ghostmixnet", description="GhostMixNet: train, evaluate and use a compact CIFAR-10 classifier (or one "
-                                        "of your own classes).",
-        parents=[common])
+                                        "of your own classes).", parents=[common])
     parser.add_argument("--version", action="version", version=f"ghostmixnet {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -140,17 +101,15 @@ def _training_commands(command: Command, recipe: str) -> None:
                             "Every recipe field can be overridden by its flag; the defaults "
                             "shown are the chosen recipe's (--recipe NAME --help shows another's). The default recipe, "
                             "paper, trains 200 epochs: about two days on a CPU; --recipe fast trains 10.")
-    p.add_argument("--recipe", choices=list(RECIPES), default=None, help=RECIPE_HELP)
-    p.add_argument("--data-dir", type=Path, default=None,
-                   help="folder holding cifar-10-batches-py (or cifar-100-python), or with --dataset folder the folder "
-                        "of class sub-folders (or of train/, val/, test/) [./data]")
+    flag(p, "--recipe", default=None)
+    flag(p, "--data-dir", "folder holding cifar-10-batches-py (or cifar-100-python), or with --dataset folder the "
+         "folder of class sub-folders (or of train/, val/, test/) [./data]", default=None)
     p.add_argument("--download", action="store_true",
                    help="download CIFAR-10 (or CIFAR-100) into --data-dir if missing")
-    p.add_argument("--skip-bad", action="store_true",
-                   help="--dataset folder: leave out images that cannot be read, naming them, instead of stopping")
-    p.add_argument("--out", type=Path, default=None, help="run folder [runs/MODEL-RECIPE-TIME]")
+    flag(p, "--skip-bad", "--dataset folder: leave out images that cannot be read, naming them, instead of stopping")
+    flag(p, "--out", "run folder [runs/MODEL-RECIPE-TIME]")
     p.add_argument("--resume", type=Path, default=None, metavar="RUN_DIR", help="continue a stopped run")
-    p.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N, mps")
+    flag(p, "--device", "auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N, mps")
     p.add_argument("--stop-after", type=COUNT, default=None, metavar="N",
                    help="end this invocation after N epochs, leaving a resumable run")
     p.add_argument("--log-every", type=COUNT, default=50, metavar="N",
@@ -169,40 +128,39 @@ def _training_commands(command: Command, recipe: str) -> None:
                 description="Train one recipe once per seed (folders seed-N under --out; finished seeds are read "
                             "back, unfinished ones resumed) and print each run's validation and test accuracy with "
                             "their mean and standard deviation.")
-    p.add_argument("--recipe", choices=list(RECIPES), default="paper", help=RECIPE_HELP)
+    flag(p, "--recipe")
     p.add_argument("--seeds", default="0,1", help="comma-separated seeds [0,1]")
-    p.add_argument("--data-dir", type=Path, default=Path("data"))
-    p.add_argument("--out", type=Path, default=None, help="parent folder [runs/RECIPE-seeds]")
-    p.add_argument("--device", default="auto")
+    flag(p, "--data-dir")
+    flag(p, "--out", "parent folder [runs/RECIPE-seeds]")
+    flag(p, "--device")
     p.add_argument("--time-limit", type=POSITIVE, default=None, metavar="MINUTES",
                    help="stop each run after this much training and score its best checkpoint")
     add_config_flags(p, only={f.name for f in dataclasses.fields(TrainConfig)} - {"seed"}, recipe=recipe)
 
-    p = command("ablation", cmd_ablation, "train the paper's four table rows on one budget",
+    p = command("ablation", CALLS["ablation"], "train the paper's four table rows on one budget",
                 description="Train the four rows of the paper's table with the same budget and write ablation.md. "
                             "Finished rows are skipped and unfinished ones resumed.")
-    p.add_argument("--data-dir", type=Path, default=Path("data"))
-    p.add_argument("--out", type=Path, default=Path("runs/ablation"))
-    p.add_argument("--device", default="auto")
+    flag(p, "--data-dir")
+    flag(p, "--out", default=Path("runs/ablation"))
+    flag(p, "--device")
     add_config_flags(p, only=ABLATION_BUDGET)
 
 
-
 def _inference_commands(command: Command, recipe: str) -> None:
-    p = command("eval", cmd_eval, "accuracy, per-class accuracy and confusion matrix",
+    p = command("eval", CALLS["eval"], "accuracy, per-class accuracy and confusion matrix",
                 description="Evaluate a checkpoint on the test set of its data (CIFAR-10, CIFAR-100 or a folder, as it "
                             "was trained) or on its run's validation split.")
     p.add_argument("checkpoint", type=Path)
-    p.add_argument("--data-dir", type=Path, default=Path("data"),
-                   help="folder holding the data (cifar-10-batches-py, cifar-100-python, or the class folders)")
+    flag(p, "--data-dir", "folder holding the data (cifar-10-batches-py, cifar-100-python, or the class folders)")
     p.add_argument("--dataset", choices=DATASETS, default=None,
                    help="data of the model's classes other than its own, e.g. a folder [the model's dataset]")
-    p.add_argument("--skip-bad", action="store_true", help="leave out a folder's images that cannot be read")
+    flag(p, "--skip-bad", "leave out a folder's images that cannot be read")
     p.add_argument("--split", choices=["test", "val"], default="test")
-    p.add_argument("--out", type=Path, default=None, help="folder for the JSON and PNG [the checkpoint's folder]")
-    _inference_flags(p)
+    flag(p, "--out", "folder for the JSON and PNG [the checkpoint's folder]")
+    for name in INFERENCE_FLAGS:
+        flag(p, name)
 
-    p = command("predict", cmd_predict, "classify images or a course test pickle",
+    p = command("predict", CALLS["predict"], "classify images or a course test pickle",
                 description="Classify image files/folders (any size: RGB, centre-cropped to a square, resized to "
                             "32x32) or one course test pickle (writes ID,Labels CSV). The model is the first path when "
                             "it is one (a checkpoint, run folder, .onnx or .safetensors file, or the word pretrained), "
@@ -210,14 +168,15 @@ def _inference_commands(command: Command, recipe: str) -> None:
     p.add_argument("inputs", type=Path, nargs="+", metavar="[CHECKPOINT] INPUT")
     p.add_argument("--weights", type=Path, default=None, metavar="CHECKPOINT",
                    help="the model to classify with [the first path if it is a model, else the shipped weights]")
-    p.add_argument("--out", type=Path, default=None, help="CSV to write (images: optional; pickle: submission.csv)")
+    flag(p, "--out", "CSV to write (images: optional; pickle: submission.csv)")
     p.add_argument("--max-pixels", type=COUNT, default=MAX_PIXELS, help="larger images are refused, unread, as bad "
                    f"files [{MAX_PIXELS:,}]")
-    p.add_argument("--skip-bad", action="store_true",
-                   help="skip image files that cannot be decoded, saying which and why (and in the CSV's error "
-                        "column), instead of stopping at the first")
-    _inference_flags(p)
-    p = command("info", cmd_info, "parameters, MACs and activation memory of a model; with --deploy, files and latency",
+    flag(p, "--skip-bad", "skip image files that cannot be decoded, saying which and why (and in the CSV's error "
+         "column), instead of stopping at the first")
+    for name in INFERENCE_FLAGS:
+        flag(p, name)
+    p = command("info", CALLS["info"],
+                "parameters, MACs and activation memory of a model; with --deploy, files and latency",
                 description="Parameters and MACs per stage, and the peak activation memory of one image (measured). "
                             "--deploy adds what a device needs to know: the file size in each format this machine "
                             "can write, and a short latency table of every installed runtime (ghostmixnet bench "
@@ -230,7 +189,7 @@ def _inference_commands(command: Command, recipe: str) -> None:
 
 
 def _deployment_commands(command: Command, recipe: str) -> None:
-    p = command("export", cmd_export, "export a checkpoint to ONNX or ExecuTorch (BatchNorm folded), verified",
+    p = command("export", CALLS["export"], "export a checkpoint to ONNX or ExecuTorch (BatchNorm folded), verified",
                 description="Export the folded inference graph to ONNX (dynamic batch) or to an XNNPACK-delegated "
                             "ExecuTorch program (.pte, fp32 or int8; extra: executorch), then check the file's "
                             "logits, run in its own runtime, against PyTorch's on test images of the model's data, "
@@ -240,55 +199,51 @@ def _deployment_commands(command: Command, recipe: str) -> None:
                    help="onnx, executorch (fp32) or executorch-int8 (calibrated on --data-dir's training images)")
     p.add_argument("--batch", type=COUNT, default=1,
                    help="for ExecuTorch: the program's fixed batch size [1, what a device classifies at a time]")
-    p.add_argument("--out", type=Path, default=None,
-                   help="file to write [the checkpoint's name with .onnx, .pte or -int8.pte]")
-    p.add_argument("--data-dir", type=Path, default=Path("data"),
-                   help="the model's data: verification images (generated ones without it), int8 calibration")
+    flag(p, "--out", "file to write [the checkpoint's name with .onnx, .pte or -int8.pte]")
+    flag(p, "--data-dir", "the model's data: verification images (generated ones without it), int8 calibration")
     p.add_argument("--verify-images", type=COUNT0, default=512, metavar="N",
                    help="images to verify on; 0 skips verification")
 
-    p = command("pack", cmd_pack, "a checkpoint's weights as a hash-named fp16 safetensors file",
+    p = command("pack", CALLS["pack"], "a checkpoint's weights as a hash-named fp16 safetensors file",
                 description="Write a checkpoint's (or a run folder's best.pt's) weights in half precision as "
                             "safetensors (no pickle) with its config and recorded accuracy in the metadata, named "
                             "STEM-HASH8.safetensors after its sha256: what the package ships, and what eval, predict, "
                             "export, quantize, bench, serve and train --init accept.")
     p.add_argument("checkpoint", type=Path)
-    p.add_argument("--out", type=Path, default=Path("."), help="folder to write into [.]")
+    flag(p, "--out", default=Path("."), help="folder to write into [.]")
     p.add_argument("--name", default=None, metavar="STEM",
                    help="file name before the hash [MODEL_DATASET, e.g. ghostmixnet_cifar10]")
 
-    p = command("calibrate", cmd_calibrate, "fit a model's temperature and 'not sure' threshold",
+    p = command("calibrate", CALLS["calibrate"], "fit a model's temperature and 'not sure' threshold",
                 description="Fit a temperature (calibrated probabilities) and an out-of-distribution threshold "
                             "(answers below it are marked 'not sure') on the model's validation split, and write "
                             "them into it: a checkpoint in place (or as --out), a weights file as a new hash-named "
                             "file in --out. New training runs do this for best.pt themselves.")
     p.add_argument("checkpoint", type=Path, help="checkpoint, run folder, weights file or pretrained")
-    p.add_argument("--data-dir", type=Path, default=Path("data"))
-    p.add_argument("--out", type=Path, default=None,
-                   help="checkpoint to write [in place]; for a weights file, a folder [beside it, or .]")
+    flag(p, "--data-dir")
+    flag(p, "--out", "checkpoint to write [in place]; for a weights file, a folder [beside it, or .]")
     p.add_argument("--keep", type=FRACTION, default=0.95,
                    help="share of validation images kept above the 'not sure' threshold [0.95]")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--batch-size", type=COUNT, default=256)
+    flag(p, "--device")
+    flag(p, "--batch-size")
 
-    p = command("quantize", cmd_quantize, "int8 ONNX model by static quantization, with accuracy",
+    p = command("quantize", CALLS["quantize"], "int8 ONNX model by static quantization, with accuracy",
                 description="Export to ONNX, quantize to int8 (per-channel weights, activations calibrated on "
                             "training images) and report int8 accuracy beside the float model's.")
     p.add_argument("checkpoint", type=Path)
-    p.add_argument("--data-dir", type=Path, default=Path("data"))
-    p.add_argument("--out", type=Path, default=None, help="file to write [the checkpoint's name with -int8.onnx]")
+    flag(p, "--data-dir")
+    flag(p, "--out", "file to write [the checkpoint's name with -int8.onnx]")
     p.add_argument("--calibration-images", type=COUNT, default=512, metavar="N",
                    help="training images (outside the validation split) to calibrate activation ranges on")
     p.add_argument("--keep-float", default="", metavar="PARTS",
                    help="comma-separated parts to leave in float: depthwise, se, stem, head [none]")
     p.add_argument("--calibration", choices=CALIBRATION_METHODS, default="percentile",
                    help="how activation ranges are set from the calibration images [percentile]")
-    p.add_argument("--percentile", type=_checked(number, above=0, maximum=100), default=99.99,
+    p.add_argument("--percentile", type=checked(number, above=0, maximum=100), default=99.99,
                    help="for --calibration percentile: the percentile of |activation| kept [99.99]")
     p.add_argument("--reduce-range", action=argparse.BooleanOptionalAction, default=None,
                    help="7-bit weights, for x86 CPUs without VNNI [auto: where this CPU has no int8 dot product]")
-    p.add_argument("--eval-images", type=COUNT0, default=10000, metavar="N",
-                   help="test images to compare float and int8 accuracy on; 0 skips")
+    flag(p, "--eval-images", "test images to compare float and int8 accuracy on; 0 skips")
 
     p = command("bench", cmd_bench, "latency, throughput and accuracy: PyTorch, ONNX Runtime, OpenVINO, ExecuTorch",
                 description="Time a model at batch 1 (median and p90 latency, at each --threads count) and at a large "
@@ -298,7 +253,7 @@ def _deployment_commands(command: Command, recipe: str) -> None:
                             "MODEL_OR_FILE is a model name (random weights), a checkpoint or an ONNX file (timed with "
                             "ONNX Runtime and OpenVINO only).")
     p.add_argument("source", metavar="MODEL_OR_FILE")
-    p.add_argument("--batch-size", type=COUNT, default=256, help="the large batch for throughput [256]")
+    flag(p, "--batch-size", "the large batch for throughput [256]")
     p.add_argument("--threads", default=None, metavar="N[,N...]",
                    help="intra-op thread counts for batch 1, e.g. 1,2; the largest for the large batch [the cores]")
     p.add_argument("--repeats", type=COUNT, default=50, help="timed batch-1 calls (a quarter as many large ones) [50]")
@@ -306,34 +261,46 @@ def _deployment_commands(command: Command, recipe: str) -> None:
     p.add_argument("--backends", default=",".join(BACKENDS), help=f"comma-separated subset of {', '.join(BACKENDS)}")
     p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=False,
                    help="torch.compile the fast path (needs a C++ compiler on the CPU)")
-    p.add_argument("--data-dir", type=Path, default=None,
-                   help="the model's data: int8 calibration on training images [random: same speed], and accuracy")
-    p.add_argument("--eval-images", type=COUNT0, default=10000, metavar="N",
-                   help="with --data-dir: test images to measure each backend's accuracy on; 0 skips [10000]")
-
+    flag(p, "--data-dir", "the model's data: int8 calibration on training images [random: same speed], and accuracy",
+         default=None)
+    flag(p, "--eval-images", "with --data-dir: test images to measure each backend's accuracy on; 0 skips [10000]")
 
 
 def _service_commands(command: Command, recipe: str) -> None:
-    p = command("serve", cmd_serve, "a classification service and web page (extra: serve)",
+    p = command("serve", CALLS["serve"], "a classification service and web page (extra: serve)",
                 description="Serve a model over HTTP: POST /predict (multipart images), GET /health, GET /model, a "
                             "web page at / and the API's documentation at /docs. Needs pip install "
                             "'ghostmixnet[serve]'.")
     p.add_argument("model", type=Path, nargs="?", default=Path("pretrained"), metavar="MODEL",
                    help="a checkpoint, run folder, weights or ONNX file [pretrained: the shipped weights]")
     p.add_argument("--host", default="127.0.0.1", help="address to bind [127.0.0.1: this machine only]")
-    p.add_argument("--port", type=_checked(count, minimum=0, maximum=65535), default=8000)
-    p.add_argument("--device", default="auto")
+    p.add_argument("--port", type=checked(count, minimum=0, maximum=65535), default=8000)
+    flag(p, "--device")
     p.add_argument("--max-upload-mb", type=POSITIVE, default=20.0, help="request size limit [20]")
     p.add_argument("--max-files", type=COUNT, default=32, help="images per request [32]")
 
 
-def _inference_flags(p: argparse.ArgumentParser) -> None:
-    """Where and how a model is run over images: the flags ``eval`` and ``predict`` share."""
-    p.add_argument("--device", default="auto")
-    p.add_argument("--batch-size", type=COUNT, default=256)
-    p.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None,
-                   help="average each image's logits over its test-time views: the mirror image, and shifted "
-                        "copies if the run has --tta-shift [the run's tta setting]")
+# The commands that are one library call, with the flags they pass.
+CALLS: dict[str, Callable[[argparse.Namespace], Any]] = {
+    "eval": lambda a: evaluate_checkpoint(a.checkpoint, a.data_dir, a.split, a.out, a.device, a.batch_size, a.tta,
+                                          dataset=a.dataset, skip_bad=a.skip_bad),
+    "predict": lambda a: predict_files(a.inputs, a.weights, a.out, a.device, a.batch_size, a.tta, a.skip_bad,
+                                       max_pixels=a.max_pixels),
+    "pack": lambda a: pack_checkpoint(a.checkpoint, a.out, a.name, echo=print),
+    "calibrate": lambda a: calibrate_checkpoint(a.checkpoint, a.data_dir, a.out, a.keep, a.device, a.batch_size),
+    "export": lambda a: export_checkpoint(a.checkpoint, a.out, a.data_dir, a.verify_images, format=a.format,
+                                          batch=a.batch),
+    "quantize": lambda a: quantize_checkpoint(a.checkpoint, a.out, a.data_dir, calibration_count=a.calibration_images,
+                                              keep_float=a.keep_float, reduce_range=a.reduce_range,
+                                              calibration=a.calibration, percentile=a.percentile,
+                                              eval_images=a.eval_images),
+    "info": lambda a: print(describe_model(a.model, a.width, a.num_classes)
+                            + (f"\n{describe_deployment(a.model, a.width, a.num_classes)}" if a.deploy else "")),
+    "ablation": lambda a: print(run_ablation(a.data_dir, a.out, config_overrides(a), device=a.device)
+                                + f"wrote {a.out / 'ablation.md'}"),
+    "serve": lambda a: serve(a.model, a.host, a.port, a.device, Limits(max_bytes=int(a.max_upload_mb * 2**20),
+                                                                       max_files=a.max_files)),
+}
 
 
 def cmd_train(a: argparse.Namespace) -> int:
@@ -345,43 +312,10 @@ def cmd_train(a: argparse.Namespace) -> int:
     return 128 + summary["signal"] if summary.get("signal") else 0
 
 
-def cmd_eval(a: argparse.Namespace) -> None:
-    evaluate_checkpoint(a.checkpoint, a.data_dir, a.split, a.out, a.device, a.batch_size, a.tta, dataset=a.dataset,
-                        skip_bad=a.skip_bad)
-
-
-def cmd_predict(a: argparse.Namespace) -> None:
-    predict_files(a.inputs, a.weights, a.out, a.device, a.batch_size, a.tta, a.skip_bad, max_pixels=a.max_pixels)
-
-
-def cmd_pack(a: argparse.Namespace) -> None:
-    pack_checkpoint(a.checkpoint, a.out, a.name, echo=print)
-
-
-def cmd_calibrate(a: argparse.Namespace) -> None:
-    calibrate_checkpoint(a.checkpoint, a.data_dir, a.out, a.keep, a.device, a.batch_size)
-
-
-def cmd_export(a: argparse.Namespace) -> None:
-    export_checkpoint(a.checkpoint, a.out, a.data_dir, a.verify_images, format=a.format, batch=a.batch)
-
-
-def cmd_quantize(a: argparse.Namespace) -> None:
-    quantize_checkpoint(a.checkpoint, a.out, a.data_dir, calibration_count=a.calibration_images,
-                        keep_float=a.keep_float, reduce_range=a.reduce_range, calibration=a.calibration,
-                        percentile=a.percentile, eval_images=a.eval_images)
-
-
 def cmd_bench(a: argparse.Namespace) -> None:
     threads = tuple(count(t, "--threads") for t in names(a.threads)) if a.threads else None
     print(bench(a.source, batch_size=a.batch_size, threads=threads, repeats=a.repeats, warmup=a.warmup,
                 backends=a.backends, compile=a.compile, data_dir=a.data_dir, eval_images=a.eval_images))
-
-
-def cmd_info(a: argparse.Namespace) -> None:
-    print(describe_model(a.model, a.width, a.num_classes))
-    if a.deploy:
-        print(describe_deployment(a.model, a.width, a.num_classes))
 
 
 def cmd_seeds(a: argparse.Namespace) -> None:
@@ -391,19 +325,12 @@ def cmd_seeds(a: argparse.Namespace) -> None:
     print(seeds_report(result, out), end="")
 
 
-def cmd_ablation(a: argparse.Namespace) -> None:
-    print(run_ablation(a.data_dir, a.out, config_overrides(a), device=a.device) + f"wrote {a.out / 'ablation.md'}")
-
-
-def cmd_serve(a: argparse.Namespace) -> None:
-    serve(a.model, a.host, a.port, a.device, Limits(max_bytes=int(a.max_upload_mb * 2**20), max_files=a.max_files))
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: runs a subcommand; errors print one line (a traceback only with ``--debug``)."""
     try:
         args = build_parser(argv).parse_args(argv)
-        return args.run(args) or 0
+        status = args.run(args)  # train's exit status; what a library call of CALLS returns is not one
+        return status if type(status) is int else 0
     except _UsageError as e:
         print(e, file=sys.stderr)
         return 2

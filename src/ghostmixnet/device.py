@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -120,3 +121,9 @@ class Compute:
 def as_compute(compute: Compute | torch.device) -> Compute:
     """A :class:`Compute`; a bare device means fp32 on it."""
     return compute if isinstance(compute, Compute) else Compute(torch.device(compute))
+
+
+def quiet_cpu_compiler() -> None:
+    """Keep torch's C++-extension module from warning, as it is first imported by a CPU compile, that it found no
+    CUDA runtime (``No CUDA runtime is found, using CUDA_HOME=...``): true of every CPU, and nothing to act on."""
+    logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)

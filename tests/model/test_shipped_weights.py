@@ -14,6 +14,8 @@ from conftest import REPO
 
 from ghostmixnet.cli import main
 from ghostmixnet.data.cifar import CLASSES, load_cifar10
+from ghostmixnet.deploy.fold import fold_for_inference
+from ghostmixnet.device import Compute
 from ghostmixnet.errors import WeightsError
 from ghostmixnet.infer.calibrate import calibration_bins, calibration_of
 from ghostmixnet.infer.evaluate import evaluate
@@ -102,7 +104,14 @@ def test_the_command_line_classifies_real_photos(real_test, tmp_path, capsys):
 def test_2000_real_test_images_score_what_the_model_card_says(model, real_test):
     card = json.loads(CARD.read_text())
     n = 2000
-    result = evaluate(model, real_test.images[:n], np.asarray(real_test.labels[:n]), torch.device("cpu"),
+    # 12,000 full-width forward passes (six views each): scored with the model's BatchNorm folded into its
+    # convolutions, channels-last, which is 1.5 times as fast on a CPU and, checked first, the same function.
+    folded = fold_for_inference(model)[0]
+    sample = torch.as_tensor(real_test.images[:64]).permute(0, 3, 1, 2).float().div(255).sub(0.5).div(0.25)
+    with torch.no_grad():
+        torch.testing.assert_close(folded(sample), model(sample), rtol=0, atol=1e-4)
+    result = evaluate(folded.to(memory_format=torch.channels_last), real_test.images[:n],
+                      np.asarray(real_test.labels[:n]), Compute(torch.device("cpu"), channels_last=True),
                       tta=card["tta"], tta_shift=card["tta_shift"])
     p = card["test_accuracy"]
     assert abs(result.accuracy - p) <= 3 * math.sqrt(p * (1 - p) / n), (result.accuracy, p)

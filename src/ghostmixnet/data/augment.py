@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from torchvision import transforms as T
 
+from ..device import quiet_cpu_compiler
 from .batch_autoaugment import autoaugment, sample_autoaugment
 from .batch_ops import (
     COLOR_OPS,
@@ -92,6 +93,8 @@ class BatchPipeline:
         if augment not in ("paper", "basic", "none"):
             raise ValueError(f"unknown augmentation {augment!r}")
         self.augment = augment
+        if compile:
+            quiet_cpu_compiler()
         self.color_ops = (tuple(torch.compile(op, dynamic=True) for op in COLOR_OPS)
                           if compile and augment == "paper" else COLOR_OPS)
 

@@ -29,7 +29,7 @@ from ..checks import count, names
 from ..config import TrainConfig
 from ..data.sources import load_data
 from ..data.splits import calibration_images
-from ..device import native_cpu_support
+from ..device import native_cpu_support, quiet_cpu_compiler
 from ..files import to_stderr
 from ..infer.load import model_from_checkpoint
 from ..infer.logits import normalize_uint8
@@ -135,6 +135,8 @@ def fast_model(model: nn.Module, compile: bool = False) -> tuple[Callable[[torch
     """The PyTorch inference fast path: BatchNorm folded, channels-last, bf16 autocast where the CPU
     has native bf16 (fp32 otherwise), and optionally ``torch.compile``; returns it and a description."""
     folded = fold_for_inference(model)[0].to(memory_format=torch.channels_last)
+    if compile:
+        quiet_cpu_compiler()
     runner: Callable[[torch.Tensor], torch.Tensor] = torch.compile(folded) if compile else folded
     bf16 = native_cpu_support("bf16") is not False  # unknown: try it
 

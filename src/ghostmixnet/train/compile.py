@@ -6,6 +6,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..device import quiet_cpu_compiler
 from ..errors import RunError
 
 
@@ -32,6 +33,7 @@ def compile_model(model: nn.Module, mode: str, device: torch.device, distributed
         import torch._inductor.config as inductor_config
 
         inductor_config.cpp.simdlen = CPU_SIMD_BITS
+        quiet_cpu_compiler()
     mode = resolve_compile_mode(mode, device, distributed)
     return torch.compile(model, mode=None if mode == "default" else mode)
 
