@@ -33,6 +33,7 @@ import sys
 import tempfile
 import time
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -288,57 +289,13 @@ def write_report(out: Path, report: dict[str, Any]) -> None:
 
 
 def markdown(report: dict[str, Any]) -> str:
-    """The report as Markdown tables; skipped sections are named, failed ones listed with their error."""
-
-    def done(name: str) -> dict[str, Any]:
+    """The report as Markdown tables, a section at a time (:data:`SECTION_MARKDOWN`); skipped sections are named,
+    failed ones listed with their error."""
+    lines = _header_md(report)
+    for name, render in SECTION_MARKDOWN.items():
         value = report.get(name)
-        return value if isinstance(value, dict) and not {"skipped", "error"} & set(value) else {}
-
-    env = report.get("environment", {})
-    lines = ["# GhostMixNet GPU check", "",
-             f"{env.get('gpu', env.get('device'))}, {env.get('gpu_memory_gib', '?')} GiB; driver "
-             f"{env.get('driver')}, CUDA {env.get('cuda')}, cuDNN {env.get('cudnn')}, torch {env.get('torch')}, "
-             f"Triton {env.get('triton')}; {env.get('date')}; commit {env.get('commit')}; "
-             f"budget {report.get('budget_minutes')} min", ""]
-    tp = done("throughput")
-    if tp:
-        lines += ["## Training throughput, paper recipe", "", "| path | images/s | first steps (s) | precision |",
-                  "|---|---|---|---|"]
-        for name, row in tp.items():
-            if isinstance(row, dict):
-                lines.append(f"| {name} | {row.get('images_per_s', row.get('error', '')):.0f} | "
-                             f"{row.get('warmup_seconds', 0):.1f} | {row.get('precision', '')} |"
-                             if "images_per_s" in row else f"| {name} | failed: {row.get('error')} | | |")
-        if "default_over_reference" in tp:
-            lines.append(f"\ndefault / reference: {tp['default_over_reference']:.2f}x")
-        phases = tp.get("default", {}).get("phases_ms_per_step", {})
-        if phases:
-            lines += ["", "## Where a default-path step's time goes (ms per step)", "",
-                      "| phase | host | device |", "|---|---|---|"]
-            lines += [f"| {p} | {v['host_ms']:.2f} | {v['device_ms']:.2f} |" for p, v in phases.items()]
-    inf = done("inference")
-    if inf:
-        lines += ["", f"## Inference (large batch {inf.get('batch_size')}, compiled mode {inf.get('compile_mode')})",
-                  "", "| path | batch-1 latency (ms, median) | large-batch images/s |", "|---|---|---|"]
-        lines += [f"| {k} | {v['latency_ms_p50']:.3f} | {v['batch_images_per_s']:.0f} |" if "error" not in v
-                  else f"| {k} | failed: {v['error'][:80]} | |" for k, v in inf.items() if isinstance(v, dict)]
-    run = done("torchrun")
-    if run:
-        lines += ["", f"## torchrun --nproc-per-node 1 ({run.get('backend')})", "",
-                  f"{'passed' if run.get('ok') else 'FAILED'}: {run.get('steps')} steps, one epoch, "
-                  f"{run.get('seconds', 0):.0f} s"]
-    ep = done("epochs")
-    if ep.get("epochs"):
-        lines += ["", "## Paper recipe, epoch by epoch", "",
-                  "| epoch | val acc | test acc | published test acc | train s | images/s |",
-                  "|---|---|---|---|---|---|"]
-        for r in ep["epochs"]:
-            published = f"{r['published_test_acc']:.2f}%" if r.get("published_test_acc") else ""
-            lines.append(f"| {r['epoch']} | {100 * r['val_acc']:.2f}% | {100 * r['test_acc']:.2f}% | {published} | "
-                         f"{r['train_seconds']:.1f} | {r['images_per_s']:.0f} |")
-        if "projected_200_epochs_minutes" in ep:
-            lines.append(f"\nprojected 200 epochs: {ep['projected_200_epochs_minutes']:.1f} min of training, "
-                         f"{ep['projected_200_epochs_minutes_with_validation']:.1f} min with validation and scoring")
+        if isinstance(value, dict) and value and not {"skipped", "error"} & set(value):
+            lines += render(value)
     errors = {k: v["error"] for k, v in report.items() if isinstance(v, dict) and "error" in v}
     if errors:
         lines += ["", "## Sections that failed", ""] + [f"- {k}: {v}" for k, v in errors.items()]
@@ -346,6 +303,66 @@ def markdown(report: dict[str, Any]) -> str:
     if skipped:
         lines += ["", f"Skipped: {', '.join(skipped)}."]
     return "\n".join(lines) + "\n"
+
+
+def _header_md(report: dict[str, Any]) -> list[str]:
+    env = report.get("environment", {})
+    return ["# GhostMixNet GPU check", "",
+            f"{env.get('gpu', env.get('device'))}, {env.get('gpu_memory_gib', '?')} GiB; driver "
+            f"{env.get('driver')}, CUDA {env.get('cuda')}, cuDNN {env.get('cudnn')}, torch {env.get('torch')}, "
+            f"Triton {env.get('triton')}; {env.get('date')}; commit {env.get('commit')}; "
+            f"budget {report.get('budget_minutes')} min", ""]
+
+
+def _throughput_md(tp: dict[str, Any]) -> list[str]:
+    lines = ["## Training throughput, paper recipe", "", "| path | images/s | first steps (s) | precision |",
+             "|---|---|---|---|"]
+    for name, row in tp.items():
+        if isinstance(row, dict):
+            lines.append(f"| {name} | {row.get('images_per_s', row.get('error', '')):.0f} | "
+                         f"{row.get('warmup_seconds', 0):.1f} | {row.get('precision', '')} |"
+                         if "images_per_s" in row else f"| {name} | failed: {row.get('error')} | | |")
+    if "default_over_reference" in tp:
+        lines.append(f"\ndefault / reference: {tp['default_over_reference']:.2f}x")
+    phases = tp.get("default", {}).get("phases_ms_per_step", {})
+    if phases:
+        lines += ["", "## Where a default-path step's time goes (ms per step)", "",
+                  "| phase | host | device |", "|---|---|---|"]
+        lines += [f"| {p} | {v['host_ms']:.2f} | {v['device_ms']:.2f} |" for p, v in phases.items()]
+    return lines
+
+
+def _inference_md(inf: dict[str, Any]) -> list[str]:
+    lines = ["", f"## Inference (large batch {inf.get('batch_size')}, compiled mode {inf.get('compile_mode')})",
+             "", "| path | batch-1 latency (ms, median) | large-batch images/s |", "|---|---|---|"]
+    return lines + [f"| {k} | {v['latency_ms_p50']:.3f} | {v['batch_images_per_s']:.0f} |" if "error" not in v
+                    else f"| {k} | failed: {v['error'][:80]} | |" for k, v in inf.items() if isinstance(v, dict)]
+
+
+def _torchrun_md(run: dict[str, Any]) -> list[str]:
+    return ["", f"## torchrun --nproc-per-node 1 ({run.get('backend')})", "",
+            f"{'passed' if run.get('ok') else 'FAILED'}: {run.get('steps')} steps, one epoch, "
+            f"{run.get('seconds', 0):.0f} s"]
+
+
+def _epochs_md(ep: dict[str, Any]) -> list[str]:
+    if not ep.get("epochs"):
+        return []
+    lines = ["", "## Paper recipe, epoch by epoch", "",
+             "| epoch | val acc | test acc | published test acc | train s | images/s |", "|---|---|---|---|---|---|"]
+    for r in ep["epochs"]:
+        published = f"{r['published_test_acc']:.2f}%" if r.get("published_test_acc") else ""
+        lines.append(f"| {r['epoch']} | {100 * r['val_acc']:.2f}% | {100 * r['test_acc']:.2f}% | {published} | "
+                     f"{r['train_seconds']:.1f} | {r['images_per_s']:.0f} |")
+    if "projected_200_epochs_minutes" in ep:
+        lines.append(f"\nprojected 200 epochs: {ep['projected_200_epochs_minutes']:.1f} min of training, "
+                     f"{ep['projected_200_epochs_minutes_with_validation']:.1f} min with validation and scoring")
+    return lines
+
+
+# Each section's part of report.md, in the report's order (a section that failed or was skipped has none).
+SECTION_MARKDOWN: dict[str, Callable[[dict[str, Any]], list[str]]] = {
+    "throughput": _throughput_md, "inference": _inference_md, "torchrun": _torchrun_md, "epochs": _epochs_md}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -383,6 +400,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+def epochs_path(throughput: dict[str, Any], variants: list[tuple[str, dict[str, Any]]],
+                epochs_on: str) -> tuple[str, dict[str, Any]]:
+    """The path the epochs section runs on (the fastest one measured, or the default) and its compute switches."""
+    measured = {k: v for k, v in throughput.items()
+                if isinstance(v, dict) and "images_per_s" in v and k != "reference"}
+    pick = (max(measured, key=lambda k: measured[k]["images_per_s"]) if epochs_on == "fastest" and measured
+            else "default")
+    switches = {k: v for k, v in measured.get(pick, {}).get("switches", {}).items()
+                if k in dict(variants).get(pick, {})}
+    return pick, switches
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
     budget = Budget(args.budget)
@@ -416,12 +445,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         section("throughput", lambda: throughput_section(args, device, train_set, variants))
         section("inference", lambda: inference_section(args, device))
         section("torchrun", lambda: torchrun_section(args, device, Path(tmp)))
-        measured = {k: v for k, v in report.get("throughput", {}).items()
-                    if isinstance(v, dict) and "images_per_s" in v and k != "reference"}
-        pick = (max(measured, key=lambda k: measured[k]["images_per_s"])
-                if args.epochs_on == "fastest" and measured else "default")
-        switches = {k: v for k, v in measured.get(pick, {}).get("switches", {}).items()
-                    if k in dict(variants).get(pick, {})}
+        pick, switches = epochs_path(report.get("throughput", {}), variants, args.epochs_on)
         report["epochs_on"] = {"path": pick, "switches": switches}
         section("epochs", lambda: epochs_section(args, device, budget, Path(tmp), switches, test_set))
     report["total_seconds"] = budget.total - budget.left()

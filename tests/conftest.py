@@ -18,6 +18,10 @@ from ghostmixnet.model.factory import build_model
 from ghostmixnet.model.weights import write_weights
 
 REPO = Path(__file__).resolve().parents[1]
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # Under `pytest -n 2` each of the two processes computes on one core (see _threads), and so do the runs the
+    # tests start as subprocesses: a run resumed in a subprocess then adds up its floats as the test's own did.
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
 SHARED_DATA = REPO.parent / "shared" / "data"
 
 
@@ -178,8 +182,9 @@ def exploit_pickle(tmp_path) -> tuple[Path, Path]:
 
 @pytest.fixture(autouse=True)
 def _threads():
-    # Keep CPU tests predictable on a 2-core CI machine.
-    torch.set_num_threads(2)
+    # Keep CPU tests predictable on a 2-core CI machine: two threads in one process, or one in each of the two
+    # processes of `pytest -n 2` (pytest-xdist), so that the cores are never oversubscribed.
+    torch.set_num_threads(1 if os.environ.get("PYTEST_XDIST_WORKER") else 2)
 
 
 def load_benchmark(name: str) -> ModuleType:

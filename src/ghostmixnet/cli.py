@@ -329,8 +329,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: runs a subcommand; errors print one line (a traceback only with ``--debug``)."""
     try:
         args = build_parser(argv).parse_args(argv)
-        status = args.run(args)  # train's exit status; what a library call of CALLS returns is not one
-        return status if type(status) is int else 0
+        status = args.run(args)  # train's exit status; what the library calls of CALLS return is not one
+        return status if args.run is cmd_train else 0
     except _UsageError as e:
         print(e, file=sys.stderr)
         return 2

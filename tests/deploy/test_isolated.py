@@ -10,7 +10,7 @@ def test_the_native_runtime_tests_pass_in_a_process_of_their_own():
     """Runs tests/deploy/isolated (OpenVINO and ExecuTorch) in a child pytest; their skips (a runtime not
     installed, naming its extra) and failures show in its output."""
     env = {**os.environ, "GHOSTMIXNET_ISOLATED": "1"}
-    result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider",
+    result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider", "-n", "0",
                              str(TESTS / "deploy" / "isolated")], cwd=TESTS.parent, env=env,
                             capture_output=True, text=True, timeout=1800)
     print(result.stdout[-3000:])

@@ -151,3 +151,39 @@ def test_a_run_that_cannot_fit_in_memory_is_refused_with_both_figures(cifar_dir,
                                        r"per process\) but 0\.0 GB is available; lower --width or --batch-size"):
         train(tiny_config(), cifar_dir, tmp_path / "run", echo=quiet)
     assert not (tmp_path / "run").exists()
+
+
+def test_a_run_tells_its_length_after_its_first_timed_steps(cifar_dir, tmp_path, tiny_config):
+    import re
+
+    from ghostmixnet.train.context import FORECAST_STEPS, LONG_RUN_SECONDS, SHORTER_RUN, duration
+
+    # 150 training images at batch 8: 19 steps an epoch, 38 in all; the forecast comes after the first 3 + 10.
+    lines = []
+    train(tiny_config(batch_size=8), cifar_dir, tmp_path / "run", echo=lines.append)
+    said = [line for line in lines if line.startswith("pace: ")]
+    assert len(said) == 1, lines
+    untimed, timed = FORECAST_STEPS
+    found = re.match(r"pace: ([\d.]+) s a step \(([\d.]+) images/s\) on this machine; the (\d+) steps left take "
+                     r"about (.+) of training \(validation excluded\)$", said[0])
+    assert found, said[0]
+    assert int(found.group(3)) == 38 - (untimed + timed + 1)
+    assert float(found.group(2)) == pytest.approx(8 / float(found.group(1)), rel=0.05)
+    assert said[0] in (tmp_path / "run" / "train.log").read_text()
+    # Epochs shorter than the timed steps say nothing; long runs name the shorter command.
+    lines.clear()
+    train(tiny_config(), cifar_dir, tmp_path / "short", echo=lines.append)
+    assert not any(line.startswith("pace: ") for line in lines)
+    assert (duration(40), duration(720), duration(3.5 * 3600)) == ("40 s", "12 minutes", "3.5 hours")
+    # The paper recipe at this CPU's 39 images/s: some 50 hours for its 70,400 steps, and the shorter command.
+    from types import SimpleNamespace
+
+    from ghostmixnet.train.context import pace_line
+
+    def run_of(recipe):
+        return SimpleNamespace(t=SimpleNamespace(planned_steps=lambda: 70_400), done_steps=lambda: 0,
+                               state=SimpleNamespace(step=0), cfg=SimpleNamespace(batch_size=128, recipe=recipe))
+    line = pace_line(run_of("paper"), 13, 128 / 39)
+    assert "(39.0 images/s)" in line and "the 70,387 steps left take about 64.2 hours" in line, line
+    assert line.endswith(f"; for a shorter run, {SHORTER_RUN[0]} reached {SHORTER_RUN[1]}")
+    assert 64.2 * 3600 > LONG_RUN_SECONDS and "shorter" not in pace_line(run_of("fast"), 13, 128 / 39)

@@ -27,12 +27,29 @@ def add_config_flags(parser: argparse.ArgumentParser, only: set[str] | None = No
         kind = next((a for a in typing.get_args(hint) if a is not type(None)), hint)  # int | None: int
         flag = "--" + f.name.replace("_", "-")
         help_text = f"{docs.get(f.name, '')} [{recipe}: {values[f.name]}]"
-        if kind is bool:
+        if hint == bool | str:  # on, off or auto: --compile, --no-compile, --compile auto
+            group.add_argument(flag, action=OnOffAuto, default=None, help=help_text)
+        elif kind is bool:
             group.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=help_text)
         else:
             group.add_argument(flag, type=field_type(f.name, checked(number) if kind is float else kind, recipe),
                                default=None, help=help_text, choices=CHOICES.get(f.name),
                                metavar=None if f.name in CHOICES else f.name.upper())
+
+
+class OnOffAuto(argparse.Action):
+    """A switch with a third value: ``--flag`` (True), ``--flag auto`` ("auto") and ``--no-flag`` (False)."""
+
+    def __init__(self, option_strings: list[str], dest: str, **kwargs: Any) -> None:
+        options = [*option_strings, *(f"--no-{o[2:]}" for o in option_strings)]
+        super().__init__(options, dest, nargs="?", metavar="auto", **kwargs)
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
+        negated = bool(option_string and option_string.startswith("--no-"))
+        if values not in (None, "auto") or (negated and values is not None):
+            raise argparse.ArgumentError(self, f"takes no value or 'auto', got {values!r}")
+        setattr(namespace, self.dest, False if negated else "auto" if values == "auto" else True)
 
 
 def config_overrides(args: argparse.Namespace) -> dict[str, Any]:

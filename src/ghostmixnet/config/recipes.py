@@ -22,9 +22,10 @@ RECIPES: dict[str, dict[str, Any]] = {
              "tta": True, "tta_shift": 1, "val_every": 4},
     # Fine-tuning the shipped CIFAR-10 weights on a small dataset of your own (docs/own-data.md): the new
     # classifier learns at lr, the pretrained layers at a tenth of it, one short cycle, light augmentation.
+    # Compiled only where it pays: on a CPU, a few hundred photos train in less time than compiling takes.
     "finetune": {"init": "pretrained", "epochs": 10, "batch_size": 64, "lr": 2e-3, "backbone_lr_scale": 0.1,
                  "weight_decay": 5e-2, "schedule": "onecycle", "warmup": 0.1, "augment": "basic", "mix_prob": 0.0,
-                 "tta": True, "dataset": "folder"},
+                 "tta": True, "dataset": "folder", "compile": "auto"},
 }
 
 # One line per recipe, for --help.

@@ -277,9 +277,11 @@ class ComputeConfig:
     (docs/performance.md), so off in every recipe; kept as the measured alternative (``model/fused_bn.py``)."""
     channels_last: bool = False
     """Use the channels-last memory format (faster convolutions on recent hardware)."""
-    compile: bool = True
+    compile: bool | str = True
     """Wrap the model (and the batched colour operations) in ``torch.compile``; needs a C++ compiler on
-    the CPU, Triton on CUDA GPUs (``--no-compile`` without them)."""
+    the CPU, Triton on CUDA GPUs (``--no-compile`` without them). ``auto``: on a GPU, compile; on a CPU, time
+    the first steps of each image size eagerly and compile the model only where the steps left save more
+    time than compiling costs (as measured on this machine before, or estimated), saying why."""
     compile_mode: str = "auto"
     """``torch.compile`` mode of the model: ``default``, ``reduce-overhead`` (CUDA graphs: each step's kernels
     replayed by one launch, for GPUs where launching the kernels of a small model costs more than running
@@ -307,6 +309,9 @@ class ComputeConfig:
     def compute_problems(self) -> list[str]:
         """What is wrong with the compute fields (empty when nothing is)."""
         problems = _unknown("augment_backend", "compile_mode", "precision", of=self)
+        if self.compile not in (True, False, "auto") or isinstance(self.compile, (int, float)) and not isinstance(
+                self.compile, bool):
+            problems.append(f"compile must be true, false or 'auto', got {self.compile!r}")
         if self.augment_chunk is not None and self.augment_chunk < 1:
             problems.append(f"augment_chunk must be at least 1 (or unset: chosen by device), got {self.augment_chunk}")
         if self.num_workers < 0:

@@ -252,13 +252,9 @@ def _candidates(model: nn.Module | None, onnx_file: Path | None, cfg: TrainConfi
     if onnx_file is not None:
         kind = "int8" if _is_quantized(onnx_file) else "fp32"
         info["onnx_mb"] = onnx_file.stat().st_size / 1e6
-        out = {}
-        for backend, cls, runtime in (("ort", OnnxClassifier, "onnxruntime"), ("openvino", OpenVinoClassifier,
-                                                                                "OpenVINO")):
-            if backend in wanted or f"{backend}-int8" in wanted:
-                out[backend] = Candidate(f"{runtime}, {kind}, {onnx_file.name}", kind,
-                                         lambda t, _b, cls=cls: cls(onnx_file, threads=t))
-        return out
+        # the file is what it is, int8 or not: asked for either way, each runtime times it under its plain name
+        return _onnx_candidates({b.removesuffix("-int8") for b in wanted}, {"": (onnx_file, f"{kind}, "
+                                                                                 f"{onnx_file.name}", kind)})
     out: dict[str, Candidate] = {}
     if "eager" in wanted:
         out["eager"] = Candidate("PyTorch eager, fp32, NCHW", "fp32", lambda t, _b: _eager(model))
@@ -274,14 +270,10 @@ def _candidates(model: nn.Module | None, onnx_file: Path | None, cfg: TrainConfi
         if any(b.endswith("-int8") and not b.startswith("executorch") for b in wanted):
             int8_path = quantize_onnx(float_path, folder / "int8.onnx", calibration, normalization=cfg.normalization)
             info["int8_mb"] = int8_path.stat().st_size / 1e6
-        for backend, cls, runtime in (("ort", OnnxClassifier, "onnxruntime"), ("openvino", OpenVinoClassifier,
-                                                                                "OpenVINO")):
-            if backend in wanted:
-                out[backend] = Candidate(f"{runtime}, fp32, BN folded", "fp32",
-                                         lambda t, _b, cls=cls: cls(float_path, threads=t))
-            if f"{backend}-int8" in wanted:
-                out[f"{backend}-int8"] = Candidate(f"{runtime}, int8 QDQ, per-channel", "int8",
-                                                   lambda t, _b, cls=cls: cls(int8_path, threads=t))
+        files = {"": (float_path, "fp32, BN folded", "fp32")}
+        if int8_path is not None:
+            files["-int8"] = (int8_path, "int8 QDQ, per-channel", "int8")
+        out.update(_onnx_candidates(set(wanted), files))
     for backend in [b for b in wanted if b.startswith("executorch")]:
         int8 = backend.endswith("-int8")
         scaled = normalize_uint8(calibration, torch.device("cpu"), normalization=cfg.normalization) if int8 else None
@@ -291,6 +283,21 @@ def _candidates(model: nn.Module | None, onnx_file: Path | None, cfg: TrainConfi
         # ExecuTorch plans memory for one input shape: a program for batch 1 and one for the large batch
         make = lambda t, b, programs=programs: PteClassifier(programs[1 if b == 1 else batch_size], threads=t)  # noqa: E731
         out[backend] = Candidate(f"ExecuTorch, XNNPACK, {'int8' if int8 else 'fp32'}", "int8" if int8 else "fp32", make)
+    return out
+
+
+ONNX_RUNTIMES = (("ort", OnnxClassifier, "onnxruntime"), ("openvino", OpenVinoClassifier, "OpenVINO"))
+
+
+def _onnx_candidates(wanted: set[str], files: dict[str, tuple[Path, str, str]]) -> dict[str, Candidate]:
+    """Each ONNX runtime wanted on each file: ``files`` maps the backend name's suffix (``""``, ``"-int8"``) to
+    the file, how it was made and its arithmetic; in :data:`BACKENDS` order."""
+    out = {}
+    for backend, cls, runtime in ONNX_RUNTIMES:
+        for suffix, (path, how, kind) in files.items():
+            if backend + suffix in wanted:
+                out[backend + suffix] = Candidate(f"{runtime}, {how}", kind,
+                                                  lambda t, _b, cls=cls, path=path: cls(path, threads=t))
     return out
 
 

@@ -32,6 +32,7 @@ from ..model.checkpoint import load_checkpoint, load_weights, save_atomic, unwra
 from ..model.factory import build_model
 from ..version import __version__
 from .compile import resolve_compile_mode
+from .compile_auto import CompileChooser
 from .distributed import DistEnv
 from .ending import Ending, Why
 from .loop import EpochControl, EpochEnd, EpochTotals, train_one_epoch
@@ -157,9 +158,12 @@ class Run:
         """The hook :attr:`EpochControl.after_step` calls after each step: the pace forecast, then, with a budget,
         the re-planner, whose answer (whether the planned steps end here) it returns."""
         replan, forecast = self.replanning(), self.forecast()
+        chooser = CompileChooser(self.t, self.log) if self.t.compile_later and self.env.is_main else None
 
         def after_step(step: int, epoch_seconds: float) -> bool:
             forecast(step, epoch_seconds)
+            if chooser is not None:
+                chooser.after_step(self.done_steps() - self.state.step + step, step)
             return replan is not None and replan(step, epoch_seconds)
         return after_step
 
@@ -195,7 +199,8 @@ class Run:
                 "val_images": len(splits.val), "val_is_test": splits.val_is_test,
                 "parameters": count_parameters(t.model), "data": splits.record}, indent=2) + "\n")
         procs = f" x {env.world_size} processes ({self.per_rank} each)" if env.distributed else ""
-        compiled = (f", compiled ({resolve_compile_mode(cfg.compile_mode, dev, env.distributed)})" if cfg.compile
+        compiled = (", compiled where it pays (--compile auto)" if t.compile_later else
+                    f", compiled ({resolve_compile_mode(cfg.compile_mode, dev, env.distributed)})" if cfg.compile
                     else "")
         self.log(f"{cfg.model} (width {cfg.width}, {count_parameters(t.model):,} parameters), recipe {cfg.recipe}, "
                  f"{cfg.epochs} epochs, batch {cfg.batch_size}{procs}, {precision}{compiled}, on {dev}; "

@@ -49,6 +49,8 @@ class Training:
     """The batched augmentation, or None when the DataLoader's workers augment (``torchvision``)."""
     augment_chunk: int
     steps_per_epoch: int = 1
+    compile_later: bool = False
+    """``compile="auto"`` on a CPU: ``train_model`` starts eager, compiled where it pays (:mod:`.compile_auto`)."""
 
     def planned_steps(self) -> int:
         """The run's steps in all: the one-cycle schedule's length (which a time budget may re-plan as the run
@@ -95,11 +97,14 @@ def build_training(cfg: TrainConfig, device: torch.device, steps_per_epoch: int,
             train_model = nn.SyncBatchNorm.convert_sync_batchnorm(train_model)
         train_model = nn.parallel.DistributedDataParallel(
             train_model, device_ids=[device.index] if device.type == "cuda" else None)
-    if cfg.compile:
+    # compile="auto" on one CPU starts eager and is decided after the first timed steps (compile_auto.py).
+    later = cfg.compile == "auto" and device.type == "cpu" and not distributed
+    if cfg.compile and not later:
         train_model = compile_model(train_model, cfg.compile_mode, device, distributed)
-    pipeline = BatchPipeline(cfg.augment, compile=cfg.compile) if cfg.augment_backend == "batched" else None
+    pipeline = (BatchPipeline(cfg.augment, compile=bool(cfg.compile) and not later)
+                if cfg.augment_backend == "batched" else None)
     return Training(cfg, compute, model, train_model, optimizer, scheduler, per_step_schedule, scaler, ema, pipeline,
-                    resolve_augment_chunk(cfg.augment_chunk, device), steps_per_epoch)
+                    resolve_augment_chunk(cfg.augment_chunk, device), steps_per_epoch, later)
 
 
 def build_loader(t: Training, data: ArraySet, sampler: ResumableSampler,
