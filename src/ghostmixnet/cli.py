@@ -50,6 +50,7 @@ FLAGS: dict[str, dict[str, Any]] = {
                       "the run has --tta-shift [the run's tta setting]"},
 }
 INFERENCE_FLAGS = ("--device", "--batch-size", "--tta")  # where and how eval and predict run a model over images
+Command = Callable[..., argparse.ArgumentParser]  # what adds one command to the parser
 
 
 def flag(p: argparse.ArgumentParser, name: str, help: str | None = None, **changes: Any) -> None:
@@ -66,7 +67,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 class _UsageError(Exception):
-    pass
+    """A usage error, raised by :class:`_Parser` for :func:`main` to report."""
 
 
 def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
@@ -87,12 +88,10 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
         p.set_defaults(run=run)
         return p
 
-    for add in (_training_commands, _inference_commands, _deployment_commands, _service_commands):
+    for add in (_training_commands, _inference_commands, _deployment_commands, _int8_and_timing_commands,
+                _service_commands):
         add(command, recipe)
     return parser
-
-
-Command = Callable[..., argparse.ArgumentParser]
 
 
 def _training_commands(command: Command, recipe: str) -> None:
@@ -227,6 +226,9 @@ def _deployment_commands(command: Command, recipe: str) -> None:
     flag(p, "--device")
     flag(p, "--batch-size")
 
+
+
+def _int8_and_timing_commands(command: Command, recipe: str) -> None:
     p = command("quantize", CALLS["quantize"], "int8 ONNX model by static quantization, with accuracy",
                 description="Export to ONNX, quantize to int8 (per-channel weights, activations calibrated on "
                             "training images) and report int8 accuracy beside the float model's.")
@@ -320,9 +322,8 @@ def cmd_bench(a: argparse.Namespace) -> None:
 
 def cmd_seeds(a: argparse.Namespace) -> None:
     out = a.out or Path("runs") / f"{a.recipe}-seeds"
-    result = run_seeds(a.recipe, a.seeds, a.data_dir, out, config_overrides(a), device=a.device,
-                       time_limit=None if a.time_limit is None else 60 * a.time_limit)
-    print(seeds_report(result, out), end="")
+    print(seeds_report(run_seeds(a.recipe, a.seeds, a.data_dir, out, config_overrides(a), device=a.device,
+                                 time_limit=None if a.time_limit is None else 60 * a.time_limit), out), end="")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

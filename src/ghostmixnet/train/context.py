@@ -67,8 +67,9 @@ class RunSummary(TypedDict, total=False):
 FORECAST_STEPS = (3, 10)
 """A run's forecast leaves this invocation's first 3 steps untimed (they compile) and times the next 10."""
 SHORTER_RUN = ("ghostmixnet train --recipe fast --time-budget 60", "91.3% test accuracy (2 seeds) in 60 "
-               "training-minutes on a 2-core CPU, docs/performance.md")
-"""What to suggest where a run would take long (README's figure: measured, with its command and date)."""
+               "training-minutes on a 2-core Xeon with AMX at 117 images/s (docs/performance.md); a slower CPU "
+               "fits fewer epochs in the hour")
+"""What to suggest where a run would take long, with the figure measured for it (README, docs/performance.md)."""
 LONG_RUN_SECONDS = 4 * 3600.0
 
 
