@@ -158,21 +158,21 @@ def test_a_run_tells_its_length_after_its_first_timed_steps(cifar_dir, tmp_path,
 
     from ghostmixnet.train.context import FORECAST_STEPS, LONG_RUN_SECONDS, SHORTER_RUN, duration
 
-    # 150 training images at batch 8: 19 steps an epoch, 38 in all; the forecast comes after the first 3 + 10.
+    # 150 training images at batch 8: 19 steps in the one epoch; the forecast comes after the first 3 + 10.
     lines = []
-    train(tiny_config(batch_size=8), cifar_dir, tmp_path / "run", echo=lines.append)
+    train(tiny_config(batch_size=8, epochs=1), cifar_dir, tmp_path / "run", echo=lines.append)
     said = [line for line in lines if line.startswith("pace: ")]
     assert len(said) == 1, lines
     untimed, timed = FORECAST_STEPS
     found = re.match(r"pace: ([\d.]+) s a step \(([\d.]+) images/s\) on this machine; the (\d+) steps left take "
                      r"about (.+) of training \(validation excluded\)$", said[0])
     assert found, said[0]
-    assert int(found.group(3)) == 38 - (untimed + timed + 1)
+    assert int(found.group(3)) == 19 - (untimed + timed + 1)
     assert float(found.group(2)) == pytest.approx(8 / float(found.group(1)), rel=0.05)
     assert said[0] in (tmp_path / "run" / "train.log").read_text()
     # Epochs shorter than the timed steps say nothing; long runs name the shorter command.
     lines.clear()
-    train(tiny_config(), cifar_dir, tmp_path / "short", echo=lines.append)
+    train(tiny_config(epochs=1), cifar_dir, tmp_path / "short", echo=lines.append)
     assert not any(line.startswith("pace: ") for line in lines)
     assert (duration(40), duration(720), duration(3.5 * 3600)) == ("40 s", "12 minutes", "3.5 hours")
     # The paper recipe at this CPU's 39 images/s: some 50 hours for its 70,400 steps, and the shorter command.
