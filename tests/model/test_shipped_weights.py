@@ -19,6 +19,7 @@ from ghostmixnet.device import Compute
 from ghostmixnet.errors import WeightsError
 from ghostmixnet.infer.calibrate import calibration_bins, calibration_of
 from ghostmixnet.infer.evaluate import evaluate
+from ghostmixnet.infer.logits import normalize_uint8
 from ghostmixnet.model.architectures import count_parameters
 from ghostmixnet.model.factory import build_model
 from ghostmixnet.model.weights import WEIGHTS_DIR, read_weights, sha256_of, shipped_weights
@@ -107,7 +108,7 @@ def test_2000_real_test_images_score_what_the_model_card_says(model, real_test):
     # 12,000 full-width forward passes (six views each): scored with the model's BatchNorm folded into its
     # convolutions, channels-last, which is 1.5 times as fast on a CPU and, checked first, the same function.
     folded = fold_for_inference(model)[0]
-    sample = torch.as_tensor(real_test.images[:64]).permute(0, 3, 1, 2).float().div(255).sub(0.5).div(0.25)
+    sample = normalize_uint8(real_test.images[:64], torch.device("cpu"))
     with torch.no_grad():
         torch.testing.assert_close(folded(sample), model(sample), rtol=0, atol=1e-4)
     result = evaluate(folded.to(memory_format=torch.channels_last), real_test.images[:n],

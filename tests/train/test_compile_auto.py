@@ -54,3 +54,14 @@ def test_compile_is_true_false_or_auto(value):
 
     with pytest.raises(ValueError, match="compile must be true, false or 'auto'"):
         make_config("fast", compile=value)
+
+
+def test_a_damaged_cost_file_costs_only_its_measurements(tmp_path):
+    path = tmp_path / "costs.json"
+    path.write_text(json.dumps({"good": {"compile_seconds": 12.0, "speedup": 1.5},
+                                "no speed-up": {"compile_seconds": 3},
+                                "negative": {"compile_seconds": 1.0, "speedup": -2}, "text": "x",
+                                "nan": {"compile_seconds": "nan", "speedup": 2}}))
+    assert compile_auto.read_costs(path) == {"good": {"compile_seconds": 12.0, "speedup": 1.5}}
+    path.write_text("[1, 2")
+    assert compile_auto.read_costs(path) == {}

@@ -12,9 +12,9 @@ on-disk caches (on by default) make a second compile of the same shapes cheaper,
 from __future__ import annotations
 
 import json
+import math
 import os
 import statistics
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -42,11 +42,20 @@ def cost_file() -> Path:
 
 
 def read_costs(path: Path) -> dict[str, dict[str, float]]:
+    """The costs kept in ``path``: those entries that hold a finite cost and a positive speed-up (a damaged or
+    foreign file costs only its measurements)."""
     try:
         costs = json.loads(path.read_text())
     except (OSError, ValueError):
         return {}
-    return costs if isinstance(costs, dict) else {}
+    return {k: v for k, v in costs.items() if _valid(v)} if isinstance(costs, dict) else {}
+
+
+def _valid(record: object) -> bool:
+    try:
+        return math.isfinite(float(record["compile_seconds"])) and float(record["speedup"]) > 0  # type: ignore[index]
+    except (TypeError, KeyError, ValueError):
+        return False
 
 
 def cost_key(cfg: TrainConfig, precision: str, size: int) -> str:
@@ -75,18 +84,18 @@ class CompileChooser:
         self.eager, self.compiled = t.train_model, None
         self.sizes = ResolutionSchedule.parse(t.cfg.resolutions)
         self.size, self.phase, self.times, self.eager_step = None, "eager", [], 0.0
-        self.last: float | None = None
+        self.last: float | None = None  # the epoch's training seconds at the last step
 
     def steps_left_at(self, size: int, done: int) -> int:
         total = self.t.planned_steps()
         return sum(self.sizes.size_at(i, total) == size for i in range(done, total))
 
-    def after_step(self, done: int, step: int) -> None:
-        """Told after each step: ``done`` steps of the run in all, ``step`` of the epoch."""
-        now = time.perf_counter()
-        interval = None if self.last is None or step == 1 else now - self.last  # an epoch's start: validation
-        self.last = now
-        size = self.sizes.size_at(done, self.t.planned_steps()) if self.sizes.stages else 32
+    def after_step(self, done: int, step: int, epoch_seconds: float) -> None:
+        """Told after each step: ``done`` steps of the run in all, ``step`` of the epoch, the epoch's training
+        seconds so far (validation excluded, so a step's time is the difference)."""
+        previous, self.last = self.last, epoch_seconds
+        interval = epoch_seconds if step == 1 else None if previous is None else epoch_seconds - previous
+        size = self.sizes.size_at(done, self.t.planned_steps())  # the next step's size
         if size != self.size:  # a new size: time it eager, then decide
             self.size, self.phase, self.times = size, "eager", []
             self.t.train_model = self.eager

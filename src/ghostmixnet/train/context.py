@@ -80,10 +80,10 @@ def duration(seconds: float) -> str:
     return f"{seconds / 60:.0f} minutes" if seconds < 5400 else f"{seconds / 3600:.1f} hours"
 
 
-def pace_line(run: Run, step: int, step_seconds: float) -> str:
-    """The forecast after the epoch's ``step``: this machine's pace, the run's remaining training time, and a
-    shorter run where that is long."""
-    left = max(run.t.planned_steps() - (run.done_steps() - run.state.step + step), 0)
+def pace_line(run: Run, done: int, step_seconds: float) -> str:
+    """The forecast after ``done`` steps of the run: this machine's pace, the run's remaining training time, and
+    a shorter run where that is long."""
+    left = max(run.t.planned_steps() - done, 0)
     seconds = left * step_seconds
     line = (f"pace: {step_seconds:.2f} s a step ({run.cfg.batch_size / step_seconds:.1f} images/s) on this machine; "
             f"the {left:,} steps left take about {duration(seconds)} of training (validation excluded)")
@@ -136,15 +136,14 @@ class Run:
         return sum(int(row.get("steps") or self.t.steps_per_epoch) for row in self.state.history) + self.state.step
 
     def replanning(self) -> Callable[[int, float], bool] | None:
-        """With a budget, the hook that re-plans the steps after each step (:class:`Replanner`), for
-        :attr:`EpochControl.after_step`; True where the planned steps end."""
+        """With a budget, the hook that re-plans the steps after each step (:class:`Replanner`), told the steps
+        done in all and the epoch's training seconds; True where the planned steps end."""
         if self.budget is None:
             return None
         sizes = ResolutionSchedule.parse(self.cfg.resolutions)
         planner = Replanner(self.budget.seconds, sizes, self.budget.compile_seconds)
 
-        def after_step(step: int, epoch_seconds: float) -> bool:
-            done = self.done_steps() - self.state.step + step
+        def after_step(done: int, epoch_seconds: float) -> bool:
             seconds, total = self.trained_seconds() + epoch_seconds, self.t.planned_steps()
             planner.record(done, seconds, sizes.size_at(done - 1, total))
             if planner.due(done, total):
@@ -156,34 +155,41 @@ class Run:
         return after_step
 
     def after_step(self) -> Callable[[int, float], bool]:
-        """The hook :attr:`EpochControl.after_step` calls after each step: the pace forecast, then, with a budget,
-        the re-planner, whose answer (whether the planned steps end here) it returns."""
+        """The hook :attr:`EpochControl.after_step` calls after each step: the pace forecast, the compile choice
+        of ``--compile auto`` on a CPU, and with a budget the re-planner, whose answer (whether the planned steps
+        end here) it returns."""
         replan, forecast = self.replanning(), self.forecast()
-        chooser = CompileChooser(self.t, self.log) if self.t.compile_later and self.env.is_main else None
+        chooser = CompileChooser(self.t, self.log) if self.t.compile_later else None
+        before = self.done_steps() - self.state.step  # steps of the epochs before this one
 
         def after_step(step: int, epoch_seconds: float) -> bool:
-            forecast(step, epoch_seconds)
+            nonlocal before
+            if step == 1:  # a new epoch
+                before = self.done_steps()
+            done = before + step
+            forecast(done, step, epoch_seconds)
             if chooser is not None:
-                chooser.after_step(self.done_steps() - self.state.step + step, step)
-            return replan is not None and replan(step, epoch_seconds)
+                chooser.after_step(done, step, epoch_seconds)
+            return replan is not None and replan(done, epoch_seconds)
         return after_step
 
-    def forecast(self) -> Callable[[int, float], None]:
+    def forecast(self) -> Callable[[int, int, float], None]:
         """A hook that, once this invocation's first steps on the CPU are timed (after those that compile), logs
         how long the rest of the run takes on this machine and, where that is long, a shorter command."""
         untimed, timed = FORECAST_STEPS
         seen: list[float] = []  # the epoch's training seconds after each step of this invocation
-        over = [self.env.device.type != "cpu" or self.budget is not None]  # a budgeted run has said its length
+        over = self.env.device.type != "cpu" or self.budget is not None  # a budgeted run has said its length
 
-        def after_step(step: int, epoch_seconds: float) -> None:
-            if over[0]:
+        def after_step(done: int, step: int, epoch_seconds: float) -> None:
+            nonlocal over
+            if over:
                 return
             seen.append(epoch_seconds)
             if len(seen) == untimed + timed + 1:
-                over[0] = True
-                self.log(pace_line(self, step, (seen[-1] - seen[untimed]) / timed))
+                over = True
+                self.log(pace_line(self, done, (seen[-1] - seen[untimed]) / timed))
             elif step == self.t.steps_per_epoch:  # the epoch ended before its steps were timed: no forecast
-                over[0] = True
+                over = True
         return after_step
 
     def describe(self, data_dir: Path) -> None:
