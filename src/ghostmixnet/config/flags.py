@@ -15,6 +15,7 @@ from .types import CHOICES, TrainConfig, field_docs
 # Fields with a dedicated flag, or none: the class list and normalisation are the data's, set by the run.
 NO_FLAG = {"recipe", "classes", "mean", "std"}
 
+
 def add_config_flags(parser: argparse.ArgumentParser, only: set[str] | None = None, recipe: str = "paper") -> None:
     """One flag per :class:`TrainConfig` field (``--batch-size`` for ``batch_size``), or per field in ``only``;
     the help shows ``recipe``'s value of each. Defaults are None, "the recipe's value", so that given flags can
