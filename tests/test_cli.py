@@ -176,17 +176,17 @@ def test_train_time_budget_sizes_the_epochs_from_a_timed_step(cifar_dir, tmp_pat
     import re
 
     out = tmp_path / "budget"
-    assert main(["train", "--recipe", "fast", "--time-budget", "0.5", "--data-dir", str(cifar_dir), "--out",
+    assert main(["train", "--recipe", "fast", "--time-budget", "0.25", "--data-dir", str(cifar_dir), "--out",
                  str(out), *TINY]) == 0
     printed = capsys.readouterr().out
-    planned = re.search(r"time budget: .* -> \d+ epochs of 150 images fit 0.5 training-minutes \(([\d,]+) steps, "
+    planned = re.search(r"time budget: .* -> \d+ epochs of 150 images fit 0.25 training-minutes \(([\d,]+) steps, "
                         r"re-planned as the run goes\)", printed)
     assert planned, printed
     steps_per_epoch = -(-150 // 32)  # TINY: batch 32
     first_plan = int(planned.group(1).replace(",", ""))
     assert json.loads((out / "config.json").read_text())["epochs"] == -(-first_plan // steps_per_epoch)
-    ended = re.search(r"time budget: (\d+) steps \([\d.]+ epochs\) in (\d+) of 30 s of training", printed)
-    assert ended and int(ended.group(2)) <= 30, printed
+    ended = re.search(r"time budget: (\d+) steps \([\d.]+ epochs\) in (\d+) of 15 s of training", printed)
+    assert ended and int(ended.group(2)) <= 15, printed
     for extra, message in ((["--epochs", "3"], "not both"), (["--time-budget", "-1"], "positive")):
         argv = ["train", "--recipe", "fast", "--time-budget", "0.5", "--data-dir", str(cifar_dir), "--out",
                 str(tmp_path / "refused"), *TINY, *extra]

@@ -45,11 +45,11 @@ def test_missing_or_hostile_or_malformed_files_are_refused_in_one_line(tmp_path,
 
 
 def test_download_without_a_network_says_what_to_do(tmp_path, monkeypatch):
-    import ghostmixnet.data.cifar as cifar  # where both datasets' downloads are made
+    import torchvision.datasets.utils as tv_utils  # what both datasets' downloads call (data/cifar.py)
 
     def offline(*args, **kwargs):
         raise OSError("network unreachable")
 
-    monkeypatch.setattr(cifar, "download_and_extract_archive", offline)
+    monkeypatch.setattr(tv_utils, "download_and_extract_archive", offline)
     with pytest.raises(DataError, match="could not download CIFAR-100.*unpack cifar-100-python.tar.gz"):
         load_cifar100(tmp_path, train=True, download=True)

@@ -106,14 +106,15 @@ def test_2000_real_test_images_score_what_the_model_card_says(model, real_test):
     card = json.loads(CARD.read_text())
     n = 2000
     # 12,000 full-width forward passes (six views each): scored with the model's BatchNorm folded into its
-    # convolutions, channels-last, which is 1.5 times as fast on a CPU and, checked first, the same function.
+    # convolutions, channels-last, which is 1.5 times as fast on a CPU and, checked first, the same function; in
+    # batches of 64, which stay in the cores' caches (1.3 times as fast as 256 on the 2-core AMD EPYC).
     folded = fold_for_inference(model)[0]
     sample = normalize_uint8(real_test.images[:64], torch.device("cpu"))
     with torch.no_grad():
         torch.testing.assert_close(folded(sample), model(sample), rtol=0, atol=1e-4)
     result = evaluate(folded.to(memory_format=torch.channels_last), real_test.images[:n],
                       np.asarray(real_test.labels[:n]), Compute(torch.device("cpu"), channels_last=True),
-                      tta=card["tta"], tta_shift=card["tta_shift"])
+                      batch_size=64, tta=card["tta"], tta_shift=card["tta_shift"])
     p = card["test_accuracy"]
     assert abs(result.accuracy - p) <= 3 * math.sqrt(p * (1 - p) / n), (result.accuracy, p)
     # The temperature the file carries turns underconfident probabilities into calibrated ones, and its

@@ -11,10 +11,9 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
-from torchvision import transforms as T
 
 from ..device import quiet_cpu_compiler
 from .batch_autoaugment import autoaugment, sample_autoaugment
@@ -32,6 +31,9 @@ from .batch_ops import (
     to_device,
 )
 from .cifar import MEAN, STD
+
+if TYPE_CHECKING:
+    from torchvision import transforms as T
 
 
 @dataclass(frozen=True)
@@ -57,6 +59,8 @@ PAPER = Recipe()
 def train_transform(augment: str, mean: Sequence[float] = MEAN, std: Sequence[float] = STD) -> T.Compose:
     """The per-image (PIL) training pipeline for ``augment`` = ``paper``, ``basic`` (flip and crop) or
     ``none``, then to tensor and normalize with ``mean`` and ``std``."""
+    from torchvision import transforms as T  # when needed: importing torchvision costs every command a second
+
     r, steps = PAPER, []
     if augment in ("paper", "basic"):
         steps += [T.RandomHorizontalFlip(r.flip), T.RandomCrop(32, padding=r.pad)]
@@ -75,6 +79,8 @@ def train_transform(augment: str, mean: Sequence[float] = MEAN, std: Sequence[fl
 
 def eval_transform(mean: Sequence[float] = MEAN, std: Sequence[float] = STD) -> T.Compose:
     """Evaluation: to tensor and normalize only."""
+    from torchvision import transforms as T
+
     return T.Compose([T.ToTensor(), T.Normalize(mean, std)])
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torchvision.transforms.v2 import functional as TF
 
 from .batch_ops import adjust_brightness, adjust_contrast, adjust_saturation, posterize, to_device
 
@@ -153,6 +152,9 @@ def apply_op(name: str, images: torch.Tensor, magnitude: torch.Tensor) -> torch.
         else:
             angle = -magnitude  # torchvision's rotate turns counter-clockwise for positive angles
         return affine_nearest(images, inverse_affine(angle, translate, shear, center))
+    # torchvision is imported when first needed: importing it costs every command about a second.
+    from torchvision.transforms.v2 import functional as TF
+
     ops = {"Brightness": lambda: adjust_brightness(images, factor),
            "Color": lambda: adjust_saturation(images, factor),
            "Contrast": lambda: adjust_contrast(images, factor),

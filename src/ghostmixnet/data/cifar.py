@@ -6,7 +6,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from torchvision.datasets.utils import download_and_extract_archive
 
 from ..errors import DataError
 from .pickles import get_entry, safe_unpickle
@@ -76,6 +75,9 @@ def download_cifar10(data_dir: Path) -> Path:
 def download_archive(name: str, url: str, md5: str, data_dir: Path, folder: str) -> Path:
     """Fetch the official archive of dataset ``name`` from ``url`` and unpack it into ``data_dir`` (its MD5
     checked by torchvision), where it makes ``folder``; a :class:`DataError` saying what to do offline."""
+    # Imported here: torchvision costs every command about a second to import, and only a download needs it.
+    from torchvision.datasets.utils import download_and_extract_archive
+
     try:
         download_and_extract_archive(url, download_root=str(data_dir), md5=md5)
     except Exception as e:  # any network or archive failure: say what to do instead

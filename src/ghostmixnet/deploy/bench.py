@@ -327,7 +327,9 @@ def _accuracy(fn: Callable[[torch.Tensor], object], test: tuple[np.ndarray, np.n
     correct = 0
     for start in range(0, len(images), batch_size):
         x = normalize_uint8(images[start:start + batch_size], torch.device("cpu"), normalization=normalization)
-        logits = np.asarray(fn(x))  # an ExecuTorch program pads a short last batch itself (PteClassifier)
+        logits = fn(x)  # an ExecuTorch program pads a short last batch itself (PteClassifier)
+        # PyTorch's fast path answers in bf16 where the CPU computes it natively, which NumPy cannot hold.
+        logits = logits.float().numpy() if isinstance(logits, torch.Tensor) else np.asarray(logits)
         correct += int((logits.argmax(1) == labels[start:start + batch_size]).sum())
     return correct / max(1, len(images))
 

@@ -10,7 +10,6 @@ import math
 
 import torch
 from torch import nn
-from torchvision.ops import SqueezeExcitation
 
 from .fused_bn import fusable, ghost2_fused
 
@@ -58,6 +57,27 @@ class GhostModule(nn.Module):
         intrinsic = self.primary(x)
         out = torch.cat([intrinsic, self.cheap(intrinsic)], dim=1)
         return out[:, : self.out_ch] if self.trim else out
+
+
+class SqueezeExcitation(nn.Module):
+    """Squeeze-and-Excitation: each channel scaled by a sigmoid gate computed from all channels' means.
+
+    The parameter names (``fc1``, ``fc2``) and operations are torchvision's ``ops.SqueezeExcitation``, so trained
+    weights load unchanged and give the same logits; it is written here because importing torchvision's ops
+    costs every command about a second (they load torch's compiler stack).
+    """
+
+    def __init__(self, channels: int, squeeze_channels: int) -> None:
+        super().__init__()
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.fc1 = nn.Conv2d(channels, squeeze_channels, 1)
+        self.fc2 = nn.Conv2d(squeeze_channels, channels, 1)
+        self.activation = nn.ReLU()
+        self.scale_activation = nn.Sigmoid()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        scale = self.scale_activation(self.fc2(self.activation(self.fc1(self.avgpool(x)))))
+        return scale * x
 
 
 def shortcut(in_ch: int, out_ch: int, stride: int) -> nn.Module:

@@ -85,7 +85,7 @@ def pace_line(run: Run, done: int, step_seconds: float) -> str:
     a shorter run where that is long."""
     left = max(run.t.planned_steps() - done, 0)
     seconds = left * step_seconds
-    line = (f"pace: {step_seconds:.2f} s a step ({run.cfg.batch_size / step_seconds:.1f} images/s) on this machine; "
+    line = (f"pace: {step_seconds:.3g} s a step ({run.cfg.batch_size / step_seconds:.1f} images/s) on this machine; "
             f"the {left:,} steps left take about {duration(seconds)} of training (validation excluded)")
     if seconds > LONG_RUN_SECONDS and run.cfg.recipe != "fast":
         line += f"; for a shorter run, {SHORTER_RUN[0]} reached {SHORTER_RUN[1]}"
