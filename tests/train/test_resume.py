@@ -29,6 +29,23 @@ def test_resume_equals_an_uninterrupted_run(cifar_dir, tmp_path, tiny_config, wo
     assert a["scheduler"] == b["scheduler"]
 
 
+@pytest.fixture(scope="module")
+def straight16(cifar_dir, tmp_path_factory):
+    """An uninterrupted run of the batch-16 config (10 steps an epoch), trained once for the tests that compare
+    a saved, stopped or killed run with it; they only read it."""
+    from ghostmixnet.config import make_config
+
+    cfg = make_config("paper", width=0.125, epochs=2, batch_size=16, val_size=50, num_workers=0, compile=False)
+    out = tmp_path_factory.mktemp("straight16") / "run"
+    train(cfg, cifar_dir, out, echo=quiet)
+    return cfg, out
+
+
+def test_the_shared_straight_run_has_the_config_of_tiny_config(straight16, tiny_config):
+    # The tests below compare their runs of tiny_config(batch_size=16, num_workers=0) with the shared one.
+    assert straight16[0] == tiny_config(batch_size=16, num_workers=0)
+
+
 def _same_weights(a_dir, b_dir):
     a, b = load_checkpoint(a_dir / "last.pt"), load_checkpoint(b_dir / "last.pt")
     assert a["epoch"] == b["epoch"] and a["step"] == b["step"] == 0
@@ -40,13 +57,12 @@ def _same_weights(a_dir, b_dir):
     assert [r["train_loss"] for r in a["history"]] == [r["train_loss"] for r in b["history"]]
 
 
-def test_step_checkpoints_keep_the_previous_one(cifar_dir, tmp_path, tiny_config):
+def test_step_checkpoints_keep_the_previous_one(cifar_dir, tmp_path, straight16):
     # 150 training images at batch 16: 10 steps per epoch, step checkpoints after steps 3, 6 and 9.
-    cfg = tiny_config(batch_size=16, num_workers=0)
-    train(cfg, cifar_dir, tmp_path / "straight", echo=quiet)
+    cfg, straight = straight16
     run = tmp_path / "run"
     train(cfg, cifar_dir, run, checkpoint_every=3, echo=quiet)
-    _same_weights(tmp_path / "straight", run)  # saving along the way changes nothing
+    _same_weights(straight, run)  # saving along the way changes nothing
     previous = load_checkpoint(run / "last.prev.pt")
     assert (previous["epoch"], previous["step"]) == (1, 9)  # epoch 2's step-9 save, kept beside the final one
 
@@ -87,11 +103,9 @@ def _wait_for_step(proc, text):
 
 
 @pytest.mark.parametrize("how", ["SIGKILL", "SIGTERM"])
-def test_killed_mid_epoch_then_resumed_equals_uninterrupted(cifar_dir, tmp_path, tiny_config, how):
+def test_killed_mid_epoch_then_resumed_equals_uninterrupted(cifar_dir, tmp_path, straight16, how):
     import signal
 
-    cfg = tiny_config(batch_size=16, num_workers=0)
-    train(cfg, cifar_dir, tmp_path / "straight", echo=quiet)
     run = tmp_path / "cut"
     proc = _start(cifar_dir, run)
     _wait_for_step(proc, "epoch 1/2 lr")  # epoch 1 done; epoch 2 is under way
@@ -110,12 +124,11 @@ def test_killed_mid_epoch_then_resumed_equals_uninterrupted(cifar_dir, tmp_path,
     resumed = _start(cifar_dir, run, "resume")
     out = resumed.communicate(timeout=300)[0]
     assert resumed.returncode == 0, out
-    _same_weights(tmp_path / "straight", run)
+    _same_weights(straight16[1], run)
 
 
-def test_truncated_checkpoint_falls_back_to_the_previous(cifar_dir, tmp_path, tiny_config):
-    cfg = tiny_config(batch_size=16, num_workers=0)
-    train(cfg, cifar_dir, tmp_path / "straight", echo=quiet)
+def test_truncated_checkpoint_falls_back_to_the_previous(cifar_dir, tmp_path, straight16):
+    cfg, straight = straight16
     run = tmp_path / "run"
     train(cfg, cifar_dir, run, stop_after=1, echo=quiet)
     # One epoch means one save, so no previous copy yet: make it, then damage the newest.
@@ -125,7 +138,7 @@ def test_truncated_checkpoint_falls_back_to_the_previous(cifar_dir, tmp_path, ti
     lines = []
     train(cfg, cifar_dir, run, resume=True, echo=lines.append)
     assert any("truncated" in line and "resuming from the previous checkpoint" in line for line in lines)
-    _same_weights(tmp_path / "straight", run)
+    _same_weights(straight, run)
 
 
 def test_fast_recipe_runs_and_resumes_exactly(cifar_dir, tmp_path, tiny_config):
