@@ -15,7 +15,9 @@ def test_the_compiled_ghost_module_has_eagers_bf16_gradients_at_each_vector_widt
     if bits == 512:
         request.applymarker(pytest.mark.xfail(reason="known fault: torch.compile's 512-bit CPU code under bf16 "
                                               "autocast (docs/performance.md); an XPASS means this PyTorch fixed it"))
+    # The script's own sizes (batch 16, 64 channels, 8x8), which are also tests/train/test_compile.py's: the
+    # second of the two to compile the module at 256 bits finds it in inductor's cache.
     torch.manual_seed(0)
-    module = simd_nan.pieces(16)["GhostModule (whole)"]
-    finite, error = simd_nan.compare(module, torch.randn(4, 16, 8, 8), bits)
+    module = simd_nan.pieces(64)["GhostModule (whole)"]
+    finite, error = simd_nan.compare(module, torch.randn(16, 64, 8, 8), bits)
     assert finite and error < 0.05

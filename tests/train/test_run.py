@@ -187,3 +187,21 @@ def test_a_run_tells_its_length_after_its_first_timed_steps(cifar_dir, tmp_path,
     assert "(39.0 images/s)" in line and "the 70,387 steps left take about 64.2 hours" in line, line
     assert line.endswith(f"; for a shorter run, {SHORTER_RUN[0]} reached {SHORTER_RUN[1]}")
     assert 64.2 * 3600 > LONG_RUN_SECONDS and "shorter" not in pace_line(run_of("fast"), 13, 128 / 39)
+
+
+def test_the_curves_are_drawn_at_most_once_a_minute_and_as_the_run_ends(cifar_dir, tmp_path, tiny_config,
+                                                                          monkeypatch):
+    import ghostmixnet.train.context as context
+
+    drawn, real = [], context.plot_curves
+    monkeypatch.setattr(context, "plot_curves", lambda rows, *a: drawn.append(len(rows)) or real(rows, *a))
+    train(tiny_config(epochs=3), cifar_dir, tmp_path / "run", stop_after=2, echo=quiet)
+    assert drawn == [2]  # two short epochs: drawn once, as the run stopped
+    assert (tmp_path / "run" / "loss.png").is_file() and (tmp_path / "run" / "accuracy.png").is_file()
+    drawn.clear()
+    monkeypatch.setattr(context, "PLOT_EVERY_SECONDS", 0.0)
+    train(tiny_config(epochs=3), cifar_dir, tmp_path / "run", resume=True, echo=quiet)
+    assert drawn == [3]  # the resumed epoch, drawn once though the run then ends
+    drawn.clear()
+    train(tiny_config(epochs=2), cifar_dir, tmp_path / "every", echo=quiet)
+    assert drawn == [1, 2]  # with no minimum interval, after every epoch

@@ -71,6 +71,10 @@ SHORTER_RUN = ("ghostmixnet train --recipe fast --time-budget 60", "91.3% test a
                "fits fewer epochs in the hour")
 """What to suggest where a run would take long, with the figure measured for it (README, docs/performance.md)."""
 LONG_RUN_SECONDS = 4 * 3600.0
+PLOT_EVERY_SECONDS = 60.0
+"""The curves are redrawn after an epoch at most this often, and once more as the run ends, however it ends:
+drawing them takes about 0.3 s, which a run of short epochs (on a GPU, a few seconds each) would otherwise pay
+every epoch. metrics.csv is rewritten every epoch."""
 
 
 def duration(seconds: float) -> str:
@@ -112,6 +116,10 @@ class Run:
     sampler: ResumableSampler
     stops: StopRules
     report: Reporting
+    plotted_at: float = dataclasses.field(default_factory=time.monotonic)
+    """When the curves were last drawn (at first: when the run started)."""
+    plotted_epochs: int = 0
+    """How many epochs the curves drawn show."""
 
     @property
     def budget(self) -> Budget | None:
@@ -301,13 +309,21 @@ class Run:
         if self.env.is_main:
             self.save_last()
             write_metrics(self.out_dir / "metrics.csv", s.history)
-            plot_curves(s.history, self.out_dir, "test set (selection)" if self.splits.val_is_test else "validation")
+            if time.monotonic() - self.plotted_at >= PLOT_EVERY_SECONDS:
+                self.plot()
         name = self.val_name
         val_text = (f" {name}_loss {row['val_loss']:.4f} {name}_acc {100 * row['val_acc']:.2f}%{scores}"
                     f"{' (best)' if improved else ''}" if row["val_acc"] is not None else "")
         self.log(f"epoch {s.epoch}/{self.epochs_planned()} lr {lr:.3g} train_loss {row['train_loss']:.4f}{val_text} "
                  f"{row['images_per_s']:.1f} img/s {row['seconds']:.0f}s")
         return caller_stops
+
+    def plot(self) -> None:
+        """Draw loss.png and accuracy.png from the epochs so far (rank 0)."""
+        history = self.state.history
+        if self.env.is_main and history and len(history) != self.plotted_epochs:
+            plot_curves(history, self.out_dir, "test set (selection)" if self.splits.val_is_test else "validation")
+            self.plotted_at, self.plotted_epochs = time.monotonic(), len(history)
 
     def candidates(self) -> dict[str, torch.nn.Module]:
         """The weights validation chooses among: the trained ones and, if kept, their moving average."""

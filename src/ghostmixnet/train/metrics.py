@@ -1,4 +1,5 @@
-"""A run's own records: the metrics CSV and the curve plots, rewritten after every epoch."""
+"""A run's own records: the metrics CSV, rewritten after every epoch, and the curve plots (redrawn as
+:data:`~ghostmixnet.train.context.PLOT_EVERY_SECONDS` says)."""
 
 from __future__ import annotations
 

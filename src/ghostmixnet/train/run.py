@@ -141,6 +141,7 @@ def conclude(run: Run, end: Ending) -> RunSummary:
     resume_with = f"continue with: ghostmixnet train --resume {out_dir}"
     if end.within_epoch:
         run.save_last()
+    run.plot()  # the curves of every epoch, whatever the ending
     if end.why is Why.DONE:
         return run.finish(time_limit_hit=False)
     if end.why is Why.STOP_AFTER:
