@@ -13,4 +13,10 @@ dependencies = ["torch", "torchvision", "safetensors"]
 # This checkout's package, whether or not (and whichever version) ghostmixnet is installed.
 _sys.path.insert(0, str(_Path(__file__).resolve().parent / "src"))
 
-from ghostmixnet.model.factory import ghostmixnet, resnet, resnet_se  # noqa: E402, F401
+from ghostmixnet.model.factory import (  # noqa: E402, F401
+    ghostmixnet,
+    ghostmixnet_ic01,
+    ghostmixnet_ic02,
+    resnet,
+    resnet_se,
+)

@@ -1,9 +1,10 @@
 """Whole networks, described as data tables and built by name (with random weights: the factory above
 loads trained ones).
 
-All three share the reference skeleton: a 3x3 stem, three stages at 64/128/256 channels
-(strides 1, 2, 2), average pooling with kernel 4 (8x8 -> 2x2, not global), dropout and a linear
-classifier over the 4 * 256 = 1024 flattened features. They differ in the residual block.
+All share the reference skeleton: a 3x3 stem, three stages (64/128/256 channels for the paper's model,
+fewer for the members sized for microcontrollers; strides 1, 2, 2), average pooling with kernel 4 (8x8 -> 2x2,
+not global), dropout and a linear classifier over the 4 * C flattened features. They differ in the residual
+block, the stages' depths and widths, and the SE squeeze.
 """
 
 from __future__ import annotations
@@ -40,11 +41,22 @@ class Architecture:
     """SE squeeze width is ``channels // se_divisor``; None means no SE."""
     description: str = ""
     """One line for ``ghostmixnet info`` and the ablation table."""
+    budget: str | None = None
+    """The device budget the member is sized for (a key of :data:`~ghostmixnet.model.budgets.BUDGETS`), if any."""
 
 
 ARCHITECTURES: dict[str, Architecture] = {
     "ghostmixnet": Architecture(
         "ghost", (4, 4, 4), se_divisor=16, description="GhostNet + SE: Ghost blocks [4, 4, 4], SE C/16 (the paper's)"
+    ),
+    # Members sized for microcontrollers (docs/microcontrollers.md): the paper's blocks, fewer and narrower.
+    "ghostmixnet-ic01": Architecture(
+        "ghost", (2, 2, 1), (16, 32, 64), stem_channels=16, se_divisor=4, budget="ic01",
+        description="GhostNet + SE for MLPerf Tiny's IC01 budget: Ghost blocks [2, 2, 1] at 16/32/64, SE C/4",
+    ),
+    "ghostmixnet-ic02": Architecture(
+        "ghost", (2, 3, 2), (32, 64, 128), stem_channels=32, se_divisor=8, budget="ic02",
+        description="GhostNet + SE for MLPerf Tiny's IC02 budget: Ghost blocks [2, 3, 2] at 32/64/128, SE C/8",
     ),
     "resnet": Architecture(
         "basic", (3, 4, 3), se_divisor=None, description="ResNet: basic blocks [3, 4, 3] (ablation baseline)"

@@ -12,6 +12,7 @@ from torch.utils._pytree import tree_leaves
 from torch.utils.flop_counter import FlopCounterMode
 
 from .architectures import ARCHITECTURES, IMAGE_SIZE, CifarNet, build_architecture, count_parameters
+from .budgets import BUDGETS, budget_lines
 
 
 @dataclass
@@ -63,20 +64,34 @@ def format_cost_table(rows: list[StageCost]) -> str:
     return "\n".join(lines)
 
 
+def int8_file_estimate(model: nn.Module) -> int:
+    """Bytes of an int8 file of ``model`` before it is converted: a byte per convolution and linear weight (the
+    BatchNorms fold into them), and per output channel an int32 bias and a float scale, plus 4 KB of graph."""
+    layers = [m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    return sum(m.weight.numel() + 8 * m.weight.shape[0] for m in layers) + 4096
+
+
 def describe_model(name: str, width: float = 1.0, num_classes: int = 10) -> str:
-    """What ``ghostmixnet info`` prints: the model's description, parameters, MACs and the per-stage table."""
+    """What ``ghostmixnet info`` prints: the model's description, parameters, MACs, the per-stage table, and how
+    it stands against each device budget (:mod:`~ghostmixnet.model.budgets`)."""
     model = build_architecture(name, num_classes=num_classes, width=width)
     rows = stage_costs(model)
-    macs = sum(r.macs for r in rows)
+    macs, parameters = sum(r.macs for r in rows), count_parameters(model)
     activations = peak_activation_bytes(model)
+    sized_for = ARCHITECTURES[name].budget
     return "\n".join([
         f"{name}: {ARCHITECTURES[name].description}",
         f"width {width}, {num_classes} classes, input 3x32x32",
-        f"parameters: {count_parameters(model):,}",
+        f"parameters: {parameters:,}",
         f"MACs per image: {macs:,} ({macs / 1e9:.3f} GMAC, {2 * macs / 1e9:.3f} GFLOP; PyTorch FLOP counter)",
         f"peak activation memory, batch 1: {activations / 1e6:.2f} MB (measured: the most bytes of tensors alive at "
         "once in an eager forward pass)",
-        format_cost_table(rows)])
+        format_cost_table(rows), "",
+        *([f"sized for the {BUDGETS[sized_for].name} budget: {BUDGETS[sized_for].devices}"] if sized_for else []),
+        *budget_lines(parameters, macs, int8_file_estimate(model), activations // 4),
+        "(estimates, until a microcontroller runtime measures them: the int8 file a byte per weight plus each "
+        "channel's bias and scale; the arena a quarter of the float peak above, an upper bound: a runtime's memory "
+        "planner reuses more)"])
 
 
 class _LiveTensors(TorchDispatchMode):

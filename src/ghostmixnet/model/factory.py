@@ -91,6 +91,21 @@ def resnet_se(pretrained: bool = False, num_classes: int = 10, width: float = 1.
     return build_model("resnet-se", num_classes, width, dropout, pretrained)
 
 
-ENTRY_POINTS: dict[str, Callable[..., CifarNet]] = {"ghostmixnet": ghostmixnet, "resnet": resnet,
+def ghostmixnet_ic01(pretrained: bool = False, num_classes: int = 10, width: float = 1.0,
+                     dropout: float = 0.2) -> CifarNet:
+    """The member sized for MLPerf Tiny's IC01 budget (80K parameters, 12.5M MACs): 60,418 parameters at width 1
+    (no shipped weights yet)."""
+    return build_model("ghostmixnet-ic01", num_classes, width, dropout, pretrained)
+
+
+def ghostmixnet_ic02(pretrained: bool = False, num_classes: int = 10, width: float = 1.0,
+                     dropout: float = 0.2) -> CifarNet:
+    """The member sized for MLPerf Tiny's IC02 budget (480K parameters, 76.5M MACs): 415,594 parameters at
+    width 1 (no shipped weights yet)."""
+    return build_model("ghostmixnet-ic02", num_classes, width, dropout, pretrained)
+
+
+ENTRY_POINTS: dict[str, Callable[..., CifarNet]] = {"ghostmixnet": ghostmixnet, "ghostmixnet-ic01": ghostmixnet_ic01,
+                                                     "ghostmixnet-ic02": ghostmixnet_ic02, "resnet": resnet,
                                                      "resnet-se": resnet_se}
 """Each registered architecture's entry point, by its name."""
