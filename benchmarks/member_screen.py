@@ -28,7 +28,7 @@ from ghostmixnet.train.run import train
 
 
 def ghost(depths: tuple[int, ...], channels: tuple[int, ...], stem: int, se: int | None, note: str) -> Architecture:
-    return Architecture("ghost", depths, channels, stem_channels=stem, se_divisor=se, description=note)
+    return Architecture("ghost", depths, channels, stem_channels=stem, se_divisor=se, extra_bn=False, description=note)
 
 
 CANDIDATES: dict[str, tuple[str, Architecture]] = {

@@ -188,14 +188,14 @@ def _inference_commands(command: Command, recipe: str) -> None:
 
 
 def _deployment_commands(command: Command, recipe: str) -> None:
-    p = command("export", CALLS["export"], "export a checkpoint to ONNX or ExecuTorch (BatchNorm folded), verified",
-                description="Export the folded inference graph to ONNX (dynamic batch) or to an XNNPACK-delegated "
-                            "ExecuTorch program (.pte, fp32 or int8; extra: executorch), then check the file's "
-                            "logits, run in its own runtime, against PyTorch's on test images of the model's data, "
-                            "or on generated ones when --data-dir holds none (an fp32 export needs no dataset).")
+    p = command("export", CALLS["export"], "export a checkpoint to ONNX, ExecuTorch or TFLite Micro, verified",
+                description="Export the folded inference graph to ONNX (dynamic batch), ExecuTorch (.pte, XNNPACK, "
+                            "fp32 or int8; extra: executorch) or int8 LiteRT for TFLite Micro (.tflite, with the "
+                            "arena it needs; extra: micro), then check the file's logits, run in its own runtime, "
+                            "against PyTorch's on the model's test images (generated ones without --data-dir).")
     p.add_argument("checkpoint", type=Path)
     p.add_argument("--format", choices=list(FORMATS), default="onnx",
-                   help="onnx, executorch (fp32) or executorch-int8 (calibrated on --data-dir's training images)")
+                   help="onnx, executorch, executorch-int8 or tflite (int8 ones calibrated on training images)")
     p.add_argument("--batch", type=COUNT, default=1,
                    help="for ExecuTorch: the program's fixed batch size [1, what a device classifies at a time]")
     flag(p, "--out", "file to write [the checkpoint's name with .onnx, .pte or -int8.pte]")

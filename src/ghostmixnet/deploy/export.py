@@ -32,6 +32,7 @@ from ..infer.logits import normalize_uint8
 from ..infer.onnx import OnnxClassifier
 from ..model.checkpoint import beside, resolve_checkpoint
 from .fold import fold_for_inference
+from .micro import MicroClassifier, arena_bytes, export_tflite
 from .pte import PteClassifier, export_pte
 from .runtimes import require
 
@@ -91,6 +92,7 @@ FORMATS = {
     "onnx": (".onnx", "ONNX, opset 17, dynamic batch"),
     "executorch": (".pte", "ExecuTorch program, XNNPACK, fp32"),
     "executorch-int8": ("-int8.pte", "ExecuTorch program, XNNPACK, int8"),
+    "tflite": ("-int8.tflite", "LiteRT int8 for TFLite Micro, one image at a time"),
 }
 CALIBRATION_IMAGES = 512
 
@@ -107,8 +109,9 @@ def export_checkpoint(checkpoint: Path, out: Path | None, data_dir: Path, verify
     verify_images = count(verify_images, "verify_images", minimum=0)
     batch = count(batch, "batch")
     suffix, description = FORMATS[format]
-    if format.startswith("executorch"):
-        require("executorch")  # before any work: the message names the extra
+    for runtime in {"executorch": ("executorch",), "executorch-int8": ("executorch",),
+                    "tflite": ("litert-torch", "tflite-micro")}.get(format, ()):
+        require(runtime)  # before any work: the message names the extra
     checkpoint = resolve_checkpoint(checkpoint)
     out = Path(out) if out is not None else beside(checkpoint, checkpoint.stem + suffix)
     check_output(out, [checkpoint, *data_files("cifar10", data_dir)])
@@ -122,13 +125,21 @@ def export_checkpoint(checkpoint: Path, out: Path | None, data_dir: Path, verify
     if format == "onnx":
         export_onnx(model, cfg, out, calibration_of(ckpt, str(checkpoint)))
         candidate: Any = OnnxClassifier(out)
+    elif format == "tflite":
+        calibration = _calibration(cfg, data_dir)
+        export_tflite(model, cfg, out, calibration)
+        candidate = MicroClassifier(out)
+        description += (f", calibrated on {len(calibration)} training images; TFLite Micro needs a "
+                        f"{arena_bytes(out):,}-byte arena")
     else:
         calibration = _calibration(cfg, data_dir) if format == "executorch-int8" else None
         export_pte(model, cfg, out, batch=batch, calibration=calibration)
         candidate = PteClassifier(out)
         description += f", batch {batch}" + (f", calibrated on {len(calibration)} training images"
                                              if calibration is not None else "")
-    echo(f"wrote {out} ({out.stat().st_size / 1e6:.2f} MB, {description}); BatchNorm: {report}")
+    size = out.stat().st_size
+    echo(f"wrote {out} ({f'{size / 1e6:.2f} MB' if size >= 1e6 else f'{size:,} bytes'}, {description}); BatchNorm: "
+         f"{report}")
     if images is not None:
         for label, runner in (("folded graph vs PyTorch:", folded), (f"{_runtime(format)} vs PyTorch:", candidate)):
             result = compare(model, runner, images)
@@ -138,7 +149,7 @@ def export_checkpoint(checkpoint: Path, out: Path | None, data_dir: Path, verify
 
 
 def _runtime(format: str) -> str:
-    return "ONNX Runtime" if format == "onnx" else "ExecuTorch"
+    return {"onnx": "ONNX Runtime", "tflite": "TFLite Micro"}.get(format, "ExecuTorch")
 
 
 def _calibration(cfg: TrainConfig, data_dir: Path) -> torch.Tensor:

@@ -129,6 +129,8 @@ def fold_for_inference(model: nn.Module) -> tuple[nn.Module, FoldReport]:
         for name, child in list(parent.named_children()):
             if not isinstance(child, GhostBlock):
                 continue
+            if child.bn1 is None:  # no BatchNorm after its Ghost modules: folding its convolutions' is all
+                continue
             if child.ghost1.trim or child.ghost2.trim:
                 unchanged += 1
                 continue

@@ -16,6 +16,8 @@ RUNTIMES = {
     "onnxruntime": ("onnxruntime", "deploy", "ONNX Runtime"),
     "openvino": ("openvino", "openvino", "OpenVINO"),
     "executorch": ("executorch.runtime", "executorch", "ExecuTorch"),
+    "litert-torch": ("litert_torch", "micro", "litert-torch (the PyTorch to LiteRT converter)"),
+    "tflite-micro": ("tflite_micro", "micro", "TFLite Micro's interpreter"),
 }
 
 

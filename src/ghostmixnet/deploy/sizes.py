@@ -12,10 +12,13 @@ from torch import nn
 
 from ..config import TrainConfig
 from ..files import to_stderr
-from ..model.architectures import IMAGE_SIZE, build_architecture
+from ..model.architectures import IMAGE_SIZE, build_architecture, count_parameters
+from ..model.budgets import budget_lines
+from ..model.cost import stage_costs
 from ..model.weights import write_weights
 from .bench import format_bench, run_bench
 from .export import export_onnx
+from .micro import arena_bytes, export_tflite
 from .pte import export_pte
 from .quantize import quantize_onnx
 from .runtimes import installed, missing_reason
@@ -42,6 +45,12 @@ def file_sizes(model: nn.Module, cfg: TrainConfig, log: Callable[[str], None] = 
             sizes["ExecuTorch int8"] = export_pte(model, cfg, folder / "q.pte", calibration=calibration).stat().st_size
         else:
             log(f"no ExecuTorch sizes: {missing_reason('executorch')}")
+        if installed("litert-torch") and installed("tflite-micro"):
+            calibration = torch.randn(16, 3, IMAGE_SIZE, IMAGE_SIZE)
+            path = export_tflite(model, cfg, folder / "m.tflite", calibration)
+            sizes["TFLite Micro int8"], sizes["TFLite Micro arena"] = path.stat().st_size, arena_bytes(path)
+        else:
+            log(f"no TFLite Micro size: {missing_reason('litert-torch')}")  # one extra installs both
     return sizes
 
 
@@ -52,7 +61,12 @@ def describe_deployment(name: str, width: float = 1.0, num_classes: int = 10) ->
                       classes=None if num_classes == 10 else tuple(f"class{i}" for i in range(num_classes)))
     model = build_architecture(name, num_classes=num_classes, width=width).eval()
     sizes = file_sizes(model, cfg, log=to_stderr)
+    arena = sizes.pop("TFLite Micro arena", None)
     lines = ["", "file size per format: " + ", ".join(f"{k} {v / 1e6:.2f} MB" for k, v in sizes.items())]
+    if arena is not None:  # measured in TFLite Micro: these decide the budgets
+        macs = sum(r.macs for r in stage_costs(model))
+        lines += ["measured in TFLite Micro:", *budget_lines(count_parameters(model), macs, sizes["TFLite Micro int8"],
+                                                              arena, measured=True)]
     threads = tuple(sorted({1, torch.get_num_threads()}))
     rows, info = run_bench((model, cfg), batch_size=64, threads=threads, repeats=20, warmup=3, log=to_stderr)
     return "\n".join(lines + ["", format_bench(rows, info)])

@@ -41,6 +41,8 @@ class Architecture:
     """SE squeeze width is ``channels // se_divisor``; None means no SE."""
     description: str = ""
     """One line for ``ghostmixnet info`` and the ablation table."""
+    extra_bn: bool = True
+    """Ghost blocks only: the reference's BatchNorm after each Ghost module (the paper's model has it)."""
     budget: str | None = None
     """The device budget the member is sized for (a key of :data:`~ghostmixnet.model.budgets.BUDGETS`), if any."""
 
@@ -51,11 +53,11 @@ ARCHITECTURES: dict[str, Architecture] = {
     ),
     # Members sized for microcontrollers (docs/microcontrollers.md): the paper's blocks, fewer and narrower.
     "ghostmixnet-ic01": Architecture(
-        "ghost", (2, 2, 1), (16, 32, 64), stem_channels=16, se_divisor=4, budget="ic01",
+        "ghost", (2, 2, 1), (16, 32, 64), stem_channels=16, se_divisor=4, extra_bn=False, budget="ic01",
         description="GhostNet + SE for MLPerf Tiny's IC01 budget: Ghost blocks [2, 2, 1] at 16/32/64, SE C/4",
     ),
     "ghostmixnet-ic02": Architecture(
-        "ghost", (2, 3, 2), (32, 64, 128), stem_channels=32, se_divisor=8, budget="ic02",
+        "ghost", (2, 3, 2), (32, 64, 128), stem_channels=32, se_divisor=8, extra_bn=False, budget="ic02",
         description="GhostNet + SE for MLPerf Tiny's IC02 budget: Ghost blocks [2, 3, 2] at 32/64/128, SE C/8",
     ),
     "resnet": Architecture(
@@ -88,8 +90,9 @@ class CifarNet(nn.Module):
         in_ch = stem
         for depth, channels, stride in zip(arch.depths, arch.channels, arch.strides):
             out_ch = scale_channels(channels, width)
-            blocks = [block(in_ch if i == 0 else out_ch, out_ch, stride if i == 0 else 1, se_divisor=arch.se_divisor)
-                      for i in range(depth)]
+            options = {"extra_bn": arch.extra_bn} if arch.block == "ghost" else {}
+            blocks = [block(in_ch if i == 0 else out_ch, out_ch, stride if i == 0 else 1, se_divisor=arch.se_divisor,
+                            **options) for i in range(depth)]
             stages.append(nn.Sequential(*blocks))
             in_ch = out_ch
         self.stages = nn.Sequential(*stages)

@@ -81,5 +81,5 @@ def budget_lines(parameters: int, macs: int, int8_bytes: int, arena_bytes: int, 
             lines.append(head + "fits")
         else:
             lines.append(head + f"fits its parameters and MACs; estimated int8 file {int8_bytes / 1000:.0f} KB, "
-                         f"arena at most {arena_bytes / 1000:.0f} KB")
+                         f"arena {arena_bytes / 1000:.0f} KB")
     return lines

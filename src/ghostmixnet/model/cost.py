@@ -89,9 +89,9 @@ def describe_model(name: str, width: float = 1.0, num_classes: int = 10) -> str:
         format_cost_table(rows), "",
         *([f"sized for the {BUDGETS[sized_for].name} budget: {BUDGETS[sized_for].devices}"] if sized_for else []),
         *budget_lines(parameters, macs, int8_file_estimate(model), activations // 4),
-        "(estimates, until a microcontroller runtime measures them: the int8 file a byte per weight plus each "
-        "channel's bias and scale; the arena a quarter of the float peak above, an upper bound: a runtime's memory "
-        "planner reuses more)"])
+        "(estimates; `ghostmixnet export --format tflite` measures both in TFLite Micro: the int8 file a byte per "
+        "weight plus each channel's bias and scale; the arena a quarter of the float peak above, which leaves out "
+        "the runtime's per-operator state)"])
 
 
 class _LiveTensors(TorchDispatchMode):

@@ -51,6 +51,8 @@ def double_batch_norm(x: torch.Tensor, first: nn.BatchNorm2d, weight: torch.Tens
 
 def fusable(block: nn.Module) -> bool:
     """Whether a Ghost block can take the fused path (no trimmed channels, BatchNorms that track statistics)."""
+    if block.bn2 is None:  # no BatchNorm after the module to fuse with
+        return False
     bns = (block.ghost2.primary[1], block.ghost2.cheap[1], block.bn2)
     return (not block.ghost2.trim and all(bn.momentum is not None and bn.track_running_stats for bn in bns))
 

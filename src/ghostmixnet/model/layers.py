@@ -91,34 +91,43 @@ class GhostBlock(nn.Module):
     """Residual block of two Ghost modules and Squeeze-and-Excitation.
 
     The reference applies a BatchNorm after each Ghost module on top of the module's own
-    BatchNorms; it is kept so that parameter counts and the learned function match the paper.
-    With ``fused_bn`` set, training computes the second Ghost module and the BatchNorm after it
-    with one set of batch statistics per layer pair (``fused_bn.py``): the same function, measured
-    slower, kept as the measured alternative.
+    BatchNorms; it is kept (``extra_bn``) so that parameter counts and the learned function match the paper.
+    The members sized for microcontrollers leave it out: after a concatenation that follows a ReLU it cannot
+    fold into a convolution, and an int8 graph would compute it in float. With ``fused_bn`` set, training
+    computes the second Ghost module and the BatchNorm after it with one set of batch statistics per layer pair
+    (``fused_bn.py``): the same function, measured slower, kept as the measured alternative.
     """
 
     fused_bn: bool = False
 
-    def __init__(self, in_ch: int, out_ch: int, stride: int = 1, se_divisor: int = 16) -> None:
+    def __init__(self, in_ch: int, out_ch: int, stride: int = 1, se_divisor: int | None = 16,
+                 extra_bn: bool = True) -> None:
         super().__init__()
+        self.extra_bn = extra_bn
         self.ghost1 = GhostModule(in_ch, out_ch, stride=stride, relu=True)
-        self.bn1 = nn.BatchNorm2d(out_ch)
+        self.bn1 = nn.BatchNorm2d(out_ch) if extra_bn else None
         self.ghost2 = GhostModule(out_ch, out_ch, stride=1, relu=False)
-        self.bn2 = nn.BatchNorm2d(out_ch)
-        self.se = SqueezeExcitation(out_ch, max(1, out_ch // se_divisor))
+        self.bn2 = nn.BatchNorm2d(out_ch) if extra_bn else None
+        self.se = SqueezeExcitation(out_ch, max(1, out_ch // se_divisor)) if se_divisor else nn.Identity()
         self.shortcut = shortcut(in_ch, out_ch, stride)
         self.relu = nn.ReLU(inplace=True)
 
     def zero_init_last(self) -> None:
-        """Zero the residual branch's last BatchNorm scale: the block starts as its shortcut."""
-        nn.init.zeros_(self.bn2.weight)
+        """Zero the residual branch's last BatchNorm scales: the block starts as its shortcut."""
+        last = [self.bn2] if self.bn2 is not None else [self.ghost2.primary[1], self.ghost2.cheap[1]]
+        for bn in last:
+            nn.init.zeros_(bn.weight)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.relu(self.bn1(self.ghost1(x)))
-        if self.fused_bn and self.training and fusable(self):
-            out = ghost2_fused(self, out)
+        out = self.ghost1(x)
+        if self.bn1 is None:
+            out = self.ghost2(out)
         else:
-            out = self.bn2(self.ghost2(out))
+            out = self.relu(self.bn1(out))
+            if self.fused_bn and self.training and fusable(self):
+                out = ghost2_fused(self, out)
+            else:
+                out = self.bn2(self.ghost2(out))
         return self.relu(self.se(out) + self.shortcut(x))
 
 
