@@ -103,7 +103,6 @@ class GhostBlock(nn.Module):
     def __init__(self, in_ch: int, out_ch: int, stride: int = 1, se_divisor: int | None = 16,
                  extra_bn: bool = True) -> None:
         super().__init__()
-        self.extra_bn = extra_bn
         self.ghost1 = GhostModule(in_ch, out_ch, stride=stride, relu=True)
         self.bn1 = nn.BatchNorm2d(out_ch) if extra_bn else None
         self.ghost2 = GhostModule(out_ch, out_ch, stride=1, relu=False)
