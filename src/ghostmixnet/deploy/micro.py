@@ -12,6 +12,10 @@ config, class names and normalization go into ``FILE.tflite.json`` beside it, as
 from __future__ import annotations
 
 import json
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -119,6 +123,20 @@ def _quantization(details: dict) -> tuple[float, int]:
     return float(params["scales"][0]), int(params["zero_points"][0])
 
 
+@contextmanager
+def _quiet_native_stderr() -> Iterator[None]:
+    """TFLite Micro prints each failed allocation to the process's stderr from C++; a search tries many."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 def arena_bytes(path: Path, step: int = 16) -> int:
     """The smallest tensor arena (to ``step`` bytes) in which TFLite Micro prepares and runs the file: the
     working memory a device must give it (activations and the kernels' scratch; the weights stay in flash)."""
@@ -136,9 +154,11 @@ def arena_bytes(path: Path, step: int = 16) -> int:
             return False
 
     low, high = 0, 1 << 20
-    if not runs(high):
+    with _quiet_native_stderr():
+        fits_largest = runs(high)
+        while fits_largest and high - low > step:
+            middle = (low + high) // 2
+            low, high = (low, middle) if runs(middle) else (middle, high)
+    if not fits_largest:
         raise ExportError(f"{path} does not run in TFLite Micro even with a 1 MB arena")
-    while high - low > step:
-        middle = (low + high) // 2
-        low, high = (low, middle) if runs(middle) else (middle, high)
     return high
