@@ -105,3 +105,17 @@ def test_cli_exports_and_verifies_in_tflite_micro(tmp_path, cifar_dir, capsys):
     out = capsys.readouterr().out
     assert (tmp_path / "best-int8.tflite").is_file() and "LiteRT int8 for TFLite Micro" in out
     assert "-byte arena" in out and any(line.startswith("TFLite Micro vs PyTorch") for line in out.splitlines())
+
+
+def test_the_accuracy_benchmark_scores_both_on_the_test_images(tmp_path, cifar_dir):
+    _micro()
+    from conftest import load_benchmark
+
+    from ghostmixnet.model.factory import build_model
+
+    ckpt = tmp_path / "best.pt"
+    cfg = make_config("fast", model="ghostmixnet-ic01", val_size=50)
+    save_atomic({"model": build_model("ghostmixnet-ic01").state_dict(), "config": cfg.to_dict(), "epoch": 1}, ckpt)
+    result = load_benchmark("micro_accuracy").main([str(ckpt), "--data-dir", str(cifar_dir), "--images", "20"])
+    assert result["images"] == 20 and 0 <= result["tflite_micro_int8_accuracy"] <= 1
+    assert result["file_bytes"] == (tmp_path / "best-int8.tflite").stat().st_size and result["arena_bytes"] > 0
