@@ -23,7 +23,7 @@ from ghostmixnet.config import make_config
 from ghostmixnet.config import types as config_types
 from ghostmixnet.model.architectures import ARCHITECTURES, Architecture, build_architecture, count_parameters
 from ghostmixnet.model.budgets import BUDGETS
-from ghostmixnet.model.cost import stage_costs
+from ghostmixnet.model.cost import total_macs
 from ghostmixnet.train.run import train
 
 
@@ -54,7 +54,7 @@ CANDIDATES: dict[str, tuple[str, Architecture]] = {
 
 def figures(name: str) -> dict[str, float]:
     model = build_architecture(name)
-    return {"parameters": count_parameters(model), "macs": sum(r.macs for r in stage_costs(model))}
+    return {"parameters": count_parameters(model), "macs": total_macs(model)}
 
 
 def screen_one(name: str, args: argparse.Namespace) -> dict:

@@ -45,7 +45,7 @@ from ghostmixnet.infer.logits import predict_logits
 from ghostmixnet.infer.onnx import OnnxClassifier
 from ghostmixnet.model.architectures import count_parameters
 from ghostmixnet.model.checkpoint import resolve_checkpoint
-from ghostmixnet.model.cost import stage_costs
+from ghostmixnet.model.cost import total_macs
 from ghostmixnet.model.weights import PRETRAINED, sha256_of
 from ghostmixnet.report.calibration import plot_reliability
 from ghostmixnet.report.ood import auroc, fpr_at_recall, synthetic_ood_sets
@@ -97,7 +97,7 @@ def main(argv: list[str] | None = None) -> dict:
     splits = load_splits(args.data_dir, cfg.val_size, cfg.split_seed)
     test, val = splits.test, splits.val
     card: dict = {"weights": path.name, "bytes": path.stat().st_size, "sha256": sha256_of(path),
-                  "parameters": count_parameters(model), "macs_per_image": sum(r.macs for r in stage_costs(model)),
+                  "parameters": count_parameters(model), "macs_per_image": total_macs(model),
                   "tta": cfg.tta, "tta_shift": cfg.tta_shift, "recorded": ckpt.get("metadata", {})}
 
     def plain(classifier):  # one view per image, as a device would run it

@@ -36,7 +36,7 @@ from ..infer.logits import normalize_uint8
 from ..infer.onnx import OnnxClassifier
 from ..model.architectures import ARCHITECTURES, IMAGE_SIZE, build_architecture, count_parameters
 from ..model.checkpoint import PRETRAINED
-from ..model.cost import stage_costs
+from ..model.cost import total_macs
 from .export import export_onnx
 from .fold import fold_for_inference
 from .pte import PteClassifier, export_pte
@@ -238,7 +238,7 @@ def _cost(model: nn.Module | None, cfg: TrainConfig | None) -> dict[str, float]:
         model = build_architecture(cfg.model, num_classes=cfg.num_classes, width=cfg.width, dropout=cfg.dropout)
     if model is None:
         return {}
-    return {"parameters": count_parameters(model), "macs": sum(r.macs for r in stage_costs(model))}
+    return {"parameters": count_parameters(model), "macs": total_macs(model)}
 
 
 def _candidates(model: nn.Module | None, onnx_file: Path | None, cfg: TrainConfig, backends: tuple[str, ...],

@@ -14,7 +14,7 @@ from ..config import TrainConfig
 from ..files import to_stderr
 from ..model.architectures import IMAGE_SIZE, build_architecture, count_parameters
 from ..model.budgets import budget_lines
-from ..model.cost import stage_costs
+from ..model.cost import total_macs
 from ..model.weights import write_weights
 from .bench import format_bench, run_bench
 from .export import export_onnx
@@ -64,7 +64,7 @@ def describe_deployment(name: str, width: float = 1.0, num_classes: int = 10) ->
     arena = sizes.pop("TFLite Micro arena", None)
     lines = ["", "file size per format: " + ", ".join(f"{k} {v / 1e6:.2f} MB" for k, v in sizes.items())]
     if arena is not None:  # measured in TFLite Micro: these decide the budgets
-        macs = sum(r.macs for r in stage_costs(model))
+        macs = total_macs(model)
         lines += ["measured in TFLite Micro:", *budget_lines(count_parameters(model), macs, sizes["TFLite Micro int8"],
                                                               arena, measured=True)]
     threads = tuple(sorted({1, torch.get_num_threads()}))

@@ -54,6 +54,11 @@ def stage_costs(model: CifarNet) -> list[StageCost]:
     return rows
 
 
+def total_macs(model: CifarNet) -> int:
+    """Multiply-accumulates of one 32x32 image through the whole model (:func:`stage_costs` summed)."""
+    return sum(r.macs for r in stage_costs(model))
+
+
 def format_cost_table(rows: list[StageCost]) -> str:
     """An aligned text table with a total line."""
     lines = [f"{'part':<26} {'output':>12} {'parameters':>12} {'MACs':>14}"]

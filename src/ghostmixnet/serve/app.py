@@ -25,7 +25,7 @@ from ..infer.load import load_classifier, model_classes
 from ..infer.logits import Normalization, predict_logits
 from ..model.architectures import count_parameters
 from ..model.checkpoint import resolve_checkpoint
-from ..model.cost import stage_costs
+from ..model.cost import total_macs
 from ..model.weights import PRETRAINED
 from .uploads import DEFAULT_LIMITS, BadInput, Limits, decode_image, parse_multipart, png_data_url, read_limited
 
@@ -66,7 +66,7 @@ def load_served_model(path: Path, device: torch.device) -> ServedModel:
                             "classes": list(classes), "format": "onnx" if source.suffix == ".onnx" else "pytorch"}
     if isinstance(model, torch.nn.Module):
         info["parameters"] = count_parameters(model)
-        info["macs_per_image"] = sum(r.macs for r in stage_costs(model))
+        info["macs_per_image"] = total_macs(model)
         model = model.to(device)
     test, recorded = source.parent / "test.json", contents.get("metadata", {}).get("test_accuracy")
     if test.is_file():
