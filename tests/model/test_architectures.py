@@ -88,3 +88,22 @@ def test_smaller_images_keep_the_head_and_full_size_pools_as_before(name):
     small = model.forward_features(torch.randn(2, 3, 16, 16))
     assert torch.equal(model.forward_head(small, pre_logits=True),
                        torch.flatten(torch.nn.functional.avg_pool2d(small, 2), 1))
+
+
+def test_se_stages_puts_se_only_where_asked():
+    model = build_model("ghostmixnet-ic01")
+    assert ARCHITECTURES["ghostmixnet-ic01"].se_stages == (False, True, True)
+    has_se = [all(not isinstance(block.se, nn.Identity) for block in stage) for stage in model.stages]
+    assert has_se == [False, True, True]
+    assert all(isinstance(block.se, nn.Identity) for block in model.stages[0])
+
+
+@pytest.mark.parametrize("kwargs, message", [({"channels": (16, 32)}, "channels needs one entry per stage"),
+                                             ({"se_stages": (True,)}, "se_stages needs one entry per stage"),
+                                             ({"block": "dense"}, "block must be")])
+def test_architecture_tables_are_checked_on_creation(kwargs, message):
+    from ghostmixnet.model.architectures import Architecture
+
+    table = {"block": "ghost", "depths": (1, 1, 1), **kwargs}
+    with pytest.raises(ValueError, match=message):
+        Architecture(**table)

@@ -45,6 +45,17 @@ class Architecture:
     """Ghost blocks only: the reference's BatchNorm after each Ghost module (the paper's model has it)."""
     budget: str | None = None
     """The device budget the member is sized for (a key of :data:`~ghostmixnet.model.budgets.BUDGETS`), if any."""
+    se_stages: tuple[bool, ...] | None = None
+    """Which stages have SE (one flag per stage); None: all of them. A microcontroller spends most working memory
+    in the full-resolution stage, where SE's gated copy of each map costs the most."""
+
+    def __post_init__(self) -> None:
+        stages = len(self.depths)
+        for name in ("channels", "strides") + (("se_stages",) if self.se_stages is not None else ()):
+            if len(getattr(self, name)) != stages:
+                raise ValueError(f"Architecture.{name} needs one entry per stage ({stages}), got {getattr(self, name)}")
+        if self.block not in ("ghost", "basic"):
+            raise ValueError(f"Architecture.block must be 'ghost' or 'basic', got {self.block!r}")
 
 
 ARCHITECTURES: dict[str, Architecture] = {
@@ -52,9 +63,12 @@ ARCHITECTURES: dict[str, Architecture] = {
         "ghost", (4, 4, 4), se_divisor=16, description="GhostNet + SE: Ghost blocks [4, 4, 4], SE C/16 (the paper's)"
     ),
     # Members sized for microcontrollers (docs/microcontrollers.md): the paper's blocks, fewer and narrower.
+    # IC01: 12 channels at full resolution and SE only at 16x16 and 8x8 keep TFLite Micro's arena under 64 KB.
     "ghostmixnet-ic01": Architecture(
-        "ghost", (2, 2, 1), (16, 32, 64), stem_channels=16, se_divisor=4, extra_bn=False, budget="ic01",
-        description="GhostNet + SE for MLPerf Tiny's IC01 budget: Ghost blocks [2, 2, 1] at 16/32/64, SE C/4",
+        "ghost", (2, 2, 1), (12, 32, 64), stem_channels=12, se_divisor=4, extra_bn=False, budget="ic01",
+        se_stages=(False, True, True),
+        description="GhostNet + SE for MLPerf Tiny's IC01 budget: Ghost blocks [2, 2, 1] at 12/32/64, SE C/4 in "
+                    "stages 2 and 3",
     ),
     "ghostmixnet-ic02": Architecture(
         "ghost", (2, 3, 2), (32, 64, 128), stem_channels=32, se_divisor=8, extra_bn=False, budget="ic02",
@@ -88,10 +102,12 @@ class CifarNet(nn.Module):
         block = BLOCKS[arch.block]
         stages: list[nn.Module] = []
         in_ch = stem
-        for depth, channels, stride in zip(arch.depths, arch.channels, arch.strides):
+        se_stages = arch.se_stages or (True,) * len(arch.depths)
+        for depth, channels, stride, se in zip(arch.depths, arch.channels, arch.strides, se_stages):
             out_ch = scale_channels(channels, width)
             options = {"extra_bn": arch.extra_bn} if arch.block == "ghost" else {}
-            blocks = [block(in_ch if i == 0 else out_ch, out_ch, stride if i == 0 else 1, se_divisor=arch.se_divisor,
+            se_divisor = arch.se_divisor if se else None
+            blocks = [block(in_ch if i == 0 else out_ch, out_ch, stride if i == 0 else 1, se_divisor=se_divisor,
                             **options) for i in range(depth)]
             stages.append(nn.Sequential(*blocks))
             in_ch = out_ch
