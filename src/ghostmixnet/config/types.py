@@ -133,6 +133,17 @@ class RecipeConfig:
     """Validate every this many epochs, and always after the last (validation costs time short runs lack)."""
     label_smoothing: float = 0.1
     """Cross-entropy label smoothing."""
+    distill: str | None = None
+    """Distil from a teacher: ``pretrained`` (the shipped model) or a checkpoint, run folder or ``.safetensors``
+    file of a model of the same classes. Its outputs are computed once per cached view (``distill_views``) and
+    kept in a cache file, not recomputed at each step. None: no teacher."""
+    distill_views: int = 8
+    """With ``distill``: fixed augmented views of each training image whose teacher outputs are cached; epoch
+    ``e`` trains on view ``e mod distill_views``."""
+    distill_alpha: float = 0.9
+    """With ``distill``: the loss's share from matching the teacher; the rest is cross-entropy with the labels."""
+    distill_temperature: float = 4.0
+    """With ``distill``: the softmax temperature at which the student's outputs are compared with the teacher's."""
     augment: str = "paper"
     """Per-image augmentation: ``paper`` (flip, crop, perspective, posterize, jitter, AutoAugment),
     ``basic`` (flip + crop) or ``none``."""
@@ -250,8 +261,24 @@ class RecipeConfig:
             problems.append(f"val_size must not be negative, got {self.val_size}")
         if self.train_subset is not None and self.train_subset < 1:
             problems.append(f"train_subset must be at least 1, got {self.train_subset}")
+        problems += self._distill_problems()
         return problems
 
+
+    def _distill_problems(self) -> list[str]:
+        problems = []
+        if self.distill_views < 1:
+            problems.append(f"distill_views must be at least 1, got {self.distill_views}")
+        if not 0.0 <= self.distill_alpha <= 1.0:
+            problems.append(f"distill_alpha must be in [0, 1], got {self.distill_alpha}")
+        if not self.distill_temperature > 0:
+            problems.append(f"distill_temperature must be positive, got {self.distill_temperature}")
+        if self.distill is not None and self.mix_prob > 0:
+            problems.append("distillation caches the teacher's outputs for unmixed views; set --mix-prob 0 with "
+                            "--distill")
+        if self.distill is not None and self.resolutions:
+            problems.append("distillation trains at full size; drop --resolutions with --distill")
+        return problems
 
 @dataclass(frozen=True)
 class ComputeConfig:
@@ -330,7 +357,9 @@ class TrainConfig(ComputeConfig, RecipeConfig):
 
     def __post_init__(self) -> None:
         self._resolve_workers()
-        _raise_if(self.recipe_problems() + self.compute_problems())
+        both = ["distillation augments cached views on the training device; use --augment-backend batched with "
+                "--distill"] if self.distill is not None and self.augment_backend != "batched" else []
+        _raise_if(self.recipe_problems() + self.compute_problems() + both)
 
     def for_data(self, classes: tuple[str, ...],
                  normalization: tuple[tuple[float, ...], tuple[float, ...]] | None) -> TrainConfig:

@@ -148,6 +148,12 @@ def concat_params(parts: list[dict[str, Any]]) -> dict[str, Any]:
             else torch.cat([p[key] for p in parts]) for key, value in parts[0].items()}
 
 
+def select_params(params: dict[str, Any], rows: torch.Tensor) -> dict[str, Any]:
+    """The parameters of the images ``rows`` (a CPU index tensor) of a batch's parameters."""
+    return {key: select_params(value, rows) if isinstance(value, dict) else value[rows]
+            for key, value in params.items()}
+
+
 CUDA_AUGMENT_CHUNK = 16
 """Batches augmented together on CUDA GPUs by default. At batch 128 each operation's launch costs the host
 more than the GPU spends on it (the H100 check: 16-19 ms of launches per batch for the paper's pipeline),

@@ -20,6 +20,8 @@ SEED_STEP = 2
 """Dropout and batch mixing of a step: (run seed, epoch, step, rank)."""
 SEED_BATCH_AUGMENT = 3
 """The ``batched`` backend's augmentation draws for a step's batch: (run seed, epoch, step, rank)."""
+SEED_DISTILL_VIEW = 4
+"""Distillation's fixed views of every training image: (split seed, view)."""
 
 
 def mix_seed(domain: int, *values: int) -> int:
@@ -96,7 +98,12 @@ class DeviceBatches:
         return -(-len(self.sampler) // self.batch_size)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        for _, images, labels in self.with_rows():
+            yield images, labels
+
+    def with_rows(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        """The same batches as (the images' rows in the training set, images, labels)."""
         order = torch.tensor([index for index, _ in self.sampler], dtype=torch.long).to(self.device)  # once an epoch
         for start in range(0, len(order), self.batch_size):
             rows = order[start:start + self.batch_size]
-            yield self.images[rows], self.labels[rows]
+            yield rows, self.images[rows], self.labels[rows]

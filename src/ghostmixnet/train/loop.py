@@ -104,7 +104,7 @@ def train_one_epoch(t: Training, batches: Iterable[tuple[torch.Tensor, torch.Ten
             if control.phases is not None and t.pipeline is None:
                 control.phases.mark("data")  # batched augmentation marks its own chunks
             step, done = step + 1, done + 1
-            loss = _step(t, *batch, epoch, step, env.rank)
+            loss = _step(t, batch, epoch, step, env.rank)
             if control.phases is not None:
                 control.phases.mark("forward_backward")
             unread += loss.double() * len(batch[0])
@@ -144,14 +144,17 @@ def train_one_epoch(t: Training, batches: Iterable[tuple[torch.Tensor, torch.Ten
     return end
 
 
-def _step(t: Training, images: torch.Tensor, targets: torch.Tensor, epoch: int, step: int, rank: int) -> torch.Tensor:
-    """One step's forward and backward (the optimizer step is the caller's); the detached loss."""
+def _step(t: Training, batch: tuple[torch.Tensor, ...], epoch: int, step: int, rank: int) -> torch.Tensor:
+    """One step's forward and backward on ``batch`` (images, targets, and with distillation the teacher's
+    logits); the optimizer step is the caller's. Returns the detached loss."""
+    images, targets, *teacher = batch
     seed = mix_seed(SEED_STEP, t.cfg.seed, epoch, step, rank)
     torch.manual_seed(seed)  # dropout
     mixer = BatchMixer(t.cfg.mix_prob, t.cfg.mixup_share, t.cfg.mixup_alpha, t.cfg.cutmix_alpha, seed=seed)
     if t.cfg.compile:
         mark_step()
-    return forward_backward(t.train_model, images, targets, mixer, t.scaler, t.compute, t.cfg.label_smoothing)
+    return forward_backward(t.train_model, images, targets, mixer, t.scaler, t.compute, t.cfg.label_smoothing,
+                            teacher[0] if teacher else None, t.distiller)
 
 
 def _read(unread: torch.Tensor, images: int, first: int, step: int, epoch: int, late: bool, totals: EpochTotals,

@@ -27,6 +27,7 @@ from ..model.architectures import zero_init_residuals
 from ..model.factory import build_model, load_pretrained
 from ..model.fused_bn import set_fused_bn
 from .compile import compile_model
+from .distill import Distiller
 from .optim import build_optimizer
 from .schedule import build_scheduler
 
@@ -51,6 +52,8 @@ class Training:
     steps_per_epoch: int = 1
     compile_later: bool = False
     """``compile="auto"`` on a CPU: ``train_model`` starts eager, compiled where it pays (:mod:`.compile_auto`)."""
+    distiller: Distiller | None = None
+    """The cached teacher outputs of a distilled run (:mod:`.distill`), set once the training data is on the device."""
 
     def planned_steps(self) -> int:
         """The run's steps in all: the one-cycle schedule's length (which a time budget may re-plan as the run
@@ -123,6 +126,8 @@ def epoch_batches(t: Training, loader: Iterable[Any], epoch: int, first_step: in
     """Normalized training batches of ``epoch`` from ``loader``, whose first is step ``first_step``: the
     loader's own with ``torchvision``; augmented on the device, a chunk at a time, with batched augmentation
     (step s of the epoch draws from its own generator: a function of the seed, epoch, step and rank)."""
+    if t.distiller is not None:  # cached views: the config refuses resizing, so nothing else applies
+        return t.distiller.batches(loader, t.pipeline, epoch, *t.cfg.normalization)
     if t.pipeline is None:
         batches: Iterator[tuple[torch.Tensor, torch.Tensor]] = iter(loader)
     else:

@@ -24,6 +24,7 @@ from ..data.sources import load_data
 from ..data.splits import Splits
 from ..model.checkpoint import ModelSpec, check_spec
 from .context import Run, RunSummary
+from .distill import prepare_distiller
 from .distributed import DistEnv, init_distributed
 from .ending import Ending, Why
 from .folder import check_can_replan, check_can_start, run_folder, stop_requests
@@ -102,6 +103,8 @@ def _train(cfg: TrainConfig, where: Where, stops: StopRules, report: Reporting, 
     run = Run(cfg, env, where.out_dir, splits, t, log, state, per_rank, sampler, stops, report)
     run.describe(where.data_dir)
     loader = build_loader(t, splits.train, sampler, per_rank)
+    t.distiller = prepare_distiller(cfg, splits.train, getattr(loader, "images", None), t.compute, env.is_main,
+                                    env.barrier, log)
     # On a GPU each read of the loss makes the host wait for the step; the CPU has nothing to wait for.
     control = EpochControl(steps_per_epoch, sync_every=1 if env.device.type == "cpu" else max(1, report.log_every),
                            checkpoint_every=report.checkpoint_every, save=run.save_at, stop=stop,

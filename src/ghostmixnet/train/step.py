@@ -7,11 +7,14 @@ from torch import nn
 
 from ..data.mix import BatchMixer
 from ..device import Compute
+from .distill import Distiller
 
 
 def forward_backward(model: nn.Module, images: torch.Tensor, targets: torch.Tensor, mixer: BatchMixer,
-                     scaler: torch.amp.GradScaler, compute: Compute, label_smoothing: float) -> torch.Tensor:
-    """Mix the batch, forward under autocast, backward; returns the detached loss.
+                     scaler: torch.amp.GradScaler, compute: Compute, label_smoothing: float,
+                     teacher: torch.Tensor | None = None, distiller: Distiller | None = None) -> torch.Tensor:
+    """Mix the batch, forward under autocast, backward; returns the detached loss. With a ``distiller``, the
+    loss matches ``teacher`` (the batch's cached teacher logits) too, on an unmixed batch.
 
     The optimizer step is left to the caller (:func:`optimizer_step`), which keeps a non-finite loss
     from the weights.
@@ -21,7 +24,10 @@ def forward_backward(model: nn.Module, images: torch.Tensor, targets: torch.Tens
     batch = mixer(images, targets)
     with compute.autocast():
         logits = model(batch.images)
-    loss = batch.loss(logits.float(), label_smoothing)
+    if distiller is not None:
+        loss = distiller.loss(logits.float(), targets, teacher.to(compute.device), label_smoothing)
+    else:
+        loss = batch.loss(logits.float(), label_smoothing)
     scaler.scale(loss).backward()
     return loss.detach()
 
