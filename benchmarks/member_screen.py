@@ -54,6 +54,10 @@ CANDIDATES: dict[str, tuple[str, Architecture]] = {
     "ic02-a": ("ic02", ghost((2, 2, 2), (32, 64, 128), 32, 8, "Ghost [2, 2, 2] at 32/64/128, SE C/8")),
     "ic02-b": ("ic02", ghost((2, 3, 2), (32, 64, 128), 32, 8, "Ghost [2, 3, 2] at 32/64/128, SE C/8")),
     "ic02-c": ("ic02", ghost((3, 3, 2), (32, 64, 128), 32, 8, "Ghost [3, 3, 2] at 32/64/128, SE C/8")),
+    "ic02-b-se23": ("ic02", ghost((2, 3, 2), (32, 64, 128), 32, 8, "Ghost [2, 3, 2] at 32/64/128, SE C/8 in stages 2-3",
+                                  se_stages=(False, True, True))),
+    "ic02-c-se23": ("ic02", ghost((3, 3, 2), (32, 64, 128), 32, 8, "Ghost [3, 3, 2] at 32/64/128, SE C/8 in stages 2-3",
+                                  se_stages=(False, True, True))),
 }
 
 
