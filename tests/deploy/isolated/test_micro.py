@@ -11,6 +11,7 @@ from ghostmixnet.config import make_config
 from ghostmixnet.deploy import runtimes
 from ghostmixnet.deploy.pte import sidecar
 from ghostmixnet.errors import ExportError
+from ghostmixnet.model.architectures import ARCHITECTURES
 from ghostmixnet.model.budgets import BUDGETS
 from ghostmixnet.model.checkpoint import save_atomic
 
@@ -70,6 +71,22 @@ def test_the_int8_file_fits_flash_and_its_arena_is_measured(ic01_file):
         interpreter = runtime.Interpreter.from_bytes(data, arena_size=arena - 1024)
         interpreter.set_input(torch.zeros(1, 3, 32, 32, dtype=torch.int8).numpy(), 0)
         interpreter.invoke()
+
+
+@pytest.mark.parametrize("name", ["ghostmixnet-ic01", "ghostmixnet-ic02"])
+def test_each_member_fits_its_whole_budget_in_tflite_micro(name, tmp_path):
+    # The file and the arena, measured: what no count of parameters can promise (the converter's operators,
+    # TFLite Micro's memory plan). Random weights: neither figure depends on them.
+    _micro()
+    from ghostmixnet.deploy.micro import arena_bytes, export_tflite
+    from ghostmixnet.model.factory import build_model
+
+    torch.manual_seed(0)
+    model = build_model(name).eval()
+    budget = BUDGETS[ARCHITECTURES[name].budget]
+    path = export_tflite(model, make_config("fast", model=name), tmp_path / "m.tflite", torch.randn(16, 3, 32, 32))
+    assert path.stat().st_size <= budget.int8_bytes
+    assert arena_bytes(path) <= budget.arena_bytes
 
 
 def test_unusable_files_are_refused_in_one_line(tmp_path):
