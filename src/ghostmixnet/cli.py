@@ -162,7 +162,8 @@ def _inference_commands(command: Command, recipe: str) -> None:
     p = command("predict", CALLS["predict"], "classify images or a course test pickle",
                 description="Classify image files/folders (any size: RGB, centre-cropped to a square, resized to "
                             "32x32) or one course test pickle (writes ID,Labels CSV). The model is the first path when "
-                            "it is one (a checkpoint, run folder, .onnx or .safetensors file, or the word pretrained), "
+                            "it is one (a checkpoint, run folder, .onnx or .safetensors file, or the word pretrained; "
+                            "pretrained:ghostmixnet-ic01 names a member's shipped weights), "
                             "else --weights, else the shipped weights.")
     p.add_argument("inputs", type=Path, nargs="+", metavar="[CHECKPOINT] INPUT")
     p.add_argument("--weights", type=Path, default=None, metavar="CHECKPOINT",
@@ -218,7 +219,8 @@ def _deployment_commands(command: Command, recipe: str) -> None:
                             "(answers below it are marked 'not sure') on the model's validation split, and write "
                             "them into it: a checkpoint in place (or as --out), a weights file as a new hash-named "
                             "file in --out. New training runs do this for best.pt themselves.")
-    p.add_argument("checkpoint", type=Path, help="checkpoint, run folder, weights file or pretrained")
+    p.add_argument("checkpoint", type=Path,
+                   help="checkpoint, run folder, weights file or pretrained (pretrained:MODEL: a member's weights)")
     flag(p, "--data-dir")
     flag(p, "--out", "checkpoint to write [in place]; for a weights file, a folder [beside it, or .]")
     p.add_argument("--keep", type=FRACTION, default=0.95,

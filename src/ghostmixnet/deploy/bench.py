@@ -37,6 +37,7 @@ from ..infer.onnx import OnnxClassifier
 from ..model.architectures import ARCHITECTURES, IMAGE_SIZE, build_architecture, count_parameters
 from ..model.checkpoint import PRETRAINED
 from ..model.cost import total_macs
+from ..model.weights import names_shipped
 from .export import export_onnx
 from .fold import fold_for_inference
 from .pte import PteClassifier, export_pte
@@ -179,7 +180,7 @@ def load_source(source: str | tuple[nn.Module, TrainConfig]
     if path.suffix.lower() == ".onnx":
         # refused here unless it is a readable model, one logit per class of its list
         return None, path, str(path), OnnxClassifier(path).config()
-    if not path.exists() and source != PRETRAINED:
+    if not path.exists() and not names_shipped(source):
         raise ValueError(f"{source!r} is neither a model name ({', '.join(ARCHITECTURES)}) nor an existing "
                          f"checkpoint or ONNX file (nor {PRETRAINED}, the shipped weights)")
     model, cfg, _ = model_from_checkpoint(path)

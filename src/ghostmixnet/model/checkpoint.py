@@ -21,7 +21,7 @@ from torch import nn
 from ..errors import CheckpointError
 from ..files import atomic_open
 from .architectures import CifarNet, build_architecture
-from .weights import PRETRAINED, is_shipped, read_weights, shipped_weights
+from .weights import is_shipped, names_shipped, read_weights, shipped_weights
 
 
 def save_atomic(obj: Any, path: Path, keep_previous: Path | None = None) -> None:
@@ -68,10 +68,11 @@ def unwrap(model: nn.Module) -> nn.Module:
 
 def resolve_checkpoint(path: Path) -> Path:
     """``path``, or the ``best.pt`` in it when it is a run folder, or the shipped weights when it is the word
-    ``pretrained`` (and no such file or folder exists); a clear error when none of these exists."""
+    ``pretrained`` (``pretrained:MODEL``: those of another member of the family, e.g. ``pretrained:ghostmixnet-ic01``)
+    and no such file or folder exists; a clear error when none of these exists."""
     path = Path(path)
-    if str(path) == PRETRAINED and not path.exists():
-        return shipped_weights()
+    if names_shipped(path):  # pretrained, or pretrained:ghostmixnet-ic01
+        return shipped_weights(*str(path).split(":", 1)[1:])
     if path.is_dir():
         if (path / "best.pt").is_file():
             return path / "best.pt"

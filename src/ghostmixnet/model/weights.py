@@ -25,6 +25,15 @@ WEIGHTS_DIR = Path(__file__).parent / "shipped"
 """Where the package keeps its shipped weights."""
 PRETRAINED = "pretrained"
 """The word that names the shipped weights wherever a checkpoint is accepted (``ghostmixnet eval pretrained``)."""
+
+
+def names_shipped(path: Path | str) -> bool:
+    """Whether ``path`` is the word ``pretrained`` (or ``pretrained:MODEL``, another member's) and no file or
+    folder of that name exists."""
+    text = str(path)
+    return (text == PRETRAINED or text.startswith(f"{PRETRAINED}:")) and not Path(path).exists()
+
+
 NAME = re.compile(r"^(?P<stem>[A-Za-z0-9_.]+)-(?P<hash>[0-9a-f]{8})\.safetensors$")
 
 

@@ -21,7 +21,7 @@ from ..infer.calibrate import UNCALIBRATED, UNSURE, Calibration, calibration_of
 from ..infer.load import load_classifier, model_classes
 from ..infer.logits import Normalization, predict_logits
 from ..model.checkpoint import resolve_checkpoint
-from ..model.weights import PRETRAINED
+from ..model.weights import PRETRAINED, names_shipped
 from .inputs import collect_images, decode_images, is_pickle
 
 
@@ -140,9 +140,9 @@ def _report_images(infos: list[ImageInput], answers: Answers, writer: Any, echo:
 
 def is_model_path(path: Path) -> bool:
     """Whether a path names a model rather than images: a checkpoint, weights or ONNX file, a run folder, or
-    the word ``pretrained``."""
+    the word ``pretrained`` (or ``pretrained:MODEL``)."""
     return (path.suffix.lower() in (".pt", ".onnx", ".safetensors") or (path.is_dir() and (path / "best.pt").is_file())
-            or (str(path) == PRETRAINED and not path.exists()))
+            or names_shipped(path))
 
 
 def predict_files(inputs: Sequence[Path], weights: Path | None = None, out: Path | None = None, device: str = "auto",
