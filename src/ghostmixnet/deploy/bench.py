@@ -35,9 +35,8 @@ from ..infer.load import model_from_checkpoint
 from ..infer.logits import normalize_uint8
 from ..infer.onnx import OnnxClassifier
 from ..model.architectures import ARCHITECTURES, IMAGE_SIZE, build_architecture, count_parameters
-from ..model.checkpoint import PRETRAINED
 from ..model.cost import total_macs
-from ..model.weights import names_shipped
+from ..model.weights import PRETRAINED, names_shipped
 from .export import export_onnx
 from .fold import fold_for_inference
 from .pte import PteClassifier, export_pte
