@@ -11,6 +11,7 @@ import ghostmixnet.model.weights as pretrained
 from ghostmixnet.cli import main
 from ghostmixnet.config import make_config
 from ghostmixnet.errors import CheckpointError
+from ghostmixnet.model.architectures import count_parameters
 from ghostmixnet.model.factory import build_model
 from ghostmixnet.model.weights import read_weights
 
@@ -74,3 +75,24 @@ def test_train_init_starts_from_the_weights(shipped):
     weights = read_weights(shipped[1])["model"]
     assert torch.equal(t.model.stem[0].weight, weights["stem.0.weight"])
     assert t.model.fc.out_features == 100
+
+
+def test_timm_registers_the_members_too():
+    timm = pytest.importorskip("timm")
+    import ghostmixnet  # noqa: F401  (registers the models)
+
+    for name in ("ghostmixnet-ic01", "ghostmixnet-ic02"):
+        model = timm.create_model(f"{name.replace('-', '_')}_cifar10", num_classes=7)
+        assert count_parameters(model) == count_parameters(build_model(name, num_classes=7))
+        assert model.pretrained_cfg["input_size"] == (3, 32, 32)
+
+
+def test_pretrained_colon_names_a_members_shipped_weights(tmp_path, monkeypatch):
+    from ghostmixnet.errors import WeightsError
+    from ghostmixnet.model.checkpoint import resolve_checkpoint
+
+    with pytest.raises(WeightsError, match="no shipped weights for 'resnet'"):
+        resolve_checkpoint("pretrained:resnet")
+    monkeypatch.chdir(tmp_path)  # a file of that name is a file, as with the word pretrained
+    (tmp_path / "pretrained:resnet").write_text("x")
+    assert resolve_checkpoint("pretrained:resnet").resolve() == tmp_path / "pretrained:resnet"
