@@ -112,7 +112,7 @@ def teacher_logits(teacher: nn.Module, images: torch.Tensor, pipeline: BatchPipe
                 x = normalize(pipeline.apply(images[rows.to(images.device)], select_params(params, rows)),
                               *normalization)
                 with compute.autocast():
-                    scores.append(teacher(x).float().half())
+                    scores.append(teacher(x).half())
             out.append(torch.cat(scores))
             echo(f"distillation: teacher scored view {k + 1}/{len(views)} of {len(images):,} images in "
                  f"{time.perf_counter() - started:.0f} s")
