@@ -1,12 +1,13 @@
-"""Load on ``ghostmixnet serve`` over loopback: requests/s and p50/p99 latency at several concurrencies.
+"""Load on ``ghostmixnet serve`` over loopback: requests/s and p50/p99 latency per concurrency, per runtime.
 
-Starts the service (uvicorn, in this process) on a free port, then for each concurrency runs that many
-client threads, each posting one real CIFAR-10 test image per request (PNG, multipart) for
-``--seconds``; prints a line per concurrency and, beside it, the model's own batch throughput (one call
-on 256 images), so the service's images/s can be read against what the model alone does. The last line
-is the headline: ``requests_per_s_at_32: VALUE``.
+For each runtime asked for, starts the service (uvicorn, in this process, on a free port) with the model on
+that runtime and views, exactly as ``ghostmixnet serve MODEL --runtime R --views V --data-dir D`` would, then
+for each concurrency runs that many client threads, each posting one real CIFAR-10 test image per request
+(PNG, multipart) for ``--seconds``. Each runtime's own batch throughput (measured when it was chosen, the
+figure the queue is tuned from) is printed beside. ``--soak S`` then holds 32 clients for S seconds on the
+last runtime and reports its errors. The last line is the headline: ``requests_per_s_at_32: VALUE``.
 
-    python benchmarks/serve_load.py MODEL --data-dir ../shared/data --seconds 10
+    python benchmarks/serve_load.py pretrained --data-dir ../shared/data --runtimes torch,auto --seconds 10
 """
 
 import argparse
@@ -24,7 +25,8 @@ import torch
 from PIL import Image
 
 from ghostmixnet.data.cifar import load_cifar10
-from ghostmixnet.serve.app import create_app, load_served_model
+from ghostmixnet.serve.app import create_app, describe
+from ghostmixnet.serve.served import load_served_model
 from ghostmixnet.serve.uploads import Limits
 
 
@@ -43,64 +45,87 @@ def multipart(image: np.ndarray) -> tuple[bytes, str]:
     return body, f"multipart/form-data; boundary={boundary}"
 
 
-def client(port: int, bodies: list[tuple[bytes, str]], until: float, latencies: list[float], errors: list[int]) -> None:
+def client(port: int, bodies: list[tuple[bytes, str]], until: float, latencies: list[float], errors: list[str]) -> None:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
     i = 0
     while time.perf_counter() < until:
         body, kind = bodies[i % len(bodies)]
         i += 1
         start = time.perf_counter()
-        conn.request("POST", "/predict", body=body, headers={"Content-Type": kind})
-        response = conn.getresponse()
-        response.read()
-        if response.status != 200:
-            errors.append(response.status)
+        try:
+            conn.request("POST", "/predict", body=body, headers={"Content-Type": kind})
+            response = conn.getresponse()
+            response.read()
+            if response.status != 200:
+                errors.append(str(response.status))
+        except (OSError, http.client.HTTPException) as e:
+            errors.append(type(e).__name__)
+            conn.close()
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+            continue
         latencies.append(time.perf_counter() - start)
     conn.close()
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("model", type=Path, help="a checkpoint, run folder or ONNX file")
-    p.add_argument("--data-dir", type=Path, default=Path("data"))
-    p.add_argument("--seconds", type=float, default=10.0, help="per concurrency [10]")
-    p.add_argument("--concurrency", default="1,8,32", help="comma-separated client counts [1,8,32]")
-    args = p.parse_args()
+def load(port: int, bodies: list[tuple[bytes, str]], clients: int, seconds: float) -> dict[str, float]:
+    """``clients`` client threads posting for ``seconds``: requests/s, p50 and p99 (ms), requests, errors."""
+    latencies: list[float] = []
+    errors: list[str] = []
+    until = time.perf_counter() + seconds
+    threads = [threading.Thread(target=client, args=(port, bodies, until, latencies, errors)) for _ in range(clients)]
+    began = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    elapsed = time.perf_counter() - began
+    ms = sorted(1000 * x for x in latencies) or [float("nan")]
+    return {"rps": len(latencies) / elapsed, "p50": statistics.median(ms), "p99": ms[min(len(ms) - 1, int(0.99 * len(ms)))],
+            "requests": len(latencies), "errors": len(errors)}
+
+
+def start_server(app) -> tuple[object, int]:
     import uvicorn
 
-    served = load_served_model(args.model, torch.device("cpu"))
-    images = load_cifar10(args.data_dir, train=False).images[:256]
-    served.logits(images)  # warm-up
-    start = time.perf_counter()
-    served.logits(images)
-    print(f"model alone, one call on {len(images)} images (after one untimed): "
-          f"{len(images) / (time.perf_counter() - start):.0f} images/s", flush=True)
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(served, Limits()), host="127.0.0.1", port=port,
-                                           log_level="warning"))
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     threading.Thread(target=server.run, daemon=True).start()
     while not server.started:
         time.sleep(0.05)
-    bodies = [multipart(image) for image in images[:64]]
+    return server, port
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("model", type=Path, help="a checkpoint, run folder, weights or ONNX file (pretrained: the shipped)")
+    p.add_argument("--data-dir", type=Path, default=Path("data"))
+    p.add_argument("--runtimes", default="auto", help="comma-separated runtimes to serve on in turn [auto]")
+    p.add_argument("--views", type=int, default=1, help="test-time views per image: 1, 2 or 6 [1]")
+    p.add_argument("--seconds", type=float, default=10.0, help="per concurrency [10]")
+    p.add_argument("--concurrency", default="1,8,32", help="comma-separated client counts [1,8,32]")
+    p.add_argument("--soak", type=float, default=0.0, help="then 32 clients for this many seconds [0: none]")
+    args = p.parse_args()
+
+    images = load_cifar10(args.data_dir, train=False).images[:64]
+    bodies = [multipart(image) for image in images]
     last = 0.0
-    for n in [int(c) for c in args.concurrency.split(",")]:
-        latencies: list[float] = []
-        errors: list[int] = []
-        until = time.perf_counter() + args.seconds
-        threads = [threading.Thread(target=client, args=(port, bodies, until, latencies, errors)) for _ in range(n)]
-        began = time.perf_counter()
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        elapsed = time.perf_counter() - began
-        last = len(latencies) / elapsed
-        ms = sorted(1000 * x for x in latencies)
-        p99 = ms[min(len(ms) - 1, int(0.99 * len(ms)))]
-        print(f"{n:>3} clients: {last:7.1f} requests/s, p50 {statistics.median(ms):7.1f} ms, p99 {p99:7.1f} ms, "
-              f"{len(latencies)} requests, {len(errors)} errors", flush=True)
-    server.should_exit = True
-    print(f"requests_per_s_at_{n}: {last:.1f}")
+    for runtime in args.runtimes.split(","):
+        served = load_served_model(args.model, torch.device("cpu"), runtime, args.views, args.data_dir)
+        print(f"== {describe(served)}", flush=True)
+        server, port = start_server(create_app(served, Limits()))
+        for n in [int(c) for c in args.concurrency.split(",")]:
+            r = load(port, bodies, n, args.seconds)
+            last = r["rps"] if n == 32 else last
+            print(f"{served.info['runtime']:>16}, {n:>3} clients: {r['rps']:7.1f} requests/s, p50 {r['p50']:7.1f} ms, "
+                  f"p99 {r['p99']:7.1f} ms, {r['requests']} requests, {r['errors']} errors", flush=True)
+        if args.soak and runtime == args.runtimes.split(",")[-1]:
+            r = load(port, bodies, 32, args.soak)
+            print(f"soak, 32 clients for {args.soak:.0f} s on {served.info['runtime']}: {r['rps']:.1f} requests/s, "
+                  f"p50 {r['p50']:.1f} ms, p99 {r['p99']:.1f} ms, {r['requests']} requests, {r['errors']} errors",
+                  flush=True)
+        server.should_exit = True
+        time.sleep(0.5)
+    print(f"requests_per_s_at_32: {last:.1f}")
 
 
 if __name__ == "__main__":

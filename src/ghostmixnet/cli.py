@@ -26,6 +26,9 @@ from .model.cost import describe_model
 from .predict.classify import predict_files
 from .report.evaluation import evaluate_checkpoint
 from .serve.app import serve
+from .serve.choose import VIEWS
+from .serve.runtime import RUNTIMES as SERVE_RUNTIMES
+from .serve.served import CHECK_IMAGES
 from .serve.uploads import Limits
 from .train.ablation import run_ablation
 from .train.launch import launch
@@ -282,6 +285,19 @@ def _service_commands(command: Command, recipe: str) -> None:
     flag(p, "--device")
     p.add_argument("--max-upload-mb", type=POSITIVE, default=20.0, help="request size limit [20]")
     p.add_argument("--max-files", type=COUNT, default=32, help="images per request [32]")
+    p.add_argument("--runtime", choices=("auto",) + SERVE_RUNTIMES, default="auto",
+                   help="what runs the model [auto: the fastest installed whose accuracy is within 0.3 points of "
+                        "PyTorch fp32's on validation images; int8 only with --data-dir]")
+    p.add_argument("--views", type=int, choices=VIEWS, default=1,
+                   help="test-time views per image, their logits averaged: 1; 2 (with the mirror); 6 (also "
+                        "shifted) [1]. Each multiplies the model's work")
+    flag(p, "--data-dir", "the model's data: int8 calibration on training images, and each runtime's accuracy "
+                          "measured on validation images (once; kept in the cache) [none]", default=None)
+    p.add_argument("--check-images", type=COUNT, default=CHECK_IMAGES,
+                   help=f"with --data-dir: validation images each runtime's accuracy is measured on [{CHECK_IMAGES}]")
+    p.add_argument("--engine", choices=("uvicorn", "ray"), default="uvicorn",
+                   help="uvicorn in this process, or Ray Serve with --replicas replicas (extra: ray) [uvicorn]")
+    p.add_argument("--replicas", type=COUNT, default=2, help="with --engine ray: replicas of the model [2]")
 
 
 # The commands that are one library call, with the flags they pass.
@@ -303,7 +319,8 @@ CALLS: dict[str, Callable[[argparse.Namespace], Any]] = {
     "ablation": lambda a: print(run_ablation(a.data_dir, a.out, config_overrides(a), device=a.device)
                                 + f"wrote {a.out / 'ablation.md'}"),
     "serve": lambda a: serve(a.model, a.host, a.port, a.device, Limits(max_bytes=int(a.max_upload_mb * 2**20),
-                                                                       max_files=a.max_files)),
+                                                                       max_files=a.max_files),
+                             a.runtime, a.views, a.data_dir, a.check_images, a.engine, a.replicas),
 }
 
 

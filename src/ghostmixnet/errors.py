@@ -31,6 +31,10 @@ class RunError(GhostMixNetError):
     """A run cannot start or continue as asked; the message says why and what to do."""
 
 
+class ServeError(GhostMixNetError):
+    """A service cannot start as asked (a runtime missing or unfit, views not offered); the message says why."""
+
+
 class NonFiniteLossError(RunError, FloatingPointError):
     """The loss became NaN or infinite; the weights were not updated with it."""
 

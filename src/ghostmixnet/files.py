@@ -124,6 +124,12 @@ def exclusive_lock(path: Path, busy: str) -> Iterator[None]:
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
+def cache_dir(kind: str) -> Path:
+    """Where the package keeps what it can rebuild (teacher logits, serving files): ``$GHOSTMIXNET_CACHE``, else
+    ``~/.cache/ghostmixnet``, then ``kind``."""
+    return Path(os.environ.get("GHOSTMIXNET_CACHE") or Path.home() / ".cache" / "ghostmixnet") / kind
+
+
 def to_stderr(line: str) -> None:
     """Print ``line`` to standard error: where commands say what they are doing, apart from their results."""
     print(line, file=sys.stderr)

@@ -17,7 +17,9 @@ from ..errors import ExportError
 class OnnxClassifier:
     """An ONNX file run by ONNX Runtime, called like a PyTorch model on normalized (N, 3, 32, 32) tensors."""
 
-    def __init__(self, path: Path, threads: int | None = None) -> None:
+    def __init__(self, path: Path, threads: int | None = None, spinning: bool = True) -> None:
+        """``spinning=False`` lets ONNX Runtime's idle threads sleep instead of busy-waiting for the next call: a
+        little latency given up so that a service's other work (HTTP, decoding) gets the cores between calls."""
         import onnxruntime as ort  # optional: the 'deploy' extra
 
         path = self.path = Path(path)
@@ -26,6 +28,9 @@ class OnnxClassifier:
         options = ort.SessionOptions()
         if threads:
             options.intra_op_num_threads = threads
+        if not spinning:
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+            options.add_session_config_entry("session.inter_op.allow_spinning", "0")
         try:
             self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         except Exception as e:  # onnxruntime raises its own exception types for any unreadable file

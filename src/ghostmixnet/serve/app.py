@@ -9,126 +9,136 @@ Every refusal is a JSON ``{"error": ...}`` with a 4xx status, and the server sta
 
 # No `from __future__ import annotations`: FastAPI reads the routes' annotations as real types.
 import asyncio
-import json
 import time
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from ..data.cifar import CLASSES
 from ..device import resolve_device
-from ..infer.calibrate import UNCALIBRATED, UNSURE, Calibration, calibration_of
-from ..infer.load import load_classifier, model_classes
-from ..infer.logits import Normalization, predict_logits
-from ..model.architectures import count_parameters
-from ..model.checkpoint import resolve_checkpoint
-from ..model.cost import total_macs
+from ..infer.calibrate import UNSURE
 from ..model.weights import PRETRAINED
+from .served import CHECK_IMAGES, ServedModel, load_served_model
 from .uploads import DEFAULT_LIMITS, BadInput, Limits, decode_image, parse_multipart, png_data_url, read_limited
+
+__all__ = ["Batcher", "ServedModel", "create_app", "load_served_model", "serve"]
 
 PAGE = Path(__file__).with_name("static") / "index.html"
 
 
-@dataclass
-class ServedModel:
-    """A model ready to serve and what ``GET /model`` says of it."""
-
-    model: Any
-    device: torch.device
-    info: dict[str, Any] = field(default_factory=dict)
-    tta: bool = False
-    tta_shift: int = 0
-    calibration: Calibration = UNCALIBRATED
-    classes: tuple[str, ...] = CLASSES
-    """The names of the model's classes, in the order of its logits."""
-    normalization: Normalization | None = None
-    """The model's input normalisation (None: CIFAR-10's)."""
-
-    def logits(self, images: np.ndarray) -> torch.Tensor:
-        return predict_logits(self.model, images, self.device, tta=self.tta, tta_shift=self.tta_shift,
-                              normalization=self.normalization)
-
-
-def load_served_model(path: Path, device: torch.device) -> ServedModel:
-    """A checkpoint, run folder, weights file (``pretrained``: the shipped weights) or ONNX file (fp32 or int8)
-    as a :class:`ServedModel` (refused at load unless it gives one logit per class of its own class list), with
-    its class names, name, size, cost,
-    calibration, and the test accuracy its run recorded (beside it in ``test.json``, or in a weights file's
-    metadata)."""
-    path = Path(path)
-    source = path if path.suffix.lower() == ".onnx" else resolve_checkpoint(path)
-    model, cfg, contents = load_classifier(source)
-    classes = model_classes(model, cfg)
-    info: dict[str, Any] = {"name": f"{cfg.model if cfg else 'model'} ({source.name})", "file": str(source),
-                            "classes": list(classes), "format": "onnx" if source.suffix == ".onnx" else "pytorch"}
-    if isinstance(model, torch.nn.Module):
-        info["parameters"] = count_parameters(model)
-        info["macs_per_image"] = total_macs(model)
-        model = model.to(device)
-    test, recorded = source.parent / "test.json", contents.get("metadata", {}).get("test_accuracy")
-    if test.is_file():
-        info["test_accuracy"] = json.loads(test.read_text()).get("accuracy")
-    elif recorded is not None:
-        info["test_accuracy"] = json.loads(recorded)
-    calibration = calibration_of(contents, str(source))
-    return ServedModel(model, device, info, tta=bool(cfg.tta) if cfg else False, tta_shift=cfg.tta_shift if cfg else 0,
-                       calibration=calibration, classes=classes, normalization=cfg.normalization if cfg else None)
-
-
 class Batcher:
-    """Classifies the images of concurrent requests together (one model call per batch)."""
+    """Classifies the images of concurrent requests together: ``workers`` workers (default: the model's queue)
+    each take what is queued, up to ``max_batch`` images, after waiting at most ``window`` seconds for more,
+    and run it on their own classifier in their own thread."""
 
-    def __init__(self, served: ServedModel, max_batch: int = 256, window: float = 0.005) -> None:
-        self.served, self.max_batch, self.window = served, max_batch, window
+    def __init__(self, served: ServedModel, max_batch: int | None = None, window: float | None = None,
+                 workers: int | None = None) -> None:
+        queue = served.queue
+        self.served = served
+        self.max_batch = max_batch if max_batch is not None else queue.max_batch
+        self.window = window if window is not None else queue.window
+        self.workers = min(workers if workers is not None else queue.workers, len(served.classifiers))
         self.queue: asyncio.Queue[tuple[np.ndarray, asyncio.Future]] = asyncio.Queue()
-        self.task: asyncio.Task | None = None
+        self.tasks: list[asyncio.Task] = []
+        self.executor = ThreadPoolExecutor(self.workers, thread_name_prefix="classify")
         self.batches = 0
 
     async def classify(self, images: np.ndarray) -> np.ndarray:
         """The logits of ``images``, computed in a batch with whatever else is queued."""
-        if self.task is None or self.task.done():
-            self.task = asyncio.create_task(self._run())
+        if not self.tasks or any(t.done() for t in self.tasks):
+            self.tasks = [asyncio.create_task(self._run(w)) for w in range(self.workers)]
         future = asyncio.get_running_loop().create_future()
         await self.queue.put((images, future))
         return await future
 
-    async def _run(self) -> None:
+    async def warm_up(self) -> None:
+        """One call on each worker's classifier, so that the first request does not pay for planning."""
+        loop, blank = asyncio.get_running_loop(), np.zeros((1, 32, 32, 3), np.uint8)
+        await asyncio.gather(*(loop.run_in_executor(self.executor, self.served.logits, blank, w)
+                               for w in range(self.workers)))
+
+    async def _run(self, worker: int) -> None:
         loop = asyncio.get_running_loop()
         while True:
             items = [await self.queue.get()]
             deadline = loop.time() + self.window
             count = len(items[0][0])
-            while count < self.max_batch and (left := deadline - loop.time()) > 0:
-                try:
-                    items.append(await asyncio.wait_for(self.queue.get(), left))
-                    count += len(items[-1][0])
+            while count < self.max_batch:
+                try:  # take what is queued now, then wait out the window for more
+                    item = self.queue.get_nowait() if self.queue.qsize() else await asyncio.wait_for(
+                        self.queue.get(), max(0.0, deadline - loop.time()))
                 except asyncio.TimeoutError:
                     break
+                items.append(item)
+                count += len(item[0])
             batch = np.concatenate([images for images, _ in items])
             try:
-                logits = (await loop.run_in_executor(None, self.served.logits, batch)).numpy()
+                logits = (await loop.run_in_executor(self.executor, self.served.logits, batch, worker)).numpy()
             except Exception as e:  # noqa: BLE001 - tell the waiting requests, keep serving
                 for _, future in items:
-                    future.set_exception(e)
+                    if not future.done():
+                        future.set_exception(e)
                 continue
             self.batches += 1
             start = 0
             for images, future in items:
-                future.set_result(logits[start:start + len(images)])
+                if not future.done():  # a client that went away leaves a cancelled future
+                    future.set_result(logits[start:start + len(images)])
                 start += len(images)
 
 
-def create_app(served: ServedModel, limits: Limits = DEFAULT_LIMITS, max_batch: int = 256,
-               window: float = 0.005) -> Any:
-    """The FastAPI application: ``/`` (the page), ``GET /health``, ``GET /model``, ``POST /predict``."""
+def decode_request(body: bytes, content_type: str, limits: Limits) -> list[tuple[np.ndarray, dict[str, Any]]]:
+    """The images of a ``POST /predict`` body, each as the 32x32 array the model sees and its description."""
+    return [decode_image(name, data, limits) for name, data in parse_multipart(body, content_type, limits)]
+
+
+def answer(served: ServedModel, decoded: list[tuple[np.ndarray, dict[str, Any]]], logits: np.ndarray,
+           top_k: int, started: float) -> dict[str, Any]:
+    """The JSON answer to ``POST /predict``: per image the top classes with calibrated probabilities, the energy
+    score and the "not sure" mark; the model's name and the time taken since ``started``."""
+    calibration = served.calibration
+    tensor = torch.from_numpy(logits)
+    probs, scores = calibration.probabilities(tensor).numpy(), calibration.scores(tensor)
+    unsure = calibration.unsure(scores).tolist()
+    results = []
+    for (image, info), p, score, doubt in zip(decoded, probs, scores.tolist(), unsure):
+        order = np.argsort(-p)[:top_k]
+        results.append({**info, "top": [{"label": served.classes[i], "probability": float(p[i])} for i in order],
+                        "score": score, "sure": None if calibration.threshold is None else not doubt,
+                        **({"note": UNSURE} if doubt else {}), "input_32x32": png_data_url(image)})
+    return {"model": served.info.get("name"), "results": results, "latency_ms": 1000 * (time.perf_counter() - started)}
+
+
+def model_description(served: ServedModel) -> dict[str, Any]:
+    """What ``GET /model`` says: the model, its runtime, views, measured accuracy and speed, the queue, and its
+    calibration (null without one)."""
+    calibration = served.calibration
+    return {**served.info, "calibration": calibration.to_dict() if calibration.fitted else None}
+
+
+def create_app(served: ServedModel, limits: Limits = DEFAULT_LIMITS, max_batch: int | None = None,
+               window: float | None = None) -> Any:
+    """The FastAPI application: ``/`` (the page), ``GET /health``, ``GET /model``, ``POST /predict``. The queue's
+    batch size and window are the model's (:attr:`ServedModel.queue`) unless given."""
     from fastapi import FastAPI, Request  # optional: the 'serve' extra
     from fastapi.responses import HTMLResponse, JSONResponse
 
-    app = FastAPI(title="GhostMixNet", description="CIFAR-10 classification: upload images, get the top classes.")
     batcher = Batcher(served, max_batch, window)
+    ready = asyncio.Event()
+
+    @asynccontextmanager
+    async def lifespan(_app: Any):
+        await batcher.warm_up()
+        ready.set()
+        yield
+        batcher.executor.shutdown(wait=False)
+
+    app = FastAPI(title="GhostMixNet", description="CIFAR-10 classification: upload images, get the top classes.",
+                  lifespan=lifespan)
     app.state.batcher = batcher
 
     @app.exception_handler(BadInput)
@@ -140,16 +150,19 @@ def create_app(served: ServedModel, limits: Limits = DEFAULT_LIMITS, max_batch: 
         return HTMLResponse(PAGE.read_text())
 
     @app.get("/health")
-    async def health() -> dict[str, Any]:
-        """Whether the service is up, and how many batches it has run."""
-        return {"status": "ok", "batches": batcher.batches}
+    async def health() -> JSONResponse:
+        """Ready (200, ``"status": "ok"``) once every worker's model has answered; 503 ``"starting"`` before."""
+        if not ready.is_set():
+            return JSONResponse({"status": "starting", "batches": batcher.batches}, status_code=503)
+        return JSONResponse({"status": "ok", "batches": batcher.batches, "runtime": served.info.get("runtime"),
+                             "workers": batcher.workers})
 
     @app.get("/model")
     async def model_info() -> dict[str, Any]:
-        """The model served: name, file, parameters, MACs per image, recorded test accuracy, classes, and its
-        calibration (temperature and "not sure" threshold; null when it has none)."""
-        calibration = served.calibration
-        return {**served.info, "calibration": calibration.to_dict() if calibration.fitted else None}
+        """The model served: name, file, parameters, MACs per image, recorded test accuracy, classes; the runtime,
+        the views with their measured accuracy and speed, the queue; and its calibration (temperature and "not
+        sure" threshold; null when it has none)."""
+        return model_description(served)
 
     @app.post("/predict")
     async def predict(request: Request) -> dict[str, Any]:
@@ -158,32 +171,40 @@ def create_app(served: ServedModel, limits: Limits = DEFAULT_LIMITS, max_batch: 
         when the score falls below the model's threshold: maybe none of these classes; null without one)."""
         started = time.perf_counter()
         body = await read_limited(request, limits.max_bytes)
-        uploads = parse_multipart(body, request.headers.get("content-type", ""), limits)
-        decoded = [decode_image(name, data, limits) for name, data in uploads]
-        logits = torch.from_numpy(await batcher.classify(np.stack([image for image, _ in decoded])))
-        calibration = served.calibration
-        probs, scores = calibration.probabilities(logits).numpy(), calibration.scores(logits)
-        unsure = calibration.unsure(scores).tolist()
-        results = []
-        for (image, info), p, score, doubt in zip(decoded, probs, scores.tolist(), unsure):
-            order = np.argsort(-p)[: limits.top_k]
-            results.append({**info, "top": [{"label": served.classes[i], "probability": float(p[i])}
-                                                    for i in order],
-                            "score": score, "sure": None if calibration.threshold is None else not doubt,
-                            **({"note": UNSURE} if doubt else {}), "input_32x32": png_data_url(image)})
-        return {"model": served.info.get("name"), "results": results,
-                "latency_ms": 1000 * (time.perf_counter() - started)}
+        decoded = decode_request(body, request.headers.get("content-type", ""), limits)
+        logits = await batcher.classify(np.stack([image for image, _ in decoded]))
+        return answer(served, decoded, logits, limits.top_k, started)
 
     return app
 
 
 def serve(model: Path = Path(PRETRAINED), host: str = "127.0.0.1", port: int = 8000, device: str = "auto",
-          limits: Limits = DEFAULT_LIMITS) -> None:
-    """Load ``model`` and serve it with uvicorn until interrupted."""
+          limits: Limits = DEFAULT_LIMITS, runtime: str = "auto", views: int | None = 1, data_dir: Path | None = None,
+          check_images: int = CHECK_IMAGES, engine: str = "uvicorn", replicas: int = 2,
+          log: Callable[[str], None] = print) -> None:
+    """Load ``model`` on ``runtime`` with ``views`` views and serve it until interrupted: with uvicorn in this
+    process, or on Ray Serve (``engine="ray"``) with ``replicas`` replicas."""
+    if engine == "ray":
+        from .ray_engine import serve_on_ray
+
+        return serve_on_ray(model, host, port, limits, runtime, views, data_dir, check_images, replicas, log)
     try:
         import uvicorn  # optional: the 'serve' extra
     except ImportError:
         raise RuntimeError("serving needs the optional extra: pip install 'ghostmixnet[serve]'") from None
-    served = load_served_model(model, resolve_device(device))
-    print(f"serving {served.info['name']} on http://{host}:{port}/ (API docs at /docs)", flush=True)
+    served = load_served_model(model, resolve_device(device), runtime, views, data_dir, check_images, log=log)
+    log(describe(served))
+    log(f"serving {served.info['name']} on http://{host}:{port}/ (API docs at /docs)")
     uvicorn.run(create_app(served, limits), host=host, port=port, log_level="warning")
+
+
+def describe(served: ServedModel) -> str:
+    """One line on how the model is served: runtime, views, measured accuracy and speed, the queue."""
+    info, queue = served.info, served.queue
+    accuracy = info.get("accuracy")
+    measured = (f"{100 * accuracy['served']:.2f}% on {accuracy['images']} {accuracy['split']} images"
+                if accuracy else "accuracy not measured (give --data-dir)")
+    speed = info["speed"]
+    return (f"runtime {info['runtime']}, {served.views} view(s): {measured}; {speed['latency_ms']:.1f} ms for one "
+            f"image, {speed['images_per_s']:.0f} images/s in batches; queue: {queue.workers} worker(s) of "
+            f"{queue.threads} thread(s), batches up to {queue.max_batch} images, window {1000 * queue.window:.1f} ms")

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -32,6 +31,7 @@ from ..data.cifar import ArraySet
 from ..data.loading import SEED_DISTILL_VIEW, DeviceBatches, mix_seed
 from ..device import Compute
 from ..files import atomic_open
+from ..files import cache_dir as files_cache_dir
 from ..infer.load import model_from_checkpoint
 from ..model.checkpoint import resolve_checkpoint
 from ..model.weights import sha256_of
@@ -42,7 +42,7 @@ TEACHER_BATCH = 256
 
 def cache_dir() -> Path:
     """Where teacher caches are kept: ``$GHOSTMIXNET_CACHE``, else ``~/.cache/ghostmixnet``."""
-    return Path(os.environ.get("GHOSTMIXNET_CACHE") or Path.home() / ".cache" / "ghostmixnet") / "teacher"
+    return files_cache_dir("teacher")
 
 
 def view_params(pipeline: BatchPipeline, n: int, views: int, split_seed: int) -> list[dict[str, Any]]:

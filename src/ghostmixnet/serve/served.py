@@ -1,0 +1,212 @@
+"""A model made ready to serve: loaded once, put on the runtime asked for (or the one ``auto`` picks), with the
+views, the queue's settings and what ``GET /model`` says of it."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..config import TrainConfig
+from ..data.cifar import CLASSES
+from ..data.sources import load_data
+from ..data.splits import calibration_images
+from ..errors import ServeError
+from ..files import cache_dir, to_stderr
+from ..infer.calibrate import UNCALIBRATED, Calibration, calibration_of
+from ..infer.load import load_classifier, model_classes
+from ..infer.logits import Normalization
+from ..model.architectures import count_parameters
+from ..model.checkpoint import resolve_checkpoint
+from ..model.cost import total_macs
+from ..version import __version__
+from .choose import (
+    DEFAULT_SHIFT,
+    VIEWS,
+    Accuracy,
+    Queue,
+    Record,
+    Speed,
+    cpu_cores,
+    machine,
+    measure_accuracy,
+    measure_speed,
+    pick,
+    predictions,
+    queue_for,
+    views_logits,
+)
+from .runtime import (
+    CALIBRATION_IMAGES,
+    CPU,
+    INT8,
+    RUNTIMES,
+    Classifier,
+    Source,
+    available,
+    open_classifier,
+    runtime_file,
+)
+
+CHECK_IMAGES = 2000
+"""Validation images each runtime's accuracy is measured on (once; kept in the cache)."""
+
+
+@dataclass
+class ServedModel:
+    """A model ready to serve: one classifier per worker of the queue, and what ``GET /model`` says of it."""
+
+    classifiers: list[Classifier]
+    info: dict[str, Any] = field(default_factory=dict)
+    views: int = 1
+    """Test-time views per image (:data:`~ghostmixnet.serve.choose.VIEWS`), their logits averaged."""
+    shift: int = DEFAULT_SHIFT
+    calibration: Calibration = UNCALIBRATED
+    classes: tuple[str, ...] = CLASSES
+    """The names of the model's classes, in the order of its logits."""
+    normalization: Normalization | None = None
+    """The model's input normalisation (None: CIFAR-10's)."""
+    queue: Queue = Queue(1, 1, 256, 0.005)
+    device: torch.device = CPU
+
+    def logits(self, images: np.ndarray, worker: int = 0) -> torch.Tensor:
+        """The logits (float32, CPU) of (N, 32, 32, 3) uint8 images, on worker ``worker``'s classifier."""
+        return views_logits(self.classifiers[worker], images, self.views, self.shift, self.normalization, self.device)
+
+
+@dataclass(frozen=True)
+class CheckData:
+    """The model's own data as serving uses it: training images to calibrate int8 on, and validation images
+    (test images only where the model's run kept none) to measure each runtime's accuracy on."""
+
+    calibration: np.ndarray
+    images: np.ndarray
+    labels: np.ndarray
+    split: str
+
+    @property
+    def key(self) -> str:
+        import hashlib
+
+        return hashlib.sha256(self.images.tobytes() + self.labels.astype(np.int64).tobytes()).hexdigest()[:16]
+
+
+def check_data(cfg: TrainConfig | None, data_dir: Path | None, count: int) -> CheckData | None:
+    """:class:`CheckData` from ``data_dir`` (None without one): ``count`` images of the validation split."""
+    if data_dir is None:
+        return None
+    cfg = cfg or TrainConfig()
+    splits = load_data(cfg.dataset, Path(data_dir), **cfg.data_fields())
+    held = splits.test if splits.val_is_test else splits.val
+    n = min(count, len(held))
+    return CheckData(calibration_images(splits.train, CALIBRATION_IMAGES, seed=cfg.split_seed + 2),
+                     held.images[:n], np.asarray(held.labels[:n]), "test" if splits.val_is_test else "validation")
+
+
+def default_views(cfg: TrainConfig | None) -> int:
+    """The views a model's run evaluated with: six with shifts, two without, else one."""
+    if cfg is None or not cfg.tta:
+        return 1
+    return 6 if cfg.tta_shift else 2
+
+
+def load_served_model(path: Path, device: torch.device = CPU, runtime: str = "torch",
+                      views: int | None = None, data_dir: Path | None = None, check_images: int = CHECK_IMAGES,
+                      cache: Path | None = None, log: Callable[[str], None] = to_stderr) -> ServedModel:
+    """A checkpoint, run folder, weights file (``pretrained``: the shipped weights) or ONNX file ready to serve on
+    ``runtime`` (``auto``: the fastest admitted, :func:`~ghostmixnet.serve.choose.pick`) with ``views`` views
+    (None: those its run evaluated with). With ``data_dir`` (the model's data), int8 runtimes are calibrated on
+    its training images and every runtime's accuracy is measured on ``check_images`` validation images.
+    Files and measurements are kept in ``cache`` (default: the package's cache folder)."""
+    path = Path(path)
+    file = path if path.suffix.lower() == ".onnx" else resolve_checkpoint(path)
+    model, cfg, contents = load_classifier(file)
+    classes = model_classes(model, cfg)
+    module = model if isinstance(model, torch.nn.Module) else None
+    source = Source(module, cfg, file, calibration_of(contents, str(file)))
+    views = default_views(cfg) if views is None else views
+    if views not in VIEWS:
+        raise ServeError(f"--views must be one of {', '.join(map(str, VIEWS))}, not {views}")
+    shift = cfg.tta_shift if cfg is not None and cfg.tta_shift else DEFAULT_SHIFT
+    normalization = cfg.normalization if cfg is not None else None
+    folder = Path(cache) if cache is not None else cache_dir("serve")
+    data = check_data(cfg, data_dir, check_images)
+    record, cores = Record(folder), cpu_cores() if device.type == "cpu" else 1
+    measured: dict[str, tuple[Speed, Accuracy | None, Path | None]] = {}
+    reference: list[np.ndarray] = []  # PyTorch fp32's single-view predictions, computed once when needed
+
+    def torch_reference() -> np.ndarray | None:
+        if source.model is None or data is None:
+            return None
+        if not reference:
+            log(f"measuring PyTorch fp32 on {len(data.images)} {data.split} images (once; kept in {folder})")
+            reference.append(predictions(open_classifier("torch", source, None, cores, device), data.images, 1,
+                                         shift, normalization))
+        return reference[0]
+
+    for name in RUNTIMES if runtime == "auto" else (runtime,):
+        reason = available(name, source)
+        if reason is None and name in INT8 and data is None:
+            reason = f"{name}: needs the model's training images to calibrate on: give --data-dir"
+        if reason is not None:
+            if runtime != "auto":
+                raise ServeError(reason)
+            log(f"auto: skipping {reason}")
+            continue
+        run_file = runtime_file(name, source, data.calibration if data else None, folder, log)
+        key = (name, run_file.name if run_file else f"{source.digest}-{__version__}", str(views))
+
+        def make(threads: int, name: str = name, run_file: Path | None = run_file) -> Classifier:
+            return open_classifier(name, source, run_file, threads, device)
+
+        speed = record.get("speed", Speed, *key, machine(), str(device))
+        if speed is None:
+            log(f"timing {name} with {views} view(s) on this machine (once; kept in {folder})")
+            speed = measure_speed(make, views, cores)
+            record.put("speed", speed, *key, machine(), str(device))
+        accuracy = None
+        if data is not None:
+            accuracy = record.get("accuracy", Accuracy, *key, data.key)
+            if accuracy is None:
+                ref = torch_reference()
+                log(f"measuring {name}'s accuracy on {len(data.images)} {data.split} images (once)")
+                accuracy = measure_accuracy(make(cores), ref, data.images, data.labels, data.split, views, shift,
+                                            normalization, single=ref if name == "torch" else None)
+                record.put("accuracy", accuracy, *key, data.key)
+        measured[name] = (speed, accuracy, run_file)
+    if not measured:
+        raise ServeError("no runtime can serve this model here; install one: pip install 'ghostmixnet[deploy]'")
+    chosen = pick({n: (s, a) for n, (s, a, _) in measured.items()}, log) if runtime == "auto" else runtime
+    speed, accuracy, run_file = measured[chosen]
+    queue = queue_for(speed)
+    if chosen == "torch" and device.type == "cpu":
+        torch.set_num_threads(queue.threads)  # PyTorch's thread count is per process
+    classifiers = [open_classifier(chosen, source, run_file, queue.threads, device) for _ in range(queue.workers)]
+    info = _describe(source, classes, file, contents)
+    info.update(runtime=chosen, views=views, runtime_file=str(run_file) if run_file else None,
+                accuracy=asdict(accuracy) if accuracy else None, speed=asdict(speed), queue=asdict(queue),
+                alternatives={n: {"images_per_s": s.images_per_s,
+                                  "single_view_accuracy": a.single_view if a else None}
+                              for n, (s, a, _) in measured.items()})
+    return ServedModel(classifiers, info, views, shift, source.calibration, classes, normalization, queue, device)
+
+
+def _describe(source: Source, classes: tuple[str, ...], file: Path, contents: dict[str, Any]) -> dict[str, Any]:
+    """Name, file, format, classes, size and cost, and the test accuracy its run recorded."""
+    cfg = source.cfg
+    info: dict[str, Any] = {"name": f"{cfg.model if cfg else 'model'} ({file.name})", "file": str(file),
+                            "classes": list(classes), "format": "onnx" if source.model is None else "pytorch"}
+    if source.model is not None:
+        info["parameters"] = count_parameters(source.model)
+        info["macs_per_image"] = total_macs(source.model)
+    test, recorded = file.parent / "test.json", contents.get("metadata", {}).get("test_accuracy")
+    if test.is_file():
+        info["test_accuracy"] = json.loads(test.read_text()).get("accuracy")
+    elif recorded is not None:
+        info["test_accuracy"] = json.loads(recorded)
+    return info
