@@ -117,12 +117,14 @@ def default_views(cfg: TrainConfig | None) -> int:
 
 def load_served_model(path: Path, device: torch.device = CPU, runtime: str = "torch",
                       views: int | None = None, data_dir: Path | None = None, check_images: int = CHECK_IMAGES,
-                      cache: Path | None = None, log: Callable[[str], None] = to_stderr) -> ServedModel:
+                      cache: Path | None = None, cores: int | None = None,
+                      log: Callable[[str], None] = to_stderr) -> ServedModel:
     """A checkpoint, run folder, weights file (``pretrained``: the shipped weights) or ONNX file ready to serve on
     ``runtime`` (``auto``: the fastest admitted, :func:`~ghostmixnet.serve.choose.pick`) with ``views`` views
     (None: those its run evaluated with). With ``data_dir`` (the model's data), int8 runtimes are calibrated on
     its training images and every runtime's accuracy is measured on ``check_images`` validation images.
-    Files and measurements are kept in ``cache`` (default: the package's cache folder)."""
+    Files and measurements are kept in ``cache`` (default: the package's cache folder). ``cores``: how many cores
+    the model may use (default: all this process may run on)."""
     path = Path(path)
     file = path if path.suffix.lower() == ".onnx" else resolve_checkpoint(path)
     model, cfg, contents = load_classifier(file)
@@ -136,7 +138,8 @@ def load_served_model(path: Path, device: torch.device = CPU, runtime: str = "to
     normalization = cfg.normalization if cfg is not None else None
     folder = Path(cache) if cache is not None else cache_dir("serve")
     data = check_data(cfg, data_dir, check_images)
-    record, cores = Record(folder), cpu_cores() if device.type == "cpu" else 1
+    record = Record(folder)
+    cores = (cores or cpu_cores()) if device.type == "cpu" else 1
     measured: dict[str, tuple[Speed, Accuracy | None, Path | None]] = {}
     reference: list[np.ndarray] = []  # PyTorch fp32's single-view predictions, computed once when needed
 
@@ -164,11 +167,11 @@ def load_served_model(path: Path, device: torch.device = CPU, runtime: str = "to
         def make(threads: int, name: str = name, run_file: Path | None = run_file) -> Classifier:
             return open_classifier(name, source, run_file, threads, device)
 
-        speed = record.get("speed", Speed, *key, machine(), str(device))
+        speed = record.get("speed", Speed, *key, machine(), str(device), str(cores))
         if speed is None:
             log(f"timing {name} with {views} view(s) on this machine (once; kept in {folder})")
             speed = measure_speed(make, views, cores)
-            record.put("speed", speed, *key, machine(), str(device))
+            record.put("speed", speed, *key, machine(), str(device), str(cores))
         accuracy = None
         if data is not None:
             accuracy = record.get("accuracy", Accuracy, *key, data.key)
