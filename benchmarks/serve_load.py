@@ -5,7 +5,8 @@ that runtime and views, exactly as ``ghostmixnet serve MODEL --runtime R --views
 for each concurrency runs that many client threads, each posting one real CIFAR-10 test image per request
 (PNG, multipart) for ``--seconds``. Each runtime's own batch throughput (measured when it was chosen, the
 figure the queue is tuned from) is printed beside. ``--soak S`` then holds 32 clients for S seconds on the
-last runtime and reports its errors. The last line is the headline: ``requests_per_s_at_32: VALUE``.
+last runtime and reports its errors. The last line is the headline, for the last runtime at the last
+concurrency: ``requests_per_s_at_32: VALUE``.
 
     python benchmarks/serve_load.py pretrained --data-dir ../shared/data --runtimes torch,auto --seconds 10
 """
@@ -80,8 +81,9 @@ def load(port: int, bodies: list[tuple[bytes, str]], clients: int, seconds: floa
         t.join()
     elapsed = time.perf_counter() - began
     ms = sorted(1000 * x for x in latencies) or [float("nan")]
-    return {"rps": len(latencies) / elapsed, "p50": statistics.median(ms), "p99": ms[min(len(ms) - 1, int(0.99 * len(ms)))],
-            "requests": len(latencies), "errors": len(errors)}
+    p99 = ms[min(len(ms) - 1, int(0.99 * len(ms)))]
+    return {"rps": len(latencies) / elapsed, "p50": statistics.median(ms), "p99": p99, "requests": len(latencies),
+            "errors": len(errors)}
 
 
 def start_server(app) -> tuple[object, int]:
@@ -95,7 +97,7 @@ def start_server(app) -> tuple[object, int]:
     return server, port
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("model", type=Path, help="a checkpoint, run folder, weights or ONNX file (pretrained: the shipped)")
     p.add_argument("--data-dir", type=Path, default=Path("data"))
@@ -104,18 +106,18 @@ def main() -> None:
     p.add_argument("--seconds", type=float, default=10.0, help="per concurrency [10]")
     p.add_argument("--concurrency", default="1,8,32", help="comma-separated client counts [1,8,32]")
     p.add_argument("--soak", type=float, default=0.0, help="then 32 clients for this many seconds [0: none]")
-    args = p.parse_args()
+    args = p.parse_args(argv)
 
     images = load_cifar10(args.data_dir, train=False).images[:64]
     bodies = [multipart(image) for image in images]
-    last = 0.0
+    last, n = 0.0, 0
     for runtime in args.runtimes.split(","):
         served = load_served_model(args.model, torch.device("cpu"), runtime, args.views, args.data_dir)
         print(f"== {describe(served)}", flush=True)
         server, port = start_server(create_app(served, Limits()))
         for n in [int(c) for c in args.concurrency.split(",")]:
             r = load(port, bodies, n, args.seconds)
-            last = r["rps"] if n == 32 else last
+            last = r["rps"]
             print(f"{served.info['runtime']:>16}, {n:>3} clients: {r['rps']:7.1f} requests/s, p50 {r['p50']:7.1f} ms, "
                   f"p99 {r['p99']:7.1f} ms, {r['requests']} requests, {r['errors']} errors", flush=True)
         if args.soak and runtime == args.runtimes.split(",")[-1]:
@@ -125,7 +127,7 @@ def main() -> None:
                   flush=True)
         server.should_exit = True
         time.sleep(0.5)
-    print(f"requests_per_s_at_32: {last:.1f}")
+    print(f"requests_per_s_at_{n}: {last:.1f}")
 
 
 if __name__ == "__main__":

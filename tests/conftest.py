@@ -193,3 +193,14 @@ def load_benchmark(name: str) -> ModuleType:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+@pytest.fixture(scope="session", autouse=True)
+def serve_cache(tmp_path_factory):
+    """``GHOSTMIXNET_CACHE`` for the whole session (here rather than in tests/serve/conftest.py, for the reason
+    above): what the package caches (serving files and measurements, teacher logits) never reaches the user's
+    cache folder, and the service's tests share their exports."""
+    folder = tmp_path_factory.mktemp("cache")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("GHOSTMIXNET_CACHE", str(folder))
+        yield folder

@@ -1,6 +1,7 @@
 """The service: every route, batching, and every kind of bad upload (the server stays up)."""
 
 import asyncio
+import dataclasses
 import io
 import json
 import tempfile
@@ -43,7 +44,10 @@ def png(size=(40, 30), color="red", fmt="PNG") -> bytes:
 
 
 def client(served, **limits) -> TestClient:
-    return TestClient(create_app(served, Limits(**limits)))
+    """A test client whose app has started (its workers warmed up, /health ready)."""
+    c = TestClient(create_app(served, Limits(**limits)))
+    c.__enter__()  # runs the app's startup; the portal thread ends with the test process
+    return c
 
 
 def test_page_health_and_model(served):
@@ -52,7 +56,20 @@ def test_page_health_and_model(served):
     info = c.get("/model").json()
     assert info["name"].startswith("ghostmixnet (best.pt)") and info["classes"] == list(CLASSES)
     assert info["parameters"] > 0 and info["macs_per_image"] > 0 and info["test_accuracy"] == 0.5
+    assert info["runtime"] == "torch" and info["views"] == 1 and info["accuracy"] is None  # no data: not measured
+    assert info["speed"]["images_per_s"] > 0 and info["queue"]["max_batch"] >= 1
     assert "/predict" in c.get("/openapi.json").json()["paths"]
+
+
+def test_health_says_ready_only_once_the_model_has_answered(served):
+    calls = []
+    slow = dataclasses.replace(served, classifiers=[lambda x: calls.append(len(x)) or served.classifiers[0](x)])
+    app = create_app(slow, Limits())
+    unstarted = TestClient(app)  # outside `with`: the app's startup (the warm-up) has not run
+    assert unstarted.get("/health").status_code == 503 and unstarted.get("/health").json()["status"] == "starting"
+    assert calls == []
+    with TestClient(app) as started:
+        assert started.get("/health").json()["status"] == "ok" and calls == [1]
 
 
 def test_predict_several_images(served, monkeypatch):
@@ -75,7 +92,7 @@ def test_predict_several_images(served, monkeypatch):
 
 def test_concurrent_requests_share_a_batch(served):
     async def run():
-        batcher = Batcher(served, window=0.2)
+        batcher = Batcher(served, window=0.2, workers=1)
         images = [np.full((1, 32, 32, 3), i, np.uint8) for i in range(6)]
         results = await asyncio.gather(*(batcher.classify(x) for x in images))
         return batcher.batches, results
@@ -138,12 +155,10 @@ def test_with_no_model_named_the_service_serves_the_shipped_weights():
     served = load_served_model(Path("pretrained"), torch.device("cpu"))
     recorded = json.loads(read_weights(shipped_weights())["metadata"]["test_accuracy"])
     assert served.info["file"] == str(shipped_weights()) and served.info["test_accuracy"] == recorded > 0.9
-    assert served.tta and served.info["parameters"] == 3_041_466
+    assert served.views == 6 and served.info["parameters"] == 3_041_466  # the views its run evaluated with
 
 
 def test_answers_carry_calibrated_probabilities_the_score_and_the_not_sure_mark(served):
-    import dataclasses
-
     from ghostmixnet.infer.calibrate import Calibration
     from ghostmixnet.serve.uploads import decode_image
 

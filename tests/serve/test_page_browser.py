@@ -88,6 +88,8 @@ def test_the_page_classifies_an_uploaded_image(server, tmp_path, request):
             assert page.get_attribute(".result img", "src").startswith("data:image/png;base64,")
             assert "ms on the server" in page.text_content("#latency")
             assert "probabilities calibrated (temperature 0.80)" in page.text_content("#model")
+            serving = page.text_content("#serving")  # the model's own view, no data to measure it on
+            assert serving.startswith("served on torch with 1 view: accuracy not measured here"), serving
             assert page.is_visible(".result .unsure")
             assert page.text_content(".result .unsure") == "not sure: maybe none of these classes"
             page.screenshot(path=str(tmp_path / "page.png"), full_page=True)

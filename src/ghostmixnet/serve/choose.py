@@ -37,7 +37,7 @@ TOLERANCE = 0.003
 BATCH_BUDGET_S = 0.1
 """The longest one model call of the queue should take: it bounds the batch size."""
 SPEED_BATCH = 32
-"""Images per timed call: what the service sees with 32 clients of one image each."""
+"""Views per timed call (32 images of one view: what the service sees with 32 clients of one image each)."""
 
 
 def views_logits(classify: Classifier, images: np.ndarray, views: int, shift: int,
@@ -80,9 +80,9 @@ class Speed:
     latency_ms: float
     """One image (all its views) alone, median."""
     per_image_ms: float
-    """Model time per image in a call of :data:`SPEED_BATCH` images, per worker."""
+    """Model time per image (all its views) in a call of :data:`SPEED_BATCH` views, per worker."""
     images_per_s: float
-    """All workers together, each calling with :data:`SPEED_BATCH` images."""
+    """All workers together, each calling with :data:`SPEED_BATCH` views."""
 
 
 @dataclass(frozen=True)
@@ -127,8 +127,9 @@ def measure_speed(make: Callable[[int], Classifier], views: int, cores: int, rep
 
 
 def _time_layout(classifiers: list[Classifier], views: int, threads: int, repeats: int) -> Speed:
+    per_call = max(1, SPEED_BATCH // views)  # images per call: the time measured stays the same for any views
     one = torch.randn(views, 3, 32, 32)
-    batch = torch.randn(views * SPEED_BATCH, 3, 32, 32)
+    batch = torch.randn(views * per_call, 3, 32, 32)
     first = classifiers[0]
     first(one), first(batch)  # warm-up: first calls allocate and plan
     latency = []
@@ -149,7 +150,7 @@ def _time_layout(classifiers: list[Classifier], views: int, threads: int, repeat
     for t in runners:
         t.join()
     seconds = time.perf_counter() - start
-    images = len(classifiers) * (repeats + 1) * SPEED_BATCH
+    images = len(classifiers) * (repeats + 1) * per_call
     per_image = seconds * len(classifiers) / images
     return Speed(len(classifiers), threads, round(1000 * float(np.median(latency)), 3), round(1000 * per_image, 3),
                  round(images / seconds, 1))

@@ -28,6 +28,8 @@ from .choose import cpu_cores
 from .served import load_served_model
 from .uploads import BadInput, Limits, read_limited
 
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
 
 @dataclass(frozen=True)
 class Plan:
@@ -110,8 +112,10 @@ def serve_on_ray(model: Path, host: str, port: int, limits: Limits, runtime: str
                                cores=cores, log=log)
     log(describe(served))
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    ray.init(address=os.environ.get("RAY_ADDRESS"), include_dashboard=False, log_to_driver=False,
-             logging_level="error", num_cpus=None if os.environ.get("RAY_ADDRESS") else cpu_cores())
+    cluster = os.environ.get("RAY_ADDRESS")
+    # A local instance listens on loopback alone unless the service itself is asked to face the network.
+    local = {} if cluster else {"num_cpus": cpu_cores(), "_node_ip_address": "127.0.0.1" if host in LOOPBACK else None}
+    ray.init(address=cluster, include_dashboard=False, log_to_driver=False, logging_level="error", **local)
     # Ray's initialisation replaces the handlers of Ctrl-C and SIGTERM: either now stops the service, cleanly.
     previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:

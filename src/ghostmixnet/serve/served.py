@@ -17,7 +17,7 @@ from ..data.cifar import CLASSES
 from ..data.sources import load_data
 from ..data.splits import calibration_images
 from ..errors import ServeError
-from ..files import cache_dir, to_stderr
+from ..files import atomic_open, cache_dir, to_stderr
 from ..infer.calibrate import UNCALIBRATED, Calibration, calibration_of
 from ..infer.load import load_classifier, model_classes
 from ..infer.logits import Normalization
@@ -115,12 +115,13 @@ def default_views(cfg: TrainConfig | None) -> int:
     return 6 if cfg.tta_shift else 2
 
 
-def load_served_model(path: Path, device: torch.device = CPU, runtime: str = "torch",
+def load_served_model(path: Path, device: torch.device = CPU, runtime: str | None = None,
                       views: int | None = None, data_dir: Path | None = None, check_images: int = CHECK_IMAGES,
                       cache: Path | None = None, cores: int | None = None,
                       log: Callable[[str], None] = to_stderr) -> ServedModel:
     """A checkpoint, run folder, weights file (``pretrained``: the shipped weights) or ONNX file ready to serve on
-    ``runtime`` (``auto``: the fastest admitted, :func:`~ghostmixnet.serve.choose.pick`) with ``views`` views
+    ``runtime`` (``auto``: the fastest admitted, :func:`~ghostmixnet.serve.choose.pick`; None: the model's own,
+    PyTorch for a checkpoint and ONNX Runtime for an ONNX file) with ``views`` views
     (None: those its run evaluated with). With ``data_dir`` (the model's data), int8 runtimes are calibrated on
     its training images and every runtime's accuracy is measured on ``check_images`` validation images.
     Files and measurements are kept in ``cache`` (default: the package's cache folder). ``cores``: how many cores
@@ -131,6 +132,7 @@ def load_served_model(path: Path, device: torch.device = CPU, runtime: str = "to
     classes = model_classes(model, cfg)
     module = model if isinstance(model, torch.nn.Module) else None
     source = Source(module, cfg, file, calibration_of(contents, str(file)))
+    runtime = runtime or ("torch" if source.model is not None else "onnxruntime")
     views = default_views(cfg) if views is None else views
     if views not in VIEWS:
         raise ServeError(f"--views must be one of {', '.join(map(str, VIEWS))}, not {views}")
@@ -147,9 +149,16 @@ def load_served_model(path: Path, device: torch.device = CPU, runtime: str = "to
         if source.model is None or data is None:
             return None
         if not reference:
-            log(f"measuring PyTorch fp32 on {len(data.images)} {data.split} images (once; kept in {folder})")
-            reference.append(predictions(open_classifier("torch", source, None, cores, device), data.images, 1,
-                                         shift, normalization))
+            kept = record.path("reference", source.digest, data.key).with_suffix(".npy")
+            try:
+                reference.append(np.load(kept, allow_pickle=False))
+            except (OSError, ValueError):
+                log(f"measuring PyTorch fp32 on {len(data.images)} {data.split} images (once; kept in {folder})")
+                reference.append(predictions(open_classifier("torch", source, None, cores, device), data.images, 1,
+                                             shift, normalization))
+                folder.mkdir(parents=True, exist_ok=True)
+                with atomic_open(kept, "wb") as f:
+                    np.save(f, reference[0], allow_pickle=False)
         return reference[0]
 
     for name in RUNTIMES if runtime == "auto" else (runtime,):
