@@ -14,10 +14,12 @@ concurrency: ``requests_per_s_at_32: VALUE``.
 import argparse
 import http.client
 import io
+import json
 import socket
 import statistics
 import threading
 import time
+import urllib.request
 import uuid
 from pathlib import Path
 
@@ -106,11 +108,27 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--seconds", type=float, default=10.0, help="per concurrency [10]")
     p.add_argument("--concurrency", default="1,8,32", help="comma-separated client counts [1,8,32]")
     p.add_argument("--soak", type=float, default=0.0, help="then 32 clients for this many seconds [0: none]")
+    p.add_argument("--port", type=int, default=None,
+                   help="load a service already running on this loopback port instead (e.g. ghostmixnet serve "
+                        "--engine ray); --runtimes is then ignored")
     args = p.parse_args(argv)
 
     images = load_cifar10(args.data_dir, train=False).images[:64]
     bodies = [multipart(image) for image in images]
     last, n = 0.0, 0
+    if args.port is not None:
+        with urllib.request.urlopen(f"http://127.0.0.1:{args.port}/model", timeout=30) as response:
+            info = json.load(response)
+        name = f"{info.get('engine', 'uvicorn')}/{info['runtime']}"
+        print(f"== the service on port {args.port}: {name}, {info['views']} view(s), "
+              f"{info['speed']['images_per_s']:.0f} images/s in batches per replica", flush=True)
+        for n in [int(c) for c in args.concurrency.split(",")]:
+            r = load(args.port, bodies, n, args.seconds)
+            last = r["rps"]
+            print(f"{name:>16}, {n:>3} clients: {r['rps']:7.1f} requests/s, p50 {r['p50']:7.1f} ms, "
+                  f"p99 {r['p99']:7.1f} ms, {r['requests']} requests, {r['errors']} errors", flush=True)
+        print(f"requests_per_s_at_{n}: {last:.1f}")
+        return
     for runtime in args.runtimes.split(","):
         served = load_served_model(args.model, torch.device("cpu"), runtime, args.views, args.data_dir)
         print(f"== {describe(served)}", flush=True)
