@@ -132,3 +132,11 @@ def test_views_multiply_the_work_and_are_what_the_model_answers_with(tiny_run):
     with pytest.raises(ServeError, match="--views must be one of 1, 2, 6"):
         load_served_model(tiny_run, views=3)
     assert os.environ["GHOSTMIXNET_CACHE"]  # the session's own cache folder, not the user's
+
+
+def test_the_command_refuses_in_one_line_what_it_cannot_serve(tiny_run, capsys):
+    from ghostmixnet.cli import main
+
+    assert main(["serve", str(tiny_run), "--runtime", "onnxruntime-int8", "--port", "1"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["error: onnxruntime-int8: needs the model's training images to calibrate on: give --data-dir"]
