@@ -28,8 +28,8 @@ import torch
 from PIL import Image
 
 from ghostmixnet.data.cifar import load_cifar10
-from ghostmixnet.serve.app import create_app, describe
-from ghostmixnet.serve.served import load_served_model
+from ghostmixnet.serve.app import create_app
+from ghostmixnet.serve.served import describe, load_served_model
 from ghostmixnet.serve.uploads import Limits
 
 

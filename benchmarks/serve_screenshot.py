@@ -23,7 +23,8 @@ from playwright.sync_api import sync_playwright
 
 from ghostmixnet.data.cifar import CLASSES, load_cifar10
 from ghostmixnet.report.ood import synthetic_ood_sets
-from ghostmixnet.serve.app import create_app, load_served_model
+from ghostmixnet.serve.app import create_app
+from ghostmixnet.serve.served import load_served_model
 
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync"]

@@ -25,8 +25,8 @@ from .model.architectures import ARCHITECTURES
 from .model.cost import describe_model
 from .predict.classify import predict_files
 from .report.evaluation import evaluate_checkpoint
-from .serve.app import serve
 from .serve.choose import VIEWS
+from .serve.command import serve
 from .serve.runtime import RUNTIMES as SERVE_RUNTIMES
 from .serve.served import CHECK_IMAGES
 from .serve.uploads import Limits

@@ -18,7 +18,8 @@ from fastapi.testclient import TestClient  # noqa: E402
 from ghostmixnet.config import make_config  # noqa: E402
 from ghostmixnet.data.cifar import CLASSES  # noqa: E402
 from ghostmixnet.model.checkpoint import save_atomic  # noqa: E402
-from ghostmixnet.serve.app import Batcher, create_app, load_served_model  # noqa: E402
+from ghostmixnet.serve.app import Batcher, create_app  # noqa: E402
+from ghostmixnet.serve.served import load_served_model  # noqa: E402
 from ghostmixnet.serve.uploads import Limits  # noqa: E402
 
 

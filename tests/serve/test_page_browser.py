@@ -20,7 +20,8 @@ playwright = pytest.importorskip("playwright.sync_api", reason="the playwright p
 from ghostmixnet.config import make_config  # noqa: E402
 from ghostmixnet.data.cifar import CLASSES, load_cifar10  # noqa: E402
 from ghostmixnet.model.checkpoint import save_atomic  # noqa: E402
-from ghostmixnet.serve.app import create_app, load_served_model  # noqa: E402
+from ghostmixnet.serve.app import create_app  # noqa: E402
+from ghostmixnet.serve.served import load_served_model  # noqa: E402
 from ghostmixnet.serve.uploads import Limits  # noqa: E402
 
 # What a sandboxed, offline machine needs: no GPU, no sandbox as root, no background connections.

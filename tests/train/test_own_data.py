@@ -114,7 +114,8 @@ def test_class_names_reach_serve_model_and_its_answers(folder_run, class_folder)
     pytest.importorskip("httpx")
     from fastapi.testclient import TestClient
 
-    from ghostmixnet.serve.app import create_app, load_served_model
+    from ghostmixnet.serve.app import create_app
+    from ghostmixnet.serve.served import load_served_model
 
     served = load_served_model(folder_run, torch.device("cpu"))
     client = TestClient(create_app(served))

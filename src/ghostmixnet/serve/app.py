@@ -10,7 +10,6 @@ Every refusal is a JSON ``{"error": ...}`` with a 4xx status, and the server sta
 # No `from __future__ import annotations`: FastAPI reads the routes' annotations as real types.
 import asyncio
 import time
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -19,13 +18,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..device import resolve_device
 from ..infer.calibrate import UNSURE
-from ..model.weights import PRETRAINED
-from .served import CHECK_IMAGES, ServedModel, load_served_model
+from .served import ServedModel
 from .uploads import DEFAULT_LIMITS, BadInput, Limits, decode_image, parse_multipart, png_data_url, read_limited
-
-__all__ = ["Batcher", "ServedModel", "create_app", "load_served_model", "serve"]
 
 PAGE = Path(__file__).with_name("static") / "index.html"
 
@@ -176,35 +171,3 @@ def create_app(served: ServedModel, limits: Limits = DEFAULT_LIMITS, max_batch: 
         return answer(served, decoded, logits, limits.top_k, started)
 
     return app
-
-
-def serve(model: Path = Path(PRETRAINED), host: str = "127.0.0.1", port: int = 8000, device: str = "auto",
-          limits: Limits = DEFAULT_LIMITS, runtime: str = "auto", views: int | None = 1, data_dir: Path | None = None,
-          check_images: int = CHECK_IMAGES, engine: str = "uvicorn", replicas: int = 2,
-          log: Callable[[str], None] = print) -> None:
-    """Load ``model`` on ``runtime`` with ``views`` views and serve it until interrupted: with uvicorn in this
-    process, or on Ray Serve (``engine="ray"``) with ``replicas`` replicas."""
-    if engine == "ray":
-        from .ray_engine import serve_on_ray
-
-        return serve_on_ray(model, host, port, limits, runtime, views, data_dir, check_images, replicas, log)
-    try:
-        import uvicorn  # optional: the 'serve' extra
-    except ImportError:
-        raise RuntimeError("serving needs the optional extra: pip install 'ghostmixnet[serve]'") from None
-    served = load_served_model(model, resolve_device(device), runtime, views, data_dir, check_images, log=log)
-    log(describe(served))
-    log(f"serving {served.info['name']} on http://{host}:{port}/ (API docs at /docs)")
-    uvicorn.run(create_app(served, limits), host=host, port=port, log_level="warning")
-
-
-def describe(served: ServedModel) -> str:
-    """One line on how the model is served: runtime, views, measured accuracy and speed, the queue."""
-    info, queue = served.info, served.queue
-    accuracy = info.get("accuracy")
-    measured = (f"{100 * accuracy['served']:.2f}% on {accuracy['images']} {accuracy['split']} images"
-                if accuracy else "accuracy not measured (give --data-dir)")
-    speed = info["speed"]
-    return (f"runtime {info['runtime']}, {served.views} view(s): {measured}; {speed['latency_ms']:.1f} ms for one "
-            f"image, {speed['images_per_s']:.0f} images/s in batches; queue: {queue.workers} worker(s) of "
-            f"{queue.threads} thread(s), batches up to {queue.max_batch} images, window {1000 * queue.window:.1f} ms")

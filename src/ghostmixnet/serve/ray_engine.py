@@ -23,9 +23,9 @@ import numpy as np
 import torch
 
 from ..errors import ServeError
-from .app import PAGE, answer, decode_request, describe, model_description
+from .app import PAGE, answer, decode_request, model_description
 from .choose import cpu_cores
-from .served import load_served_model
+from .served import describe, load_served_model
 from .uploads import BadInput, Limits, read_limited
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")

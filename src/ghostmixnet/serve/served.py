@@ -129,68 +129,16 @@ def load_served_model(path: Path, device: torch.device = CPU, runtime: str | Non
     path = Path(path)
     file = path if path.suffix.lower() == ".onnx" else resolve_checkpoint(path)
     model, cfg, contents = load_classifier(file)
-    classes = model_classes(model, cfg)
-    module = model if isinstance(model, torch.nn.Module) else None
-    source = Source(module, cfg, file, calibration_of(contents, str(file)))
+    source = Source(model if isinstance(model, torch.nn.Module) else None, cfg, file,
+                    calibration_of(contents, str(file)))
     runtime = runtime or ("torch" if source.model is not None else "onnxruntime")
     views = default_views(cfg) if views is None else views
     if views not in VIEWS:
         raise ServeError(f"--views must be one of {', '.join(map(str, VIEWS))}, not {views}")
-    shift = cfg.tta_shift if cfg is not None and cfg.tta_shift else DEFAULT_SHIFT
-    normalization = cfg.normalization if cfg is not None else None
-    folder = Path(cache) if cache is not None else cache_dir("serve")
-    data = check_data(cfg, data_dir, check_images)
-    record = Record(folder)
-    cores = (cores or cpu_cores()) if device.type == "cpu" else 1
-    measured: dict[str, tuple[Speed, Accuracy | None, Path | None]] = {}
-    reference: list[np.ndarray] = []  # PyTorch fp32's single-view predictions, computed once when needed
-
-    def torch_reference() -> np.ndarray | None:
-        if source.model is None or data is None:
-            return None
-        if not reference:
-            kept = record.path("reference", source.digest, data.key).with_suffix(".npy")
-            try:
-                reference.append(np.load(kept, allow_pickle=False))
-            except (OSError, ValueError):
-                log(f"measuring PyTorch fp32 on {len(data.images)} {data.split} images (once; kept in {folder})")
-                reference.append(predictions(open_classifier("torch", source, None, cores, device), data.images, 1,
-                                             shift, normalization))
-                folder.mkdir(parents=True, exist_ok=True)
-                with atomic_open(kept, "wb") as f:
-                    np.save(f, reference[0], allow_pickle=False)
-        return reference[0]
-
-    for name in RUNTIMES if runtime == "auto" else (runtime,):
-        reason = available(name, source)
-        if reason is None and name in INT8 and data is None:
-            reason = f"{name}: needs the model's training images to calibrate on: give --data-dir"
-        if reason is not None:
-            if runtime != "auto":
-                raise ServeError(reason)
-            log(f"auto: skipping {reason}")
-            continue
-        run_file = runtime_file(name, source, data.calibration if data else None, folder, log)
-        key = (name, run_file.name if run_file else f"{source.digest}-{__version__}", str(views))
-
-        def make(threads: int, name: str = name, run_file: Path | None = run_file) -> Classifier:
-            return open_classifier(name, source, run_file, threads, device)
-
-        speed = record.get("speed", Speed, *key, machine(), str(device), str(cores))
-        if speed is None:
-            log(f"timing {name} with {views} view(s) on this machine (once; kept in {folder})")
-            speed = measure_speed(make, views, cores)
-            record.put("speed", speed, *key, machine(), str(device), str(cores))
-        accuracy = None
-        if data is not None:
-            accuracy = record.get("accuracy", Accuracy, *key, data.key)
-            if accuracy is None:
-                ref = torch_reference()
-                log(f"measuring {name}'s accuracy on {len(data.images)} {data.split} images (once)")
-                accuracy = measure_accuracy(make(cores), ref, data.images, data.labels, data.split, views, shift,
-                                            normalization, single=ref if name == "torch" else None)
-                record.put("accuracy", accuracy, *key, data.key)
-        measured[name] = (speed, accuracy, run_file)
+    bench = Measurements(source, views, check_data(cfg, data_dir, check_images),
+                         Path(cache) if cache is not None else cache_dir("serve"),
+                         (cores or cpu_cores()) if device.type == "cpu" else 1, device, log)
+    measured = {name: bench.measure(name) for name in bench.candidates(runtime)}
     if not measured:
         raise ServeError("no runtime can serve this model here; install one: pip install 'ghostmixnet[deploy]'")
     chosen = pick({n: (s, a) for n, (s, a, _) in measured.items()}, log) if runtime == "auto" else runtime
@@ -199,13 +147,101 @@ def load_served_model(path: Path, device: torch.device = CPU, runtime: str | Non
     if chosen == "torch" and device.type == "cpu":
         torch.set_num_threads(queue.threads)  # PyTorch's thread count is per process
     classifiers = [open_classifier(chosen, source, run_file, queue.threads, device) for _ in range(queue.workers)]
+    classes = model_classes(model, cfg)
     info = _describe(source, classes, file, contents)
     info.update(runtime=chosen, views=views, runtime_file=str(run_file) if run_file else None,
                 accuracy=asdict(accuracy) if accuracy else None, speed=asdict(speed), queue=asdict(queue),
-                alternatives={n: {"images_per_s": s.images_per_s,
-                                  "single_view_accuracy": a.single_view if a else None}
+                alternatives={n: {"images_per_s": s.images_per_s, "single_view_accuracy": a.single_view if a else None}
                               for n, (s, a, _) in measured.items()})
-    return ServedModel(classifiers, info, views, shift, source.calibration, classes, normalization, queue, device)
+    return ServedModel(classifiers, info, views, bench.shift, source.calibration, classes, bench.normalization, queue,
+                       device)
+
+
+class Measurements:
+    """Each runtime's file, speed and accuracy for one model and views: read from the cache folder, or made and
+    measured there the first time. PyTorch fp32's single-view predictions, the reference every accuracy is
+    compared with, are computed once and kept too."""
+
+    def __init__(self, source: Source, views: int, data: CheckData | None, folder: Path, cores: int,
+                 device: torch.device, log: Callable[[str], None]) -> None:
+        self.source, self.views, self.data, self.folder = source, views, data, folder
+        self.cores, self.device, self.log, self.record = cores, device, log, Record(folder)
+        cfg = source.cfg
+        self.shift = cfg.tta_shift if cfg is not None and cfg.tta_shift else DEFAULT_SHIFT
+        self.normalization = cfg.normalization if cfg is not None else None
+        self._reference: np.ndarray | None = None
+
+    def candidates(self, runtime: str) -> list[str]:
+        """The runtimes to measure: ``runtime`` itself (refused in one line if it cannot serve here), or for
+        ``auto`` every runtime that can, each one left out logged with why."""
+        names = []
+        for name in RUNTIMES if runtime == "auto" else (runtime,):
+            reason = available(name, self.source)
+            if reason is None and name in INT8 and self.data is None:
+                reason = f"{name}: needs the model's training images to calibrate on: give --data-dir"
+            if reason is None:
+                names.append(name)
+            elif runtime == "auto":
+                self.log(f"auto: skipping {reason}")
+            else:
+                raise ServeError(reason)
+        return names
+
+    def measure(self, name: str) -> tuple[Speed, Accuracy | None, Path | None]:
+        """``name``'s speed on this machine, its accuracy on the check images (None without them), its file."""
+        data = self.data
+        run_file = runtime_file(name, self.source, data.calibration if data else None, self.folder, self.log)
+        key = (name, run_file.name if run_file else f"{self.source.digest}-{__version__}", str(self.views))
+        where = (machine(), str(self.device), str(self.cores))
+
+        def make(threads: int) -> Classifier:
+            return open_classifier(name, self.source, run_file, threads, self.device)
+
+        speed = self.record.get("speed", Speed, *key, *where)
+        if speed is None:
+            self.log(f"timing {name} with {self.views} view(s) on this machine (once; kept in {self.folder})")
+            speed = measure_speed(make, self.views, self.cores)
+            self.record.put("speed", speed, *key, *where)
+        if data is None:
+            return speed, None, run_file
+        accuracy = self.record.get("accuracy", Accuracy, *key, data.key)
+        if accuracy is None:
+            reference = self.reference()
+            self.log(f"measuring {name}'s accuracy on {len(data.images)} {data.split} images (once)")
+            accuracy = measure_accuracy(make(self.cores), reference, data.images, data.labels, data.split, self.views,
+                                        self.shift, self.normalization, single=reference if name == "torch" else None)
+            self.record.put("accuracy", accuracy, *key, data.key)
+        return speed, accuracy, run_file
+
+    def reference(self) -> np.ndarray | None:
+        """PyTorch fp32's single-view predictions on the check images (None for an ONNX file given alone)."""
+        if self.source.model is None or self.data is None:
+            return None
+        if self._reference is None:
+            kept = self.record.path("reference", self.source.digest, self.data.key).with_suffix(".npy")
+            try:
+                self._reference = np.load(kept, allow_pickle=False)
+            except (OSError, ValueError):
+                self.log(f"measuring PyTorch fp32 on {len(self.data.images)} {self.data.split} images (once; kept "
+                         f"in {self.folder})")
+                classify = open_classifier("torch", self.source, None, self.cores, self.device)
+                self._reference = predictions(classify, self.data.images, 1, self.shift, self.normalization)
+                self.folder.mkdir(parents=True, exist_ok=True)
+                with atomic_open(kept, "wb") as f:
+                    np.save(f, self._reference, allow_pickle=False)
+        return self._reference
+
+
+def describe(served: ServedModel) -> str:
+    """One line on how the model is served: runtime, views, measured accuracy and speed, the queue."""
+    info, queue = served.info, served.queue
+    accuracy = info.get("accuracy")
+    measured = (f"{100 * accuracy['served']:.2f}% on {accuracy['images']} {accuracy['split']} images"
+                if accuracy else "accuracy not measured (give --data-dir)")
+    speed = info["speed"]
+    return (f"runtime {info['runtime']}, {served.views} view(s): {measured}; {speed['latency_ms']:.1f} ms for one "
+            f"image, {speed['images_per_s']:.0f} images/s in batches; queue: {queue.workers} worker(s) of "
+            f"{queue.threads} thread(s), batches up to {queue.max_batch} images, window {1000 * queue.window:.1f} ms")
 
 
 def _describe(source: Source, classes: tuple[str, ...], file: Path, contents: dict[str, Any]) -> dict[str, Any]:
