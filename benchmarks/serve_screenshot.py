@@ -30,11 +30,12 @@ FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-
          "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
 
-def serve_in_thread(model: str) -> tuple[uvicorn.Server, str]:
+def serve_in_thread(model: str, data_dir: Path) -> tuple[uvicorn.Server, str]:
+    """The service as ``ghostmixnet serve MODEL --data-dir DATA_DIR`` runs it (auto runtime, one view)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    app = create_app(load_served_model(Path(model), torch.device("cpu")))
+    app = create_app(load_served_model(Path(model), torch.device("cpu"), "auto", 1, data_dir))
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     threading.Thread(target=server.run, daemon=True).start()
     deadline = time.time() + 60
@@ -66,7 +67,7 @@ def main(argv: list[str] | None = None) -> None:
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     if chromium is None:
         raise SystemExit("no Chromium found (Debian: apt-get install chromium)")
-    server, url = serve_in_thread(args.model)
+    server, url = serve_in_thread(args.model, args.data_dir)
     try:
         with tempfile.TemporaryDirectory() as tmp, sync_playwright() as pw:
             files = images(args.data_dir, Path(tmp), [int(i) for i in args.images.split(",")])
