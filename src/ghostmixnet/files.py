@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import errno
 import os
+import stat
 import sys
 import tempfile
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
+
+from .errors import DataError
 
 try:
     import fcntl
@@ -122,6 +125,60 @@ def exclusive_lock(path: Path, busy: str) -> Iterator[None]:
             # one that opens the path afterwards makes a new file and goes ahead.
             Path(path).unlink(missing_ok=True)
             fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def entry_problem(path: Path) -> str | None:
+    """What keeps ``path`` from being read as a regular file, as a predicate ("is a folder"; None: it can be
+    read): missing, a dangling link, a link loop, a folder, a FIFO, a socket, a device, unreadable. Decided from
+    ``stat`` alone, so it never blocks (opening a FIFO for reading waits for a writer forever)."""
+    path = Path(path)
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        return "is a dangling symbolic link" if path.is_symlink() else "does not exist"
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            return "is a symbolic link that loops"
+        return f"cannot be read ({e.strerror or e})"
+    for test, kind in ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a named pipe (FIFO)"),
+                       (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a device"), (stat.S_ISBLK, "a device")):
+        if test(mode):
+            return f"is {kind}, not a file"
+    if not os.access(path, os.R_OK):
+        return "is not readable (permission denied)"
+    return None
+
+
+@contextmanager
+def open_regular(path: Path, what: str = "file") -> Iterator[IO[bytes]]:
+    """``path`` opened for reading in binary if it is a readable regular file; else a :class:`DataError` in one
+    line naming it and what it is. Opened without blocking and checked again on the open descriptor, so an
+    entry swapped for a FIFO between the check and the open still cannot hang the process."""
+    require_regular(path, what)
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except OSError as e:
+        raise DataError(f"cannot read {what} {path}: {e.strerror or e}") from None
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise DataError(f"cannot read {what} {path}: it is not a regular file")
+        yield f
+
+
+def read_regular(path: Path, what: str = "file") -> bytes:
+    """The bytes of ``path`` (:func:`open_regular`); a read that fails is a :class:`DataError` too."""
+    with open_regular(path, what) as f:
+        try:
+            return f.read()
+        except OSError as e:
+            raise DataError(f"cannot read {what} {path}: {e.strerror or e}") from None
+
+
+def require_regular(path: Path, what: str = "file") -> None:
+    """A :class:`DataError` in one line unless ``path`` is a readable regular file (:func:`entry_problem`)."""
+    problem = entry_problem(path)
+    if problem is not None:
+        raise DataError(f"cannot read {what} {path}: it {problem}")
 
 
 def cache_dir(kind: str) -> Path:

@@ -52,8 +52,14 @@ def test_download_failure_is_one_clear_error(tmp_path, monkeypatch):
     ([1, 2], "not the dict"),
     ({b"labels": [1]}, "no 'data' entry"),
     ({b"data": np.zeros((2, 10), np.uint8), b"labels": [1, 2]}, "shape"),
-    ({b"data": np.zeros((2, 3072), np.uint8), b"labels": [1]}, "list of 2 ints"),
-    ({b"data": np.zeros((1, 3072), np.uint8), b"labels": [12]}, "labels must be in 0..9"),
+    ({b"data": np.zeros((2, 3072), np.uint8), b"labels": [1]}, "holds 1 labels for 2 images"),
+    ({b"data": np.zeros((1, 3072), np.uint8), b"labels": [12]}, r"integer labels in 0..9; found 12..12"),
+    # the wrong type of label, which NumPy would have converted without a word
+    ({b"data": np.zeros((2, 3072), np.uint8), b"labels": [1, 2.5]}, r"'labels'.*item 1 is 2.5 \(float\)"),
+    ({b"data": np.zeros((2, 3072), np.uint8), b"labels": [True, 0]}, r"item 0 is True \(bool\)"),
+    ({b"data": np.zeros((2, 3072), np.uint8), b"labels": ["1", "2"]}, r"item 0 is '1' \(str\)"),
+    ({b"data": np.zeros((2, 3072), np.uint8), b"labels": np.array([1.0, float("nan")])}, "array of float64"),
+    ({b"data": np.zeros((2, 3072), np.uint8), b"labels": {1: 2}}, "got a dict"),
 ])
 def test_malformed_batches(tmp_path, payload, message):
     (tmp_path / "b").write_bytes(pickle.dumps(payload))

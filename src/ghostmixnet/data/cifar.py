@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DataError
-from .pickles import get_entry, safe_unpickle
+from .pickles import get_entry, integer_labels, safe_unpickle
 
 CIFAR_FOLDER = "cifar-10-batches-py"
 CIFAR_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
@@ -23,16 +23,8 @@ STD = (0.2470, 0.2435, 0.2616)
 def read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     """One official CIFAR-10 batch file as (N, 32, 32, 3) uint8 images and (N,) int64 labels."""
     d = safe_unpickle(path)
-    images, labels = image_rows(get_entry(d, "data", path), path), get_entry(d, "labels", path)
-    if not isinstance(labels, (list, np.ndarray)) or len(labels) != len(images):
-        raise DataError(f"{path}: 'labels' must be a list of {len(images)} ints")
-    try:
-        labels = np.asarray(labels, dtype=np.int64)
-    except (TypeError, ValueError):
-        raise DataError(f"{path}: 'labels' must hold ints") from None
-    if labels.size and (labels.min() < 0 or labels.max() >= len(CLASSES)):
-        raise DataError(f"{path}: labels must be in 0..{len(CLASSES) - 1}, found {labels.min()}..{labels.max()}")
-    return images, labels
+    images = image_rows(get_entry(d, "data", path), path)
+    return images, integer_labels(get_entry(d, "labels", path), path, "labels", len(images), len(CLASSES))
 
 
 def image_rows(rows: object, path: Path) -> np.ndarray:

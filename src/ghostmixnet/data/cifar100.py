@@ -6,11 +6,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
-
 from ..errors import DataError
 from .cifar import ArraySet, download_archive, image_rows
-from .pickles import get_entry, safe_unpickle
+from .pickles import get_entry, integer_labels, safe_unpickle
 
 FOLDER = "cifar-100-python"
 URL = "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz"
@@ -53,17 +51,9 @@ def read_split(path: Path, labels: str = "fine") -> ArraySet:
     if labels not in LABELS:
         raise ValueError(f"labels must be one of {', '.join(LABELS)}, got {labels!r}")
     d = safe_unpickle(path)
-    images, targets = image_rows(get_entry(d, "data", path), path), get_entry(d, f"{labels}_labels", path)
-    try:
-        targets = np.asarray(targets, dtype=np.int64)
-    except (TypeError, ValueError):
-        raise DataError(f"{path}: '{labels}_labels' must hold ints") from None
-    if targets.shape != (len(images),):
-        raise DataError(f"{path}: '{labels}_labels' must hold {len(images)} labels, one per image")
-    if targets.size and (targets.min() < 0 or targets.max() >= LABELS[labels]):
-        raise DataError(f"{path}: {labels} labels must be in 0..{LABELS[labels] - 1}, found "
-                        f"{targets.min()}..{targets.max()}")
-    return ArraySet(images, targets)
+    images = image_rows(get_entry(d, "data", path), path)
+    field = f"{labels}_labels"
+    return ArraySet(images, integer_labels(get_entry(d, field, path), path, field, len(images), LABELS[labels]))
 
 
 def load_cifar100(data_dir: Path, train: bool, labels: str = "fine",

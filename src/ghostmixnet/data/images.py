@@ -14,6 +14,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from ..errors import DataError
+from ..files import open_regular
 
 
 @dataclass
@@ -70,7 +71,7 @@ claim a picture of gigabytes. 40 million admits any camera's photo."""
 
 
 class ImageError(DataError):
-    """An image that cannot be used; ``reason`` is ``too_large``, ``not_an_image`` or ``corrupt``."""
+    """An image that cannot be used; ``reason`` is ``too_large``, ``not_an_image``, ``corrupt`` or ``not_a_file``."""
 
     def __init__(self, message: str, reason: str) -> None:
         super().__init__(message)
@@ -110,5 +111,12 @@ def read_image(source: Path | BinaryIO, name: Path | str,
 
 
 def load_image(path: Path, max_pixels: int = MAX_PIXELS) -> tuple[np.ndarray, ImageInput]:
-    """One image file as :func:`read_image` reads it."""
-    return read_image(path, path, max_pixels)
+    """One image file as :func:`read_image` reads it; an entry that is not a readable file (a folder, a FIFO, a
+    dangling link...) is an :class:`ImageError` saying what it is, without blocking."""
+    try:
+        with open_regular(path, "image") as f:
+            return read_image(f, path, max_pixels)
+    except ImageError:
+        raise
+    except DataError as e:
+        raise ImageError(str(e), "not_a_file") from None

@@ -11,7 +11,7 @@ from typing import Any
 from ..config import config_of
 from ..files import check_writable
 from ..model.checkpoint import load_checkpoint, resolve_checkpoint
-from ..model.weights import sha256_of, write_weights
+from ..model.weights import check_stem, sha256_of, write_weights
 
 
 def pack_checkpoint(checkpoint: Path | str, out_dir: Path, stem: str | None = None,
@@ -22,6 +22,8 @@ def pack_checkpoint(checkpoint: Path | str, out_dir: Path, stem: str | None = No
     weights file given instead keeps what its metadata recorded. ``stem`` defaults to ``MODEL_DATASET``
     (``ghostmixnet_cifar10``, ``ghostmixnet_folder``, ...).
     ``echo`` is told what was written."""
+    if stem is not None:
+        check_stem(stem)  # refused now, not as a file that every command then refuses
     path = resolve_checkpoint(Path(checkpoint))
     check_writable(out_dir, folder=True)
     ckpt = load_checkpoint(path)

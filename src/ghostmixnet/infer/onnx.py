@@ -12,6 +12,7 @@ import torch
 from ..config import TrainConfig
 from ..data.cifar import CLASSES
 from ..errors import ExportError
+from ..files import entry_problem
 
 
 class OnnxClassifier:
@@ -23,8 +24,9 @@ class OnnxClassifier:
         import onnxruntime as ort  # optional: the 'deploy' extra
 
         path = self.path = Path(path)
-        if not path.is_file():
-            raise ExportError(f"ONNX file {path} does not exist")
+        problem = entry_problem(path)
+        if problem is not None:
+            raise ExportError(f"ONNX file {path} {problem}")
         options = ort.SessionOptions()
         if threads:
             options.intra_op_num_threads = threads

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from ..errors import CheckpointError
-from ..files import atomic_open
+from ..files import atomic_open, entry_problem
 from .architectures import CifarNet, build_architecture
 from .weights import is_shipped, names_shipped, read_weights, shipped_weights
 
@@ -77,8 +77,9 @@ def resolve_checkpoint(path: Path) -> Path:
         if (path / "best.pt").is_file():
             return path / "best.pt"
         raise CheckpointError(f"{path} is a folder without best.pt; name a checkpoint file (a run's best.pt)")
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint {path} does not exist")
+    problem = entry_problem(path)
+    if problem is not None:  # missing, a FIFO, a dangling link...: never opened, so never blocking
+        raise CheckpointError(f"checkpoint {path} {problem}")
     return path
 
 

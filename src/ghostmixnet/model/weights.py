@@ -35,6 +35,19 @@ def names_shipped(path: Path | str) -> bool:
 
 
 NAME = re.compile(r"^(?P<stem>[A-Za-z0-9_.]+)-(?P<hash>[0-9a-f]{8})\.safetensors$")
+STEM = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.]{0,199}$")
+"""What may come before the hash in a weights file's name: what :data:`NAME` reads back, not hidden, not
+longer than file systems allow."""
+
+
+def check_stem(stem: str) -> str:
+    """``stem`` if a weights file named by it is one that every command reads back; else a one-line
+    :class:`WeightsError` saying what is allowed and suggesting a name that is."""
+    if not isinstance(stem, str) or not STEM.match(stem):
+        suggestion = re.sub(r"[^A-Za-z0-9_.]", "_", str(stem)).lstrip(".")[:200] or "my_model"
+        raise WeightsError(f"--name {stem!r} cannot name a weights file: use letters, digits, '_' and '.' only (not "
+                           f"first), at most 200 characters, since '-HASH8' follows it; e.g. --name {suggestion}")
+    return stem
 
 
 def sha256_of(path: Path) -> str:
@@ -104,6 +117,7 @@ def write_weights(state_dict: dict[str, torch.Tensor], config: Any, out_dir: Pat
     """Write ``state_dict`` in half precision (integer buffers as they are) with ``config`` (the run's config, as
     a dict or an object with ``to_dict``: what rebuilds the model) and ``metadata`` as
     ``out_dir/STEM-HASH8.safetensors``; returns the path."""
+    check_stem(stem)
     config = config.to_dict() if hasattr(config, "to_dict") else dict(config)
     tensors = {k: (v.detach().half() if v.is_floating_point() else v.detach()).contiguous().cpu()
                for k, v in state_dict.items()}

@@ -11,6 +11,7 @@ import numpy as np
 from ..checks import count
 from ..data.images import IMAGE_EXTENSIONS, MAX_PIXELS, ImageInput, load_image
 from ..errors import DataError
+from ..files import entry_problem
 
 PICKLE_EXTENSIONS = {".pkl", ".pickle", ".p"}
 
@@ -32,8 +33,8 @@ def collect_images(inputs: Sequence[Path], echo: Callable[[str], None] | None = 
             paths += sorted(found)
         elif p.is_file():
             paths.append(p)
-        else:
-            raise DataError(f"input {p} does not exist")
+        else:  # missing, or an entry that is no file (a FIFO would block a reader): say which
+            raise DataError(f"input {p} {entry_problem(p)}")
     return paths
 
 
