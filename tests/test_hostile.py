@@ -393,8 +393,36 @@ def test_a_full_disk_says_so_and_keeps_the_previous_checkpoint(tmp_path, monkeyp
                            "data/0: file write failed")
 
     monkeypatch.setattr(torch, "save", full)
-    with pytest.raises(OSError, match=r"no space left on the disk holding .* the previous last.pt is intact"):
+    with pytest.raises(OSError, match=r"the write stopped part-way \(\[enforce fail.*the previous last.pt is intact"):
+        save_atomic({"model": {}, "config": {}}, path)  # the disk has room: PyTorch's words, said as a failed write
+    import os
+
+    class Full:
+        f_bavail, f_frsize = 3, 4096
+
+    monkeypatch.setattr(os, "statvfs", lambda _: Full)
+    with pytest.raises(OSError, match=r"no space left on the disk holding .* while writing .*last.pt; the previous "
+                                      r"last.pt is intact: free some space"):
         save_atomic({"model": {}, "config": {}}, path)
+    assert path.read_bytes() == before and [p.name for p in tmp_path.iterdir()] == ["last.pt"]
+
+
+def test_a_file_size_limit_reached_mid_checkpoint_says_so_and_keeps_the_previous_one(tmp_path):
+    """The real thing, not a mock: a process under RLIMIT_FSIZE saves a checkpoint larger than its limit."""
+    import subprocess
+    import sys
+
+    path = tmp_path / "last.pt"
+    save_atomic({"model": {"w": torch.zeros(4)}, "config": {}}, path)
+    before = path.read_bytes()
+    script = ("import resource, torch; from ghostmixnet.model.checkpoint import save_atomic; "
+              "resource.setrlimit(resource.RLIMIT_FSIZE, (200_000, resource.RLIM_INFINITY)); "
+              f"save_atomic({{'model': {{'w': torch.zeros(500_000)}}, 'config': {{}}}}, {str(path)!r})")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    last = result.stderr.strip().splitlines()[-1]
+    assert result.returncode == 1 and "enforce fail" not in last, result.stderr
+    assert last.startswith("OSError: [Errno 27] the file-size limit (ulimit -f, 200,000 bytes) was reached while "
+                           f"writing {path}; the previous last.pt is intact"), last
     assert path.read_bytes() == before and [p.name for p in tmp_path.iterdir()] == ["last.pt"]
 
 

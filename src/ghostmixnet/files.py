@@ -43,11 +43,13 @@ def atomic_open(path: Path, mode: str = "w", keep_previous: Path | None = None, 
         os.replace(tmp, path)
         _fsync_dir(path.parent)
     except BaseException as e:
+        written = os.path.getsize(tmp) if os.path.exists(tmp) else 0
         Path(tmp).unlink(missing_ok=True)
-        if _disk_full(e):
+        exhausted = _exhausted(e, path.parent, written)
+        if exhausted is not None:
+            code, what, advice = exhausted
             kept = f"the previous {path.name} is intact" if path.exists() else "nothing was written"
-            raise OSError(errno.ENOSPC, f"no space left on the disk holding {path.parent} to write {path.name}; "
-                                        f"{kept}: free some space and try again") from None
+            raise OSError(code, f"{what} while writing {path}; {kept}: {advice}") from None
         raise
 
 
@@ -58,11 +60,37 @@ def _umask() -> int:
     return mask
 
 
-def _disk_full(error: BaseException) -> bool:
-    """Whether a failed write ran out of disk space: ENOSPC, or PyTorch's zip writer's own words for it."""
-    if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
-        return True
-    return isinstance(error, RuntimeError) and "write failed" in str(error)
+def _exhausted(error: BaseException, folder: Path, written: int) -> tuple[int, str, str] | None:
+    """If a failed write ran out of a resource: its errno, what ran out, and what to do; else None. PyTorch's zip
+    writer reports any failed write in its own words ("unexpected pos", "write failed"), so for those the
+    resources are looked at: the file-size limit against what was written, and the disk's free space."""
+    code = error.errno if isinstance(error, OSError) else None
+    if code in (errno.ENOSPC, errno.EDQUOT):
+        return code, f"no space left on the disk holding {folder}", "free some space and try again"
+    if code == errno.EFBIG:
+        return code, "the file-size limit (ulimit -f) was reached", "raise the limit and try again"
+    if code in (errno.EMFILE, errno.ENFILE):
+        return code, "too many files are open", "close some programs or raise the limit (ulimit -n)"
+    if not (isinstance(error, RuntimeError) and any(w in str(error) for w in ("write failed", "unexpected pos",
+                                                                               "PytorchStreamWriter"))):
+        return None
+    try:
+        import resource
+
+        limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+    except (ImportError, OSError, ValueError):
+        limit = -1
+    if 0 <= limit <= written + (1 << 16):
+        return errno.EFBIG, f"the file-size limit (ulimit -f, {limit:,} bytes) was reached", \
+            "raise the limit and try again"
+    try:
+        free = os.statvfs(folder).f_bavail * os.statvfs(folder).f_frsize
+    except (AttributeError, OSError):
+        free = None
+    if free is not None and free < (1 << 20):
+        return errno.ENOSPC, f"no space left on the disk holding {folder}", "free some space and try again"
+    first = str(error).splitlines()[0] if str(error) else type(error).__name__
+    return errno.EIO, f"the write stopped part-way ({first})", "check the disk and try again"
 
 
 def check_output(out: Path, inputs: Iterable[Path], flag: str = "--out") -> None:

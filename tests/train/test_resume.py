@@ -236,3 +236,27 @@ def test_a_resolution_schedule_trains_its_sizes_and_resumes_bit_exactly_mid_sche
     train(cfg, cifar_dir, tmp_path / "resumed", resume=True, echo=quiet)
     assert sizes == [32] * 7
     _same_weights(tmp_path / "straight", tmp_path / "resumed")
+
+
+def test_an_edited_config_json_is_reported_kept_aside_and_not_used(cifar_dir, tmp_path, tiny_config):
+    from ghostmixnet.train.resume import resume_config
+
+    cfg = tiny_config(epochs=2)
+    train(cfg, cifar_dir, tmp_path / "run", stop_after=1, echo=quiet)
+    config_json = tmp_path / "run" / "config.json"
+    lines = []
+    resume_config(tmp_path / "run", {}, log=lines.append)
+    assert lines == []  # the file as the run wrote it: nothing to say
+    edited = json.loads(config_json.read_text()) | {"lr": 0.5, "label_smoothing": 0.3}
+    config_json.write_text(json.dumps(edited))
+    resumed, _ = resume_config(tmp_path / "run", {}, log=lines.append)
+    assert resumed.lr == cfg.lr and resumed.label_smoothing == cfg.label_smoothing  # the run's own settings
+    assert len(lines) == 1 and "was edited since the run wrote it" in lines[0]
+    assert f"label_smoothing (0.3 there, {cfg.label_smoothing!r} in the run), lr (0.5 there, {cfg.lr!r} in the run)" \
+        in lines[0]
+    assert json.loads((tmp_path / "run" / "config.edited.json").read_text()) == edited  # not lost
+    config_json.write_text("{not json")
+    lines.clear()
+    resume_config(tmp_path / "run", {}, log=lines.append)
+    assert "is no longer a JSON object of settings" in lines[0]
+    assert (tmp_path / "run" / "config.edited.json").read_text() == "{not json"

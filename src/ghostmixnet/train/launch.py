@@ -30,7 +30,7 @@ def launch(recipe: str | None, overrides: dict[str, Any], *, data_dir: Path | No
         raise ValueError(f"--resume continues the run in {resume} in place; --out {out} does not apply: "
                          "drop --out (copy the run folder first to continue a copy)")
     if resume is not None:
-        cfg, recorded = resume_config(Path(resume), overrides, recipe)
+        cfg, recorded = resume_config(Path(resume), overrides, recipe, log=echo)
         data_dir, out = data_dir or recorded, resume
     else:
         cfg = make_config(recipe or "paper", **overrides)

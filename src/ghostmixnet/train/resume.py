@@ -18,6 +18,7 @@ from typing import Any
 from ..config import COMPUTE_FIELDS, RECIPE_FIELDS, TrainConfig, config_of
 from ..data.sources import name_list
 from ..errors import CheckpointError, RunError
+from ..files import write_text_atomic
 from ..model.checkpoint import load_checkpoint, load_weights, unwrap
 from .loop import EpochTotals
 from .parts import Training
@@ -103,19 +104,53 @@ def restore_training(t: Training, ckpt: dict[str, Any], path: Path, processes: i
     return state
 
 
-def resume_config(out_dir: Path, overrides: dict[str, Any], recipe: str | None = None) -> tuple[TrainConfig, Path]:
+def resume_config(out_dir: Path, overrides: dict[str, Any], recipe: str | None = None,
+                  log: Callable[[str], None] = print) -> tuple[TrainConfig, Path]:
     """The config to continue the run in ``out_dir`` with, and the data folder it used: its own recipe (run
     for ``epochs`` if that is given) computed as the ``overrides`` of compute settings say; an override of any
-    other recipe field is refused."""
+    other recipe field is refused. A config.json edited by hand is reported (:func:`report_edited_config`)."""
     ckpt, path = load_resume_checkpoint(out_dir, log=lambda _: None)  # train() says which file it uses
     saved = config_of(ckpt, path)
     del ckpt
+    report_edited_config(out_dir, saved, log)
     asked = {**overrides, **({"recipe": recipe} if recipe is not None else {})}
     check_resumable(asked, saved, out_dir)
     learned = dataclasses.replace(saved.recipe_config(), epochs=overrides.get(RUN_LONGER, saved.epochs))
     compute = dataclasses.replace(saved.compute_config(), **{k: v for k, v in overrides.items() if k in COMPUTE_FIELDS})
     run = json.loads((out_dir / "run.json").read_text()) if (out_dir / "run.json").is_file() else {}
     return TrainConfig.of(learned, compute), Path(run.get("data_dir", "data"))
+
+
+def report_edited_config(out_dir: Path, saved: TrainConfig, log: Callable[[str], None]) -> None:
+    """A run folder's config.json that no longer matches the run's own record (the config in its checkpoint) is
+    neither used silently nor overwritten silently: say which settings differ and that the run's own are kept
+    (only they continue it exactly), and keep the edited file as ``config.edited.json`` before the run writes
+    config.json again."""
+    path = out_dir / "config.json"
+    if not path.is_file():
+        return
+    ours = json.loads(json.dumps(saved.to_dict()))  # as JSON has it: tuples as lists
+    try:
+        edited = json.loads(path.read_text())
+    except (OSError, ValueError):
+        edited = None
+    if edited == ours:
+        return
+    if isinstance(edited, dict):
+        differ = sorted(k for k in set(edited) | set(ours) if edited.get(k, ...) != ours.get(k, ...))
+        shown = ", ".join(f"{k} ({_shown(edited, k)} there, {_shown(ours, k)} in the run)" for k in differ[:6])
+        what = f"differs from the run's own record in {shown}{' and more' if len(differ) > 6 else ''}"
+    else:
+        what = "is no longer a JSON object of settings"
+    kept = out_dir / "config.edited.json"
+    write_text_atomic(kept, path.read_text(errors="replace"))
+    log(f"{path} was edited since the run wrote it: it {what}. The resumed run keeps its own settings (from its "
+        f"checkpoint), the only ones that continue it exactly, and rewrites config.json; the edited file is kept "
+        f"as {kept}. Change compute settings with flags (e.g. --batch-size), or start a new run with --out")
+
+
+def _shown(config: dict[str, Any], key: str) -> str:
+    return repr(config[key]) if key in config else "absent"
 
 
 def check_resumable(asked: dict[str, Any], saved: TrainConfig, out_dir: Path) -> None:
