@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import DataError
+from ..files import require_regular
 from .pickles import get_entry, integer_labels, safe_unpickle
 
 CIFAR_FOLDER = "cifar-10-batches-py"
@@ -50,6 +52,8 @@ def find_cifar_folder(data_dir: Path, download: bool = False) -> Path:
     for candidate in (data_dir / CIFAR_FOLDER, data_dir):
         if (candidate / TEST_FILE).is_file():
             return candidate
+        if os.path.lexists(candidate / TEST_FILE):  # there, but no file: a FIFO, a folder, a dangling link...
+            require_regular(candidate / TEST_FILE, "data file")
     if download:
         return download_cifar10(data_dir)
     raise DataError(

@@ -24,7 +24,7 @@ from torch import nn
 
 from ..config import TrainConfig
 from ..errors import ExportError
-from ..files import atomic_open, write_text_atomic
+from ..files import atomic_open, entry_problem, write_text_atomic
 from .fold import fold_for_inference
 from .pte import sidecar
 from .runtimes import require
@@ -90,8 +90,9 @@ class MicroClassifier:
     def __init__(self, path: Path, arena: int = 1 << 20) -> None:
         require("tflite-micro")
         path = Path(path)
-        if not path.is_file():
-            raise ExportError(f"LiteRT file {path} does not exist")
+        problem = entry_problem(path)
+        if problem is not None:
+            raise ExportError(f"LiteRT file {path} {problem}")
         try:
             self.interpreter = _interpreter(path.read_bytes(), arena)
             inputs, outputs = self.interpreter.get_input_details(0), self.interpreter.get_output_details(0)

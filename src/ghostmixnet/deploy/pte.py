@@ -17,7 +17,7 @@ from torch import nn
 
 from ..config import TrainConfig
 from ..errors import ExportError
-from ..files import atomic_open, write_text_atomic
+from ..files import atomic_open, entry_problem, write_text_atomic
 from .fold import fold_for_inference
 from .runtimes import require
 
@@ -82,8 +82,9 @@ class PteClassifier:
         from executorch.runtime import Runtime  # optional: the 'executorch' extra
 
         path = Path(path)
-        if not path.is_file():
-            raise ExportError(f"ExecuTorch program {path} does not exist")
+        problem = entry_problem(path)
+        if problem is not None:
+            raise ExportError(f"ExecuTorch program {path} {problem}")
         if threads:
             set_threads(threads)
         try:

@@ -16,7 +16,7 @@ from ..data.course import read_course_file
 from ..data.images import MAX_PIXELS, ImageInput
 from ..device import resolve_device
 from ..errors import DataError
-from ..files import atomic_open, check_output, to_stderr
+from ..files import atomic_open, check_output, entry_problem, to_stderr
 from ..infer.calibrate import UNCALIBRATED, UNSURE, Calibration, calibration_of
 from ..infer.load import load_classifier, model_classes
 from ..infer.logits import Normalization, predict_logits
@@ -50,8 +50,9 @@ def predict_inputs(model: Any, inputs: Sequence[Path], device: torch.device, out
     if any(is_pickle(p) for p in inputs):
         if len(inputs) != 1:
             raise DataError("give either image files and folders, or a single course test pickle, not both")
-        if not Path(inputs[0]).is_file():
-            raise DataError(f"input {inputs[0]} does not exist")
+        problem = entry_problem(Path(inputs[0]))
+        if problem is not None:
+            raise DataError(f"input {inputs[0]} {problem}")
         out = out or Path("submission.csv")
         check_output(out, [*inputs, *reads])
         return _predict_course(model, Path(inputs[0]), device, out, batch_size, tta, tta_shift, echo, classes,

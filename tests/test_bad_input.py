@@ -1,0 +1,273 @@
+"""Bad input by kind, generated: every kind of file-system entry wherever a command reads a path, every field of
+a data batch, every name `pack --name` accepts, driven through the command line as a user would.
+
+Each case runs ``ghostmixnet.cli.main`` in this process under an alarm, and holds the outcome to one rule:
+the command finishes (exit 0), or it exits 1 with exactly one line on standard error, starting ``error:``, with
+no traceback; within ``SECONDS``; and no input file changed. Hypothesis draws the cases (derandomized, so CI
+runs the same ones each time); ``OUTCOMES`` counts what each kind gave, printed at the end of the session
+with ``-s``, for the record.
+"""
+
+import collections
+import hashlib
+import os
+import pickle
+import re
+import signal
+import socket
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from PIL import Image
+
+from ghostmixnet.cli import main
+from ghostmixnet.config import make_config
+from ghostmixnet.model.checkpoint import save_atomic
+from ghostmixnet.model.factory import build_model
+
+SECONDS = 30
+"""The time bound of one command: nothing may block (a FIFO opened for reading waits for a writer forever)."""
+OUTCOMES: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
+SETTINGS = settings(max_examples=25, deadline=None, derandomize=True,
+                    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+
+ENTRY_KINDS = ("regular", "empty", "folder", "fifo", "socket", "device", "dangling link", "link loop", "unreadable",
+               "missing")
+
+
+class Blocked(Exception):
+    pass
+
+
+def _alarm(*_):
+    raise Blocked(f"the command did not finish in {SECONDS} s")
+
+
+def snapshot(folder: Path) -> dict[str, str]:
+    """The hash of every regular file under ``folder`` (links not followed)."""
+    out = {}
+    for root, _, files in os.walk(folder):
+        for name in files:
+            path = Path(root) / name
+            if path.is_file() and not path.is_symlink() and os.access(path, os.R_OK):
+                out[str(path)] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return out
+
+
+def run(argv: list[str], capsys, kind: str, inputs: Path) -> tuple[int, str]:
+    """``main(argv)`` held to the rule above; returns its exit status and standard error."""
+    before = snapshot(inputs)
+    previous = signal.signal(signal.SIGALRM, _alarm)
+    signal.alarm(SECONDS)
+    try:
+        status = main(argv)
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+    captured = capsys.readouterr()
+    err = captured.err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert "Traceback" not in err, err
+    if status != 0:
+        errors = [line for line in lines if line.startswith("error:")]
+        assert status == 1 and len(errors) == 1, (argv, err)
+        assert len(errors[0]) < 600, errors[0]
+    assert snapshot(inputs) == before, "an input file changed"
+    said = re.sub(r"\S*pytest-of-\S*?(?=[:;,)]|\s|$)", "PATH", errors[0][7:]) if status else ""
+    OUTCOMES[kind][f"exit {status}" + (f": {said[:90]}" if status else "")] += 1
+    return status, captured.out + err
+
+
+def make_entry(path: Path, kind: str, content: bytes) -> None:
+    """``path`` as an entry of ``kind``."""
+    if kind == "regular":
+        path.write_bytes(content)
+    elif kind == "empty":
+        path.write_bytes(b"")
+    elif kind == "folder":
+        path.mkdir()
+    elif kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "socket":
+        s = socket.socket(socket.AF_UNIX)
+        s.bind(str(path))
+        s.close()
+    elif kind == "device":
+        path.symlink_to("/dev/zero")  # an endless device: a reader that opened it would never finish
+    elif kind == "dangling link":
+        path.symlink_to(path.parent / "nothing-here")
+    elif kind == "link loop":
+        path.symlink_to(path)
+    elif kind == "unreadable":
+        path.write_bytes(content)
+        path.chmod(0)
+    # "missing": nothing at all
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory) -> Path:
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("model") / "best.pt"
+    save_atomic({"model": build_model("ghostmixnet", width=0.125).state_dict(),
+                 "config": make_config("paper", width=0.125, val_size=50).to_dict(), "epoch": 1}, path)
+    return path
+
+
+def png_bytes(seed: int = 0) -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    Image.fromarray(np.random.default_rng(seed).integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def course_pickle() -> bytes:
+    return pickle.dumps({b"data": np.zeros((3, 3072), np.uint8), b"ids": [1, 2, 3]})
+
+
+SLOTS = {
+    # slot: (what fills it when regular, how the command reads it)
+    "image named": (png_bytes(), lambda m, e, d: ["predict", str(m), str(e)]),
+    "entry in an image folder": (png_bytes(), lambda m, e, d: ["predict", str(m), str(e.parent)]),
+    "entry in an image folder, --skip-bad": (png_bytes(),
+                                             lambda m, e, d: ["predict", str(m), str(e.parent), "--skip-bad"]),
+    "course pickle": (course_pickle(), lambda m, e, d: ["predict", str(m), str(e)]),
+    "model file": (None, lambda m, e, d: ["predict", str(e), str(d / "ok.png")]),
+    "data batch": (None, lambda m, e, d: ["eval", str(m), "--data-dir", str(d), "--batch-size", "64"]),
+}
+
+
+def need_unreadable(kind: str) -> None:
+    if kind == "unreadable" and os.geteuid() == 0:
+        pytest.skip("root reads any file: an unreadable file cannot be made")
+
+
+@pytest.mark.parametrize("kind", ENTRY_KINDS)
+@pytest.mark.parametrize("slot", sorted(SLOTS))
+def test_every_kind_of_entry_where_a_path_is_read(tmp_path_factory, model, cifar_dir, capsys, slot, kind):
+    """Every slot with every kind of entry: the whole product, not a sample (60 cases)."""
+    if kind == "unreadable" and os.geteuid() == 0:
+        OUTCOMES[f"entries: {slot}"]["not made: root reads any file"] += 1
+        return
+    folder = tmp_path_factory.mktemp("entries")
+    (folder / "ok.png").write_bytes(png_bytes(1))
+    content, argv_of = SLOTS[slot]
+    if slot == "model file":
+        content = model.read_bytes()
+    data = folder
+    if slot == "data batch":  # a copy of the tiny CIFAR-10 folder whose test batch is the entry
+        data = folder / "data"
+        (data / "cifar-10-batches-py").mkdir(parents=True)
+        for f in (cifar_dir / "cifar-10-batches-py").iterdir():
+            (data / "cifar-10-batches-py" / f.name).write_bytes(f.read_bytes())
+        entry = data / "cifar-10-batches-py" / "test_batch"
+        content = entry.read_bytes()
+        entry.unlink()
+    else:
+        sub = folder / "images"
+        sub.mkdir()
+        (sub / "first.png").write_bytes(png_bytes(2))
+        suffix = {"course pickle": ".pkl", "model file": ".pt"}.get(slot, ".png")
+        entry = sub / f"entry{suffix}"
+    make_entry(entry, kind, content)
+    try:
+        status, err = run(argv_of(model, entry, data), capsys, f"entries: {slot}", folder)
+    finally:
+        if kind == "unreadable" and entry.exists():
+            entry.chmod(0o600)
+    walked = slot.startswith("entry in an image folder") and kind in ("folder", "missing")  # a subfolder is walked
+    if kind == "regular" or walked:
+        assert status == 0, err
+    elif slot.endswith("--skip-bad"):
+        assert status == 0 and f"skipped {entry}" in err, err  # named, and the other images classified
+    else:
+        assert status == 1, err
+
+
+LABELS = st.one_of(
+    st.lists(st.integers(0, 9), min_size=100, max_size=100),  # fine
+    st.lists(st.integers(-5, 20), min_size=100, max_size=100),  # out of range, maybe
+    st.lists(st.integers(0, 9), min_size=0, max_size=150),  # a length that disagrees, maybe
+    st.lists(st.floats(allow_nan=True), min_size=100, max_size=100),
+    st.lists(st.booleans(), min_size=100, max_size=100),
+    st.lists(st.text(max_size=2), min_size=100, max_size=100),
+    st.just(np.arange(100) % 10), st.just((np.arange(100) % 10).astype(np.float32)),
+    st.just(None), st.just("0123456789"), st.just({0: 1}),
+)
+DATA = st.sampled_from(["uint8 (100, 3072)", "float32 (100, 3072)", "uint8 (100, 3071)", "uint8 (99, 3072)",
+                        "int64 (100, 3072)", "missing"])
+
+
+def eval_batch(tmp_path_factory, model, capsys, batch: dict, kind: str) -> tuple[int, str]:
+    """``eval`` on a data folder whose test batch is ``batch`` (its training batches good)."""
+    folder = tmp_path_factory.mktemp("fields") / "data"
+    (folder / "cifar-10-batches-py").mkdir(parents=True)
+    good = {b"data": np.random.default_rng(0).integers(0, 256, (20, 3072)).astype(np.uint8),
+            b"labels": list(range(10)) * 2}
+    for i in range(1, 6):
+        (folder / "cifar-10-batches-py" / f"data_batch_{i}").write_bytes(pickle.dumps(good))
+    (folder / "cifar-10-batches-py" / "test_batch").write_bytes(pickle.dumps(batch))
+    (folder / "cifar-10-batches-py" / "batches.meta").write_bytes(pickle.dumps({b"label_names": []}))
+    return run(["eval", str(model), "--data-dir", str(folder), "--batch-size", "64"], capsys, kind, folder)
+
+
+IMAGES = np.random.default_rng(1).integers(0, 256, (100, 3072)).astype(np.uint8)
+
+
+@SETTINGS
+@given(labels=LABELS)
+def test_every_kind_of_labels_in_a_data_batch(tmp_path_factory, model, capsys, labels):
+    status, err = eval_batch(tmp_path_factory, model, capsys, {b"data": IMAGES, b"labels": labels},
+                             "fields: a test batch's labels")
+    fine = (isinstance(labels, (list, np.ndarray)) and len(labels) == 100
+            and (labels.dtype.kind in "iu" if isinstance(labels, np.ndarray) else
+                 all(isinstance(v, int) and not isinstance(v, bool) for v in labels))
+            and all(0 <= v <= 9 for v in labels))
+    assert (status == 0) == fine, (labels, err)
+    if not fine:
+        assert "test_batch: field 'labels'" in err, err  # the file and the field named
+
+
+@SETTINGS
+@given(data=DATA)
+def test_every_kind_of_image_data_in_a_data_batch(tmp_path_factory, model, capsys, data):
+    batch = {b"labels": list(range(10)) * 10}
+    if data != "missing":
+        dtype, shape = data.split(" ", 1)
+        batch[b"data"] = np.zeros(eval(shape), dtype)  # noqa: S307 - our own literal shapes
+    status, err = eval_batch(tmp_path_factory, model, capsys, batch, "fields: a test batch's images")
+    assert (status == 0) == (data == "uint8 (100, 3072)"), (data, err)
+    if status:
+        assert "test_batch" in err and ("'data'" in err or "100 labels for 99 images" in err), err
+
+
+@SETTINGS
+@given(name=st.one_of(st.text(min_size=0, max_size=30), st.from_regex(r"[A-Za-z0-9_.-]{1,20}", fullmatch=True)))
+def test_every_name_pack_accepts_is_read_back_by_predict(tmp_path_factory, model, capsys, name):
+    folder = tmp_path_factory.mktemp("pack")
+    (folder / "in.png").write_bytes(png_bytes(3))
+    if "\0" in name:  # the command line cannot carry a NUL
+        return
+    status, err = run(["pack", str(model), "--out", str(folder / "out"), "--name", name], capsys, "own files: pack",
+                      model.parent)
+    if status != 0:
+        assert "--name" in err and "cannot name a weights file" in err, err
+        return
+    written = list((folder / "out").glob("*.safetensors"))
+    assert len(written) == 1 and written[0].name.startswith(name + "-")
+    capsys.readouterr()
+    status, err = run(["predict", str(written[0]), str(folder / "in.png")], capsys, "own files: predict the packed",
+                      folder)
+    assert status == 0, (name, err)
+
+
+def test_zz_outcomes(capsys):
+    """Not a check: the counts of what each kind gave, for the closing note (shown with -s)."""
+    with capsys.disabled():
+        for kind, counts in sorted(OUTCOMES.items()):
+            print(f"\n{kind}: " + "; ".join(f"{n} x {what}" for what, n in counts.most_common()), file=sys.stderr)
