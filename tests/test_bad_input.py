@@ -40,7 +40,7 @@ ENTRY_KINDS = ("regular", "empty", "folder", "fifo", "socket", "device", "dangli
                "missing")
 
 
-class Blocked(Exception):
+class Blocked(BaseException):  # not an Exception: the command line must not turn it into its one line
     pass
 
 
@@ -271,3 +271,45 @@ def test_zz_outcomes(capsys):
     with capsys.disabled():
         for kind, counts in sorted(OUTCOMES.items()):
             print(f"\n{kind}: " + "; ".join(f"{n} x {what}" for what, n in counts.most_common()), file=sys.stderr)
+
+
+def _limited(kind: int, value: int):
+    import resource
+
+    def apply():
+        resource.setrlimit(kind, (value, resource.getrlimit(kind)[1]))
+    return apply
+
+
+@pytest.mark.parametrize("what", ["predict's CSV", "an ONNX export", "a packed weights file"])
+def test_a_file_size_limit_while_writing_says_so_and_keeps_the_previous_file(model, tmp_path, what):
+    """Resources running out, for real: each command run in a process under ``RLIMIT_FSIZE`` (a full disk
+    behaves alike: the same error path, tested with a faked one in test_hostile.py) over a previous output."""
+    import resource
+    import subprocess
+
+    images = tmp_path / "images"
+    images.mkdir()
+    for i in range(40):
+        (images / f"{i:03d}.png").write_bytes(png_bytes(i))
+    out, argv, limit = {
+        "predict's CSV": (tmp_path / "answers.csv", ["predict", str(model), str(images), "--out",
+                                                     str(tmp_path / "answers.csv")], 2_000),
+        "an ONNX export": (tmp_path / "m.onnx", ["export", str(model), "--out", str(tmp_path / "m.onnx"),
+                                                  "--verify-images", "0"], 20_000),
+        "a packed weights file": (tmp_path / "packed", ["pack", str(model), "--out", str(tmp_path / "packed")],
+                                  20_000),
+    }[what]
+    previous = b"the previous output"
+    if out.suffix:
+        out.write_bytes(previous)
+    before = snapshot(tmp_path)
+    result = subprocess.run([sys.executable, "-m", "ghostmixnet", *argv], capture_output=True, text=True, timeout=300,
+                            preexec_fn=_limited(resource.RLIMIT_FSIZE, limit))
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    errors = [line for line in lines if line.startswith("error:")]
+    assert len(errors) == 1 and "the file-size limit (ulimit -f" in errors[0], result.stderr
+    assert "was reached while writing" in errors[0] and str(tmp_path) in errors[0], errors[0]
+    assert snapshot(tmp_path) == before  # the previous output intact, no partial file left
+    OUTCOMES[f"resources: file-size limit, {what}"][f"exit 1: {errors[0][7:100]}..."] += 1

@@ -45,12 +45,19 @@ def atomic_open(path: Path, mode: str = "w", keep_previous: Path | None = None, 
     except BaseException as e:
         written = os.path.getsize(tmp) if os.path.exists(tmp) else 0
         Path(tmp).unlink(missing_ok=True)
-        exhausted = _exhausted(e, path.parent, written)
-        if exhausted is not None:
-            code, what, advice = exhausted
-            kept = f"the previous {path.name} is intact" if path.exists() else "nothing was written"
-            raise OSError(code, f"{what} while writing {path}; {kept}: {advice}") from None
+        raise_if_exhausted(e, path, path.parent, written)
         raise
+
+
+def raise_if_exhausted(error: BaseException, path: Path, folder: Path, written: int = 0) -> None:
+    """If ``error``, raised while ``path`` was being written (through a file in ``folder``, ``written`` bytes so
+    far), means a resource ran out (disk, file-size limit, file descriptors), raise an :class:`OSError` in one
+    line naming it, the file, whether the previous file is intact, and what to do."""
+    exhausted = _exhausted(error, Path(folder), written)
+    if exhausted is not None:
+        code, what, advice = exhausted
+        kept = f"the previous {Path(path).name} is intact" if Path(path).exists() else "nothing was written"
+        raise OSError(code, f"{what} while writing {path}; {kept}: {advice}") from None
 
 
 def _umask() -> int:

@@ -10,6 +10,7 @@ so an ONNX file can be evaluated and used for prediction on its own.
 from __future__ import annotations
 
 import json
+import tempfile
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -25,7 +26,7 @@ from ..data.cifar import load_cifar10
 from ..data.sources import data_files, has_data, load_data
 from ..data.splits import calibration_images
 from ..errors import ExportError
-from ..files import check_output
+from ..files import atomic_open, check_output, raise_if_exhausted
 from ..infer.calibrate import Calibration, calibration_of
 from ..infer.load import model_from_checkpoint
 from ..infer.logits import normalize_uint8
@@ -46,13 +47,19 @@ def export_onnx(model: nn.Module, cfg: TrainConfig, path: Path, calibration: Cal
 
     folded, _ = fold_for_inference(model)
     example = torch.zeros(1, 3, 32, 32)
-    # The TorchScript-based exporter handles this static graph without the extra onnxscript dependency the
-    # torch.export-based one needs; it is deprecated since PyTorch 2.9, so its warning is silenced here.
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        torch.onnx.export(folded, (example,), str(path), dynamo=False, opset_version=OPSET, input_names=["images"],
-                          output_names=["logits"], dynamic_axes={"images": {0: "batch"}, "logits": {0: "batch"}})
-    proto = onnx.load(str(path))
+    with tempfile.TemporaryDirectory() as tmp:
+        # The TorchScript-based exporter handles this static graph without the extra onnxscript dependency the
+        # torch.export-based one needs; it is deprecated since PyTorch 2.9, so its warning is silenced here.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            try:
+                torch.onnx.export(folded, (example,), str(Path(tmp) / "m.onnx"), dynamo=False, opset_version=OPSET,
+                                  input_names=["images"], output_names=["logits"],
+                                  dynamic_axes={"images": {0: "batch"}, "logits": {0: "batch"}})
+            except (OSError, RuntimeError) as e:  # its temporary copy hit a full disk or a file-size limit
+                raise_if_exhausted(e, path, Path(tmp))
+                raise
+        proto = onnx.load(str(Path(tmp) / "m.onnx"))
     mean, std = cfg.normalization
     metadata = {"ghostmixnet_config": json.dumps(cfg.to_dict()), "classes": json.dumps(list(cfg.class_names)),
                 "mean": json.dumps(list(mean)), "std": json.dumps(list(std))}
@@ -61,7 +68,8 @@ def export_onnx(model: nn.Module, cfg: TrainConfig, path: Path, calibration: Cal
     for key, value in metadata.items():
         proto.metadata_props.add(key=key, value=value)
     onnx.checker.check_model(proto)
-    onnx.save(proto, str(path))
+    with atomic_open(path, "wb") as f:  # whole or not at all, and a full disk said in one line
+        f.write(proto.SerializeToString())
     return Path(path)
 
 

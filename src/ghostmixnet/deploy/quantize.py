@@ -18,7 +18,7 @@ from ..checks import count, names
 from ..data.sources import data_files, load_data
 from ..data.splits import calibration_images
 from ..device import int8_dot_product
-from ..files import check_output
+from ..files import atomic_open, check_output
 from ..infer.calibrate import calibration_of
 from ..infer.evaluate import evaluate
 from ..infer.load import model_from_checkpoint
@@ -117,26 +117,29 @@ def quantize_onnx(float_path: Path, out_path: Path, calibration_images: np.ndarr
         import onnx  # optional: the 'deploy' extra
 
         input_name = onnx.load(str(prepared)).graph.input[0].name
-        quantize_static(str(prepared), str(out_path), _calibration_reader(calibration_images, input_name,
-                                                                                normalization=normalization),
+        quantized = Path(tmp) / "int8.onnx"
+        quantize_static(str(prepared), str(quantized), _calibration_reader(calibration_images, input_name,
+                                                                                 normalization=normalization),
                         quant_format=QuantFormat.QDQ, per_channel=True, reduce_range=reduce_range,
                         activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
                         calibrate_method=method, nodes_to_exclude=exclude, op_types_to_quantize=QUANTIZED_OPS,
                         extra_options={"CalibPercentile": percentile})
-    _copy_metadata(float_path, out_path)
+        _copy_metadata(float_path, quantized, out_path)
     return Path(out_path)
 
 
-def _copy_metadata(src: Path, dst: Path) -> None:
-    """Carry the ghostmixnet metadata (config, classes) over to the quantized file."""
+def _copy_metadata(src: Path, quantized: Path, dst: Path) -> None:
+    """Write ``quantized`` to ``dst`` (whole or not at all) with the ghostmixnet metadata (config, classes) of
+    ``src`` carried over."""
     import onnx  # optional: the 'deploy' extra
 
-    source, target = onnx.load(str(src)), onnx.load(str(dst))
+    source, target = onnx.load(str(src)), onnx.load(str(quantized))
     have = {p.key for p in target.metadata_props}
     for prop in source.metadata_props:
         if prop.key not in have:
             target.metadata_props.add(key=prop.key, value=prop.value)
-    onnx.save(target, str(dst))
+    with atomic_open(dst, "wb") as f:
+        f.write(target.SerializeToString())
 
 
 def quantize_checkpoint(checkpoint: Path, out: Path | None, data_dir: Path, calibration_count: int = 512,
