@@ -24,7 +24,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..files import write_text_atomic
+from ..errors import DataError
+from ..files import read_regular, write_text_atomic
 from ..infer.logits import Normalization, normalize_uint8, tta_views
 from .runtime import CPU, INT8, Classifier
 
@@ -210,14 +211,19 @@ class Record:
         return self.folder / f"{kind}-{key}.json"
 
     def get(self, kind: str, cls: type, *parts: str):
-        try:
-            return cls(**json.loads(self.path(kind, *parts).read_text()))
-        except (OSError, ValueError, TypeError):
+        try:  # read_regular: a FIFO or device put in the cache is refused, not waited on
+            return cls(**json.loads(read_regular(self.path(kind, *parts), "measurement")))
+        except (OSError, ValueError, TypeError, DataError):
             return None
 
     def put(self, kind: str, value: object, *parts: str) -> None:
-        self.folder.mkdir(parents=True, exist_ok=True)
-        write_text_atomic(self.path(kind, *parts), json.dumps(asdict(value)))
+        """Keep ``value``; where it cannot be kept (a read-only cache, a folder in the way) it is measured again
+        next time, which costs time, not correctness."""
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            write_text_atomic(self.path(kind, *parts), json.dumps(asdict(value)))
+        except OSError:
+            pass
 
 
 def machine() -> str:

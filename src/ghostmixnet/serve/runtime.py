@@ -25,8 +25,8 @@ from ..deploy.export import export_onnx
 from ..deploy.quantize import quantize_onnx
 from ..deploy.runtimes import OpenVinoClassifier, installed, missing_reason
 from ..device import int8_dot_product
-from ..errors import ExportError
-from ..files import cache_dir
+from ..errors import ExportError, ServeError
+from ..files import cache_dir, entry_problem
 from ..infer.calibrate import Calibration
 from ..infer.onnx import OnnxClassifier
 from ..model.weights import sha256_of
@@ -105,6 +105,9 @@ def runtime_file(runtime: str, source: Source, calibration_images: np.ndarray | 
 def _build(path: Path, write: Callable[[Path], Any]) -> None:
     """Write ``path`` through ``write`` in a temporary folder beside it, then rename it into place: a start that
     is interrupted leaves no half file for the next one to find."""
+    if os.path.lexists(path):  # something that is no readable file sits where the file goes
+        raise ServeError(f"cannot keep {path.name} in the cache: {path} {entry_problem(path) or 'is in the way'}; "
+                         "remove it and start again")
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".build-", dir=path.parent))
     try:

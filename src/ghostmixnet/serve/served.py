@@ -3,6 +3,7 @@ views, the queue's settings and what ``GET /model`` says of it."""
 
 from __future__ import annotations
 
+import io
 import json
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -16,8 +17,8 @@ from ..config import TrainConfig
 from ..data.cifar import CLASSES
 from ..data.sources import load_data
 from ..data.splits import calibration_images
-from ..errors import ServeError
-from ..files import atomic_open, cache_dir, to_stderr
+from ..errors import DataError, ServeError
+from ..files import atomic_open, cache_dir, read_regular, to_stderr
 from ..infer.calibrate import UNCALIBRATED, Calibration, calibration_of
 from ..infer.load import load_classifier, model_classes
 from ..infer.logits import Normalization
@@ -220,15 +221,18 @@ class Measurements:
         if self._reference is None:
             kept = self.record.path("reference", self.source.digest, self.data.key).with_suffix(".npy")
             try:
-                self._reference = np.load(kept, allow_pickle=False)
-            except (OSError, ValueError):
+                self._reference = np.load(io.BytesIO(read_regular(kept, "kept predictions")), allow_pickle=False)
+            except (OSError, ValueError, DataError):
                 self.log(f"measuring PyTorch fp32 on {len(self.data.images)} {self.data.split} images (once; kept "
                          f"in {self.folder})")
                 classify = open_classifier("torch", self.source, None, self.cores, self.device)
                 self._reference = predictions(classify, self.data.images, 1, self.shift, self.normalization)
-                self.folder.mkdir(parents=True, exist_ok=True)
-                with atomic_open(kept, "wb") as f:
-                    np.save(f, self._reference, allow_pickle=False)
+                try:  # kept to save time next start; where it cannot be kept, computed again then
+                    self.folder.mkdir(parents=True, exist_ok=True)
+                    with atomic_open(kept, "wb") as f:
+                        np.save(f, self._reference, allow_pickle=False)
+                except OSError:
+                    pass
         return self._reference
 
 

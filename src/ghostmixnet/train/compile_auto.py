@@ -22,7 +22,8 @@ import torch
 
 from ..config import TrainConfig
 from ..data.resolution import ResolutionSchedule
-from ..files import write_text_atomic
+from ..errors import DataError
+from ..files import read_regular, write_text_atomic
 from .compile import compile_model
 from .parts import Training
 
@@ -44,9 +45,9 @@ def cost_file() -> Path:
 def read_costs(path: Path) -> dict[str, dict[str, float]]:
     """The costs kept in ``path``: those entries that hold a finite cost and a positive speed-up (a damaged or
     foreign file costs only its measurements)."""
-    try:
-        costs = json.loads(path.read_text())
-    except (OSError, ValueError):
+    try:  # read_regular: a FIFO or device put there is refused, not waited on
+        costs = json.loads(read_regular(path, "compile-cost cache"))
+    except (OSError, ValueError, DataError):
         return {}
     return {k: v for k, v in costs.items() if _valid(v)} if isinstance(costs, dict) else {}
 

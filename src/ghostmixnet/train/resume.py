@@ -18,7 +18,7 @@ from typing import Any
 from ..config import COMPUTE_FIELDS, RECIPE_FIELDS, TrainConfig, config_of
 from ..data.sources import name_list
 from ..errors import CheckpointError, RunError
-from ..files import write_text_atomic
+from ..files import entry_problem, write_text_atomic
 from ..model.checkpoint import load_checkpoint, load_weights, unwrap
 from .loop import EpochTotals
 from .parts import Training
@@ -67,8 +67,9 @@ def load_resume_checkpoint(out_dir: Path, log: Callable[[str], None] = print) ->
     errors = []
     for name in (LAST, PREVIOUS):
         path = out_dir / name
-        if not path.exists():
-            errors.append(f"{path} does not exist")
+        problem = entry_problem(path)  # missing, a folder, a FIFO, a dangling link...: never opened
+        if problem is not None:
+            errors.append(f"{path} {problem}")
             continue
         try:
             ckpt = load_checkpoint(path)
