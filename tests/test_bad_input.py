@@ -401,3 +401,22 @@ def test_every_kind_of_entry_in_a_cache_is_measured_again_never_waited_on(tmp_pa
         signal.alarm(0)
         signal.signal(signal.SIGALRM, previous)
     OUTCOMES[f"entries: cache of {cache}"][f"{kind}: measured again"] += 1
+
+
+@SETTINGS
+@given(name=st.one_of(st.from_regex(r"[A-Za-z0-9_ .-]{1,12}(\.(onnx|ONNX|onnx\.bak|pt|png|txt))?", fullmatch=True),
+                      st.sampled_from(["model", "model.onnx", "model.ONNX", "m.onnx.bak", ".onnx", "a b.onnx"])))
+def test_every_name_export_accepts_is_read_back_by_predict(tmp_path_factory, model, capsys, name):
+    folder = tmp_path_factory.mktemp("export")
+    (folder / "in.png").write_bytes(png_bytes(4))
+    if name in (".", "..") or "/" in name:
+        return
+    out = folder / "out" / name
+    out.parent.mkdir()
+    status, err = run(["export", str(model), "--out", str(out), "--verify-images", "0"], capsys, "own files: export",
+                      model.parent)
+    if status != 0:
+        assert "files must end in .onnx" in err, err
+        return
+    status, err = run(["predict", str(out), str(folder / "in.png")], capsys, "own files: predict the exported", folder)
+    assert status == 0, (name, err)

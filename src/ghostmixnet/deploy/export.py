@@ -95,6 +95,15 @@ def verification_images(data_dir: Path, count: int, cfg: TrainConfig | None = No
     return load_data(dataset, data_dir, **cfg.data_fields()).test.images[:count], f"{dataset} test images"
 
 
+def check_suffix(out: Path, suffix: str, kind: str) -> None:
+    """Refuse an ``--out`` that would not end in ``suffix``: the commands that read a model file (predict, eval,
+    serve, bench) tell its kind by its suffix, and would take the file for another kind."""
+    if out.suffix.lower() != suffix:
+        fixed = out.with_suffix("") if out.stem.lower().endswith(suffix) else out.with_name(out.stem + suffix)
+        raise ExportError(f"--out {out}: {kind} files must end in {suffix}, which the commands that read them go by; "
+                          f"e.g. --out {fixed}")
+
+
 FORMATS = {
     # format: (file suffix, what is written)
     "onnx": (".onnx", "ONNX, opset 17, dynamic batch"),
@@ -125,6 +134,7 @@ def export_checkpoint(checkpoint: Path, out: Path | None, data_dir: Path, verify
     check_output(out, [checkpoint, *data_files("cifar10", data_dir)])
     model, cfg, ckpt = model_from_checkpoint(checkpoint)
     check_output(out, data_files(cfg.dataset, data_dir))
+    check_suffix(out, "." + suffix.rsplit(".", 1)[-1], description.split(",")[0])
     images, kind = None, ""
     if verify_images > 0:  # read the data before writing anything, so a bad data file fails early
         raw, kind = verification_images(data_dir, verify_images, cfg)

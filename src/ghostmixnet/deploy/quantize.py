@@ -25,7 +25,7 @@ from ..infer.load import model_from_checkpoint
 from ..infer.logits import Normalization, normalize_uint8
 from ..infer.onnx import OnnxClassifier
 from ..model.checkpoint import beside, resolve_checkpoint
-from .export import export_onnx
+from .export import check_suffix, export_onnx
 
 KEEP_FLOAT_CHOICES = ("depthwise", "se", "stem", "head")
 CALIBRATION_METHODS = ("percentile", "minmax", "entropy")
@@ -157,6 +157,7 @@ def quantize_checkpoint(checkpoint: Path, out: Path | None, data_dir: Path, cali
     check_output(out, [checkpoint, *data_files("cifar10", data_dir)])
     model, cfg, ckpt = model_from_checkpoint(checkpoint)
     check_output(out, data_files(cfg.dataset, data_dir))
+    check_suffix(out, ".onnx", "ONNX")
     keep = list(names(keep_float))
     if reduce_range is None:
         reduce_range = int8_dot_product() is False
