@@ -4,8 +4,8 @@ a data batch, every name `pack --name` accepts, driven through the command line 
 Each case runs ``ghostmixnet.cli.main`` in this process under an alarm, and holds the outcome to one rule:
 the command finishes (exit 0), or it exits 1 with exactly one line on standard error, starting ``error:``, with
 no traceback; within ``SECONDS``; and no input file changed. Hypothesis draws the cases (derandomized, so CI
-runs the same ones each time); ``OUTCOMES`` counts what each kind gave, printed at the end of the session
-with ``-s``, for the record.
+runs the same ones each time); ``OUTCOMES`` counts what each kind gave, printed on standard error after the
+module, for the record.
 """
 
 import collections
@@ -108,6 +108,15 @@ def make_entry(path: Path, kind: str, content: bytes) -> None:
         path.write_bytes(content)
         path.chmod(0)
     # "missing": nothing at all
+
+
+@pytest.fixture(scope="module", autouse=True)
+def outcomes_for_the_record(request):
+    """After the module: the counts of what each kind gave, on standard error (the CI log keeps them)."""
+    yield
+    with request.config.pluginmanager.getplugin("capturemanager").global_and_fixture_disabled():
+        for kind, counts in sorted(OUTCOMES.items()):
+            print(f"\n{kind}: " + "; ".join(f"{n} x {what}" for what, n in counts.most_common()), file=sys.stderr)
 
 
 @pytest.fixture(scope="module")
@@ -322,12 +331,6 @@ def test_every_name_pack_accepts_is_read_back_by_predict(tmp_path_factory, model
                       folder)
     assert status == 0, (name, err)
 
-
-def test_zz_outcomes(capsys):
-    """Not a check: the counts of what each kind gave, for the closing note (shown with -s)."""
-    with capsys.disabled():
-        for kind, counts in sorted(OUTCOMES.items()):
-            print(f"\n{kind}: " + "; ".join(f"{n} x {what}" for what, n in counts.most_common()), file=sys.stderr)
 
 
 def _limited(kind: int, value: int):

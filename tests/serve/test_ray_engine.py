@@ -1,24 +1,21 @@
 """The service on Ray Serve: two replicas on loopback answer as the plain service does, and stop by themselves."""
 
-import io
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
 import urllib.request
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 pytest.importorskip("ray.serve", reason="Ray Serve is not installed: pip install 'ghostmixnet[ray]'")
 pytest.importorskip("onnxruntime", reason="ONNX Runtime is not installed: pip install 'ghostmixnet[deploy]'")
+from conftest import load_benchmark  # noqa: E402
 from fastapi.testclient import TestClient  # noqa: E402
 
 from ghostmixnet.config import make_config  # noqa: E402
@@ -27,20 +24,7 @@ from ghostmixnet.serve.app import create_app  # noqa: E402
 from ghostmixnet.serve.served import load_served_model  # noqa: E402
 from ghostmixnet.serve.uploads import Limits  # noqa: E402
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def upload(image: np.ndarray) -> tuple[bytes, str]:
-    buf = io.BytesIO()
-    Image.fromarray(image).save(buf, format="PNG")
-    boundary = uuid.uuid4().hex
-    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"files\"; filename=\"x.png\"\r\n"
-            f"Content-Type: image/png\r\n\r\n").encode() + buf.getvalue() + f"\r\n--{boundary}--\r\n".encode()
-    return body, f"multipart/form-data; boundary={boundary}"
+SERVE_LOAD = load_benchmark("serve_load")  # its free port and multipart body, as the load test posts
 
 
 def post(port: int, body: bytes, kind: str) -> dict:
@@ -66,12 +50,12 @@ def test_two_replicas_on_ray_serve_answer_as_the_plain_service_does(tmp_path, se
     save_atomic({"model": build_model("ghostmixnet", width=0.125).state_dict(),
                  "config": make_config("paper", width=0.125).to_dict(), "epoch": 1}, run / "best.pt")
     images = np.random.default_rng(0).integers(0, 256, (12, 32, 32, 3), dtype=np.uint8)
-    bodies = [upload(image) for image in images]
+    bodies = [SERVE_LOAD.multipart(image) for image in images]
     with TestClient(create_app(load_served_model(run, runtime="onnxruntime", views=1), Limits())) as plain:
         expected = [plain.post("/predict", content=body, headers={"Content-Type": kind}).json()
                     for body, kind in bodies]
 
-    port = free_port()
+    port = SERVE_LOAD.free_port()
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"} | {"RAY_USAGE_STATS_ENABLED": "0"}
     log = tmp_path / "serve.log"
     with open(log, "w") as out:

@@ -3,6 +3,7 @@ views, the queue's settings and what ``GET /model`` says of it."""
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 from collections.abc import Callable
@@ -92,8 +93,6 @@ class CheckData:
 
     @property
     def key(self) -> str:
-        import hashlib
-
         return hashlib.sha256(self.images.tobytes() + self.labels.astype(np.int64).tobytes()).hexdigest()[:16]
 
 
