@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import pickle
+import sys
 from pathlib import Path
 from types import ModuleType
 
@@ -14,6 +15,7 @@ import pytest
 import torch
 
 from ghostmixnet.config import make_config
+from ghostmixnet.model.checkpoint import save_atomic
 from ghostmixnet.model.factory import build_model
 from ghostmixnet.model.weights import write_weights
 
@@ -204,3 +206,55 @@ def serve_cache(tmp_path_factory):
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("GHOSTMIXNET_CACHE", str(folder))
         yield folder
+
+
+# The bad-input harness's files (tests/bad_input), made once per test process.
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory) -> Path:
+    """A width-0.125 checkpoint with random weights, as a run's best.pt."""
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("model") / "best.pt"
+    save_atomic({"model": build_model("ghostmixnet", width=0.125).state_dict(),
+                 "config": make_config("paper", width=0.125, val_size=50).to_dict(), "epoch": 1}, path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_weights(tmp_path_factory, tiny_checkpoint) -> Path:
+    """``tiny_checkpoint`` packed as a hash-named safetensors file."""
+    from ghostmixnet.deploy.pack import pack_checkpoint
+
+    return pack_checkpoint(tiny_checkpoint, tmp_path_factory.mktemp("packed"))
+
+
+@pytest.fixture(scope="session")
+def tiny_onnx(tmp_path_factory, tiny_checkpoint) -> Path:
+    """``tiny_checkpoint`` exported to ONNX."""
+    from ghostmixnet.deploy.export import export_onnx
+    from ghostmixnet.infer.load import model_from_checkpoint
+
+    net, cfg, _ = model_from_checkpoint(tiny_checkpoint)
+    return export_onnx(net, cfg, tmp_path_factory.mktemp("onnx") / "model.onnx")
+
+
+@pytest.fixture(scope="session")
+def stopped_run(tmp_path_factory, cifar_dir) -> Path:
+    """A run on the tiny synthetic CIFAR-10 stopped after the first of two epochs (copy it before changing it)."""
+    from ghostmixnet.train.run import train
+
+    run = tmp_path_factory.mktemp("run") / "run"
+    cfg = make_config("paper", width=0.125, epochs=2, batch_size=32, val_size=50, num_workers=0, compile=False)
+    train(cfg, cifar_dir, run, stop_after=1, echo=lambda _: None)
+    return run
+
+
+@pytest.fixture(scope="session", autouse=True)
+def bad_input_outcomes(request):
+    """After the session: what each kind of bad input gave (counted by tests/bad_input/harness.py), on standard
+    error, where the CI log keeps it."""
+    yield
+    harness = sys.modules.get("harness")
+    if harness is not None and harness.OUTCOMES:
+        with request.config.pluginmanager.getplugin("capturemanager").global_and_fixture_disabled():
+            for kind, counts in sorted(harness.OUTCOMES.items()):
+                print(f"\n{kind}: " + "; ".join(f"{n} x {what}" for what, n in counts.most_common()), file=sys.stderr)

@@ -30,7 +30,11 @@ def atomic_open(path: Path, mode: str = "w", keep_previous: Path | None = None, 
     even a new file that is later found damaged. ``kwargs`` go to ``open`` (e.g. ``newline=""`` for CSV).
     """
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as e:  # no descriptor left, or no room for one more file
+        raise_if_exhausted(e, path, path.parent)
+        raise
     try:
         if hasattr(os, "fchmod"):  # mkstemp makes it 0600: take the replaced file's mode, or the user's default
             os.fchmod(fd, path.stat().st_mode & 0o7777 if path.is_file() else 0o666 & ~_umask())
@@ -58,6 +62,13 @@ def raise_if_exhausted(error: BaseException, path: Path, folder: Path, written: 
         code, what, advice = exhausted
         kept = f"the previous {Path(path).name} is intact" if Path(path).exists() else "nothing was written"
         raise OSError(code, f"{what} while writing {path}; {kept}: {advice}") from None
+
+
+def exhausted_words(error: BaseException, folder: Path) -> str | None:
+    """If ``error`` means a resource ran out while writing in ``folder``: what ran out and what to do, in one
+    line (e.g. "no space left on the disk holding X: free some space and try again"); else None."""
+    exhausted = _exhausted(error, Path(folder), 0)
+    return None if exhausted is None else f"{exhausted[1]}: {exhausted[2]}"
 
 
 def _umask() -> int:

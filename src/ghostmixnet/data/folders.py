@@ -37,11 +37,17 @@ class FolderIndex:
     labels: tuple[int, ...]
 
     def key(self) -> str:
-        """16 hex digits of a hash of the classes and every file's path, size and modification time."""
+        """16 hex digits of a hash of the classes and every file's path, size and modification time. An entry
+        that cannot be looked at (a dangling link, one removed since the listing) counts as its error here: the
+        read that follows names it in the package's words, or skips it with --skip-bad."""
         digest = hashlib.sha256("\n".join(self.classes).encode())
         for path, label in zip(self.files, self.labels):
-            stat = path.stat()
-            digest.update(f"\n{path.relative_to(self.root)}\t{label}\t{stat.st_size}\t{stat.st_mtime_ns}".encode())
+            try:
+                stat = path.stat()
+                seen = f"{stat.st_size}\t{stat.st_mtime_ns}"
+            except OSError as e:
+                seen = f"error {e.errno}"
+            digest.update(f"\n{path.relative_to(self.root)}\t{label}\t{seen}".encode())
         return digest.hexdigest()[:16]
 
 

@@ -11,8 +11,8 @@ import torch
 
 from ..config import TrainConfig
 from ..data.cifar import CLASSES
-from ..errors import ExportError
-from ..files import entry_problem
+from ..errors import DataError, ExportError
+from ..files import open_regular
 
 
 class OnnxClassifier:
@@ -24,9 +24,11 @@ class OnnxClassifier:
         import onnxruntime as ort  # optional: the 'deploy' extra
 
         path = self.path = Path(path)
-        problem = entry_problem(path)
-        if problem is not None:
-            raise ExportError(f"ONNX file {path} {problem}")
+        try:  # opened here first: a FIFO never blocks and an unreadable file is named in the package's words
+            with open_regular(path, "ONNX file"):
+                pass
+        except DataError as e:
+            raise ExportError(str(e)) from None
         options = ort.SessionOptions()
         if threads:
             options.intra_op_num_threads = threads

@@ -8,6 +8,7 @@ a ``.safetensors`` weights file (:mod:`~ghostmixnet.model.weights`) reads as a c
 
 from __future__ import annotations
 
+import io
 import numbers
 import pickle
 import zipfile
@@ -19,7 +20,7 @@ import torch
 from torch import nn
 
 from ..errors import CheckpointError
-from ..files import atomic_open, entry_problem
+from ..files import atomic_open, entry_problem, read_regular
 from .architectures import CifarNet, build_architecture
 from .weights import is_shipped, names_shipped, read_weights, shipped_weights
 
@@ -31,14 +32,14 @@ def save_atomic(obj: Any, path: Path, keep_previous: Path | None = None) -> None
         torch.save(obj, f)
 
 
-def verify_archive(path: Path) -> None:
-    """Check a checkpoint's zip structure and every record's CRC-32: ``torch.load`` alone reads a file
-    with flipped bytes in its tensor data without complaint. Before reading any record, refuse compressed
-    ones and ones larger than the file: PyTorch stores its records uncompressed, and a small file of
-    compressed zeros would otherwise unpack into gigabytes."""
+def verify_archive(path: Path, data: bytes) -> None:
+    """Check a checkpoint's zip structure and every record's CRC-32 (``data``: the file's bytes, named ``path``):
+    ``torch.load`` alone reads a file with flipped bytes in its tensor data without complaint. Before reading
+    any record, refuse compressed ones and ones larger than the file: PyTorch stores its records uncompressed,
+    and a small file of compressed zeros would otherwise unpack into gigabytes."""
     try:
-        with zipfile.ZipFile(path) as archive:
-            _check_records(archive, path)
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            _check_records(archive, path, len(data))
             bad = archive.testzip()
     except (zipfile.BadZipFile, EOFError, OSError, ValueError) as e:
         raise CheckpointError(f"{path} is truncated or corrupt, or not a checkpoint ({e})") from None
@@ -46,9 +47,9 @@ def verify_archive(path: Path) -> None:
         raise CheckpointError(f"{path} is corrupt: its record {bad!r} fails its CRC-32 check")
 
 
-def _check_records(archive: zipfile.ZipFile, path: Path) -> None:
-    """Refuse, from the archive's directory alone, records that could unpack to more than the file holds."""
-    size = Path(path).stat().st_size
+def _check_records(archive: zipfile.ZipFile, path: Path, size: int) -> None:
+    """Refuse, from the archive's directory alone, records that could unpack to more than the file's ``size``
+    bytes hold."""
     for record in archive.infolist():
         if record.compress_type != zipfile.ZIP_STORED:
             raise CheckpointError(f"{path} was refused: its record {record.filename!r} is compressed, which PyTorch "
@@ -85,13 +86,15 @@ def resolve_checkpoint(path: Path) -> Path:
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
     """Read a ghostmixnet checkpoint safely (``weights_only=True``) and check its shape. A ``.safetensors``
-    weights file (:mod:`~ghostmixnet.model.weights`: no pickle, hash-checked) reads as a checkpoint too."""
+    weights file (:mod:`~ghostmixnet.model.weights`: no pickle, hash-checked) reads as a checkpoint too. The
+    file is read once, so the bytes checked are the bytes loaded even if the file is replaced meanwhile."""
     path = resolve_checkpoint(path)
     if path.suffix == ".safetensors":
         return read_weights(path)
-    verify_archive(path)
+    data = read_regular(path, "checkpoint")
+    verify_archive(path, data)
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        ckpt = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError:
         raise CheckpointError(
             f"{path} was refused: it holds objects other than tensors and plain values, which could run code; "

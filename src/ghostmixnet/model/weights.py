@@ -16,10 +16,10 @@ from typing import Any
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, safe_open, save
+from safetensors.torch import load, save
 
 from ..errors import WeightsError
-from ..files import atomic_open
+from ..files import atomic_open, open_regular, read_regular
 
 WEIGHTS_DIR = Path(__file__).parent / "shipped"
 """Where the package keeps its shipped weights."""
@@ -51,21 +51,22 @@ def check_stem(stem: str) -> str:
 
 
 def sha256_of(path: Path) -> str:
-    """The file's SHA-256 as hex, read in 1 MiB blocks."""
+    """The file's SHA-256 as hex, read in 1 MiB blocks (a FIFO or device is refused, never waited on)."""
     digest = hashlib.sha256()
-    with open(path, "rb") as f:
+    with open_regular(path, "file") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
 
 
-def check_hash(path: Path) -> None:
-    """Refuse ``path`` unless its sha256 begins with the 8 hex digits its name ends in (torch.hub's rule)."""
+def check_hash(path: Path, data: bytes | None = None) -> None:
+    """Refuse ``path`` unless its sha256 (of ``data``, its bytes as read, when given) begins with the 8 hex
+    digits its name ends in (torch.hub's rule)."""
     match = NAME.match(Path(path).name)
     if match is None:
         raise WeightsError(f"{path}: a weights file's name ends in -HASH8.safetensors (the first 8 hex digits of "
                            "its sha256), so that it can be checked; rename it, or write it with ghostmixnet")
-    actual = sha256_of(path)
+    actual = sha256_of(path) if data is None else hashlib.sha256(data).hexdigest()
     if not actual.startswith(match["hash"]):
         raise WeightsError(f"{path} is corrupted or altered: its sha256 begins {actual[:8]}, its name says "
                            f"{match['hash']}. Reinstall ghostmixnet (pip install --force-reinstall ghostmixnet) "
@@ -93,23 +94,39 @@ def shipped_weights(model: str = "ghostmixnet", directory: Path | None = None) -
 
 def read_weights(path: Path) -> dict[str, Any]:
     """A weights file as a checkpoint dict (``model``: float32 state dict, ``config``, ``epoch``, ``metadata``),
-    its hash checked first."""
+    its hash checked first. The file is read once: the bytes whose hash is checked are the bytes loaded, even
+    if the file is replaced meanwhile."""
     path = Path(path)
-    if not path.is_file():
-        raise WeightsError(f"weights file {path} does not exist")
-    check_hash(path)
+    data = read_regular(path, "weights file")
+    check_hash(path, data)
     try:
-        with safe_open(str(path), framework="pt") as f:
-            metadata = dict(f.metadata() or {})
-        tensors = load_file(str(path))
-    except (SafetensorError, OSError, ValueError) as e:
-        raise WeightsError(f"{path} is not a readable safetensors file: {e}") from None
+        metadata = header_metadata(data)
+        tensors = load(data)
+    except (SafetensorError, ValueError, TypeError) as e:
+        raise WeightsError(f"{path} is not a readable safetensors file: {str(e).splitlines()[0]}") from None
     if "config" not in metadata:
         raise WeightsError(f"{path} carries no ghostmixnet config in its metadata; it was not written by ghostmixnet")
+    try:
+        config = json.loads(metadata["config"])
+    except ValueError:
+        raise WeightsError(f"{path}: its 'config' metadata is not JSON; write the file again with ghostmixnet "
+                           "pack") from None
     state = {k: v.float() if v.is_floating_point() else v for k, v in tensors.items()}
     info = {k: v for k, v in metadata.items() if k != "config"}
-    return {"model": state, "config": json.loads(metadata["config"]), "epoch": info.get("epoch", "shipped"),
-            "metadata": info}
+    return {"model": state, "config": config, "epoch": info.get("epoch", "shipped"), "metadata": info}
+
+
+def header_metadata(data: bytes) -> dict[str, str]:
+    """The ``__metadata__`` of a safetensors file's bytes: its header is an 8-byte little-endian length, then
+    that many bytes of JSON. A ``ValueError`` when the header is not one."""
+    size = int.from_bytes(data[:8], "little") if len(data) >= 8 else -1
+    if not 0 < size <= len(data) - 8:
+        raise ValueError("its header is cut short or its length field is wrong")
+    header = json.loads(data[8:8 + size])
+    metadata = header.get("__metadata__", {}) if isinstance(header, dict) else None
+    if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
+        raise ValueError("its __metadata__ is not a map of strings")
+    return metadata
 
 
 def write_weights(state_dict: dict[str, torch.Tensor], config: Any, out_dir: Path, stem: str,
@@ -123,11 +140,10 @@ def write_weights(state_dict: dict[str, torch.Tensor], config: Any, out_dir: Pat
                for k, v in state_dict.items()}
     meta = {"config": json.dumps(config), "format": "ghostmixnet-weights-1",
             **{k: v if isinstance(v, str) else json.dumps(v) for k, v in (metadata or {}).items()}}
+    data = save(tensors, meta)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    staging = out_dir / f"{stem}.safetensors.partial"
-    with atomic_open(staging, "wb") as f:
-        f.write(save(tensors, meta))
-    final = out_dir / f"{stem}-{sha256_of(staging)[:8]}.safetensors"
-    staging.replace(final)
+    final = out_dir / f"{stem}-{hashlib.sha256(data).hexdigest()[:8]}.safetensors"
+    with atomic_open(final, "wb") as f:
+        f.write(data)
     return final

@@ -14,7 +14,7 @@ import torch
 
 from ..config import TrainConfig
 from ..errors import RunError
-from ..files import check_writable, exclusive_lock
+from ..files import check_writable, exclusive_lock, exhausted_words
 from .distributed import DistEnv
 from .resume import LAST, LOCK, PREVIOUS
 
@@ -56,8 +56,7 @@ def run_folder(out_dir: Path, env: DistEnv) -> Iterator[None]:
                     out_dir.mkdir(parents=True, exist_ok=True)
                     held.enter_context(exclusive_lock(out_dir / LOCK, f"{out_dir} is in use by another run or resume"))
                 except OSError as e:
-                    busy = e.errno == errno.EBUSY
-                    refusal = f"{e.strerror or e}" + ("; wait for it to end, or choose another --out" if busy else "")
+                    refusal = _refusal(e, out_dir)
             # Every process stops if rank 0 was refused.
             if env.all_reduce_sum(torch.tensor([float(bool(refusal))], dtype=torch.float64))[0]:
                 raise RunError(refusal or f"{out_dir} is in use by another run or resume")
@@ -65,6 +64,15 @@ def run_folder(out_dir: Path, env: DistEnv) -> Iterator[None]:
     finally:
         if made and out_dir.is_dir() and not any(out_dir.iterdir()):
             out_dir.rmdir()
+
+
+def _refusal(error: OSError, out_dir: Path) -> str:
+    """Why the run folder cannot be held, in one line: another run holds it, a resource ran out (the disk, file
+    descriptors), or the folder cannot be written."""
+    if error.errno == errno.EBUSY:
+        return f"{error.strerror or error}; wait for it to end, or choose another --out"
+    words = exhausted_words(error, out_dir)
+    return f"cannot hold the run folder {out_dir}: {words}" if words else f"{error.strerror or error}"
 
 
 def check_can_start(cfg: TrainConfig, out_dir: Path, env: DistEnv, resume: bool) -> None:
