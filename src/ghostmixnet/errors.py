@@ -6,6 +6,8 @@ can tell an expected error (one line, no traceback) from a bug.
 
 from __future__ import annotations
 
+import errno
+
 
 class GhostMixNetError(Exception):
     """Base of the errors this package raises on purpose."""
@@ -45,7 +47,14 @@ EXPECTED_ERRORS: tuple[type[BaseException], ...] = (GhostMixNetError, ValueError
 
 def one_line(error: BaseException) -> str:
     """What a user reads of ``error``: its message, without the ``[Errno N]`` prefix of the package's own
-    OSErrors (the message names the file and says what to do), or the error's type when it has none."""
+    OSErrors (the message names the file and says what to do), or the error's type when it has none. An
+    operating-system error on a file that the package did not word itself (a folder without permission deep
+    inside a data folder, say) names the file and what the system said, in the package's form."""
     if isinstance(error, OSError) and error.strerror and error.filename is None:
         return error.strerror
+    if isinstance(error, OSError) and error.strerror:
+        target = f"{error.filename} -> {error.filename2}" if error.filename2 else f"{error.filename}"
+        advice = "; check its permissions and those of the folders above it" if error.errno in (
+            errno.EACCES, errno.EPERM) else ""
+        return f"cannot access {target}: {error.strerror}{advice}"
     return str(error) or type(error).__name__

@@ -51,6 +51,18 @@ def _alarm(*_):
     raise Blocked(f"the command did not finish in {SECONDS} s")
 
 
+@contextmanager
+def time_bound() -> Iterator[None]:
+    """The block stopped with :class:`Blocked` if it runs over ``SECONDS``."""
+    previous = signal.signal(signal.SIGALRM, _alarm)
+    signal.alarm(SECONDS)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+
+
 def snapshot(folder: Path) -> dict[str, str]:
     """The hash of every regular file under ``folder`` (links not followed)."""
     out = {}
@@ -94,14 +106,8 @@ def run(argv: list[str], capsys, kind: str, inputs: Path, writes_inputs: bool = 
     command runs without root's power to read any file (:func:`without_read_override`)."""
     before = snapshot(inputs)
     before.pop(str(gone), None)
-    previous = signal.signal(signal.SIGALRM, _alarm)
-    signal.alarm(SECONDS)
-    try:
-        with without_read_override() if unprivileged else contextlib.nullcontext():
-            status = main(argv)
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, previous)
+    with time_bound(), without_read_override() if unprivileged else contextlib.nullcontext():
+        status = main(argv)
     captured = capsys.readouterr()
     said = check_rule(status, captured.err, argv)
     assert (writes_inputs and status == 0) or unchanged(before, snapshot(inputs)), "an input file changed"

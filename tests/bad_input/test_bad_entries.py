@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from harness import ENTRY_KINDS, OUTCOMES, course_pickle, make_entry, photo_folder, png_bytes, run
+from harness import ENTRY_KINDS, OUTCOMES, course_pickle, make_entry, photo_folder, png_bytes, run, time_bound
 
 import ghostmixnet.files
 
@@ -169,3 +169,73 @@ def test_the_entry_kinds_are_what_they_say(tmp_path):
             assert path.is_file() and path.stat().st_size == (kind != "empty") and (kind != "unreadable"
                                                                                   or path.stat().st_mode & 0o777 == 0)
     OUTCOMES["entries: the makers themselves"]["checked"] += len(ENTRY_KINDS)
+
+
+@pytest.mark.parametrize("kind", ["empty", "folder", "fifo", "device", "dangling link", "link loop"])
+@pytest.mark.parametrize("cache", ["serving measurements", "compile costs"])
+def test_every_kind_of_entry_in_a_cache_is_measured_again_never_waited_on(tmp_path, monkeypatch, tiny_checkpoint, cache,
+                                                                          kind):
+    """Caches are the package's own, but anything can be put there: such an entry counts as no measurement."""
+    monkeypatch.setenv("GHOSTMIXNET_CACHE", str(tmp_path / "cache"))
+    with time_bound():
+        if cache == "compile costs":
+            from ghostmixnet.train.compile_auto import cost_file, read_costs
+
+            cost_file().parent.mkdir(parents=True, exist_ok=True)
+            make_entry(cost_file(), kind, b"")
+            assert read_costs(cost_file()) == {}
+        else:
+            from ghostmixnet.serve.served import load_served_model
+
+            load_served_model(tiny_checkpoint, runtime="torch", views=1, log=lambda _: None)  # measures, keeps
+            kept = list((tmp_path / "cache" / "serve").glob("speed-*.json"))
+            assert len(kept) == 1
+            kept[0].unlink()
+            make_entry(kept[0], kind, b"")
+            lines = []
+            served = load_served_model(tiny_checkpoint, runtime="torch", views=1, log=lines.append)
+            assert served.info["speed"]["images_per_s"] > 0 and any("timing torch" in line for line in lines)
+    OUTCOMES[f"entries: cache of {cache}"][f"{kind}: measured again"] += 1
+
+
+FOLDER_SLOTS = ("CIFAR-10 data folder", "class folder to train on", "run folder to resume")
+FOLDER_KINDS = ("folder", "linked folder", *[k for k in ENTRY_KINDS if k != "folder"])
+
+
+@pytest.mark.parametrize("kind", FOLDER_KINDS)
+@pytest.mark.parametrize("slot", FOLDER_SLOTS)
+def test_every_kind_of_entry_where_a_folder_is_read(tmp_path, files, capsys, slot, kind):
+    """Where a command reads a folder: the folder itself, a link to it (both work), and every other kind of entry
+    (one line naming it). An unreadable folder is one whose mode is 000."""
+    inputs, out = tmp_path / "in", tmp_path / "out"
+    inputs.mkdir()
+    model = shutil.copy(files["model"], inputs / "model.pt")
+    good = tmp_path / "good"
+    if slot == "CIFAR-10 data folder":
+        shutil.copytree(files["cifar"], good)
+    elif slot == "class folder to train on":
+        photo_folder(good)
+    else:
+        shutil.copytree(files["run"], good)
+    entry = inputs / "entry"
+    if kind == "folder":
+        entry = good
+    elif kind == "linked folder":
+        entry.symlink_to(good)
+    elif kind == "unreadable":
+        entry = good
+        good.chmod(0)
+    else:
+        make_entry(entry, kind, b"not a folder")
+    argv = {"CIFAR-10 data folder": ["eval", str(model), "--data-dir", str(entry)],
+            "class folder to train on": ["train", "--dataset", "folder", "--data-dir", str(entry), "--recipe",
+                                         "finetune", "--init", str(model), *TRAIN_TINY, "--out", str(out)],
+            "run folder to resume": ["train", "--resume", str(entry)]}[slot]
+    try:
+        status, err = run(argv, capsys, f"entries: {slot}", inputs, unprivileged=kind == "unreadable")
+    finally:
+        good.chmod(0o755)
+    if kind in ("folder", "linked folder"):
+        assert status == 0, err
+    else:
+        assert status == 1 and entry.name in err, err

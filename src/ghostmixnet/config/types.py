@@ -52,6 +52,41 @@ def _raise_if(problems: list[str]) -> None:
         raise ValueError("invalid configuration: " + "; ".join(problems))
 
 
+_WORDS = {"int": "an integer", "float": "a finite number", "str": "text", "bool": "true or false", "None": "null"}
+
+
+def _fits(value: Any, annotation: str) -> bool:
+    """Whether ``value`` is of the type a field's annotation (a string: the module's annotations are postponed)
+    names: ``int``, ``float``, ``str``, ``bool``, ``tuple[...]`` of str or numbers, joined by ``|``. A bool is no
+    number here, and a float must be finite (NaN passes every comparison a range check makes)."""
+    for part in annotation.split(" | "):
+        if (part == "None" and value is None
+                or part == "int" and isinstance(value, int) and not isinstance(value, bool)
+                or part == "float" and isinstance(value, (int, float)) and not isinstance(value, bool)
+                and math.isfinite(value)
+                or part == "str" and isinstance(value, str)
+                or part == "bool" and isinstance(value, bool)):
+            return True
+        if part.startswith("tuple[") and isinstance(value, tuple):
+            inner = "str" if part.startswith("tuple[str") else "float"
+            if all(_fits(v, inner) for v in value):
+                return True
+    return False
+
+
+def _raise_if_mistyped(config: Any) -> None:
+    """Check every field's type before any range check, which would fail on a wrong type in Python's words (a
+    config read from a file can hold anything): one line naming each field, what it must be and what it is."""
+    problems = []
+    for f in fields(config):
+        value = getattr(config, f.name)
+        if not _fits(value, str(f.type)):
+            kinds = " or ".join(_WORDS.get(p, "a list of " + ("names" if "str" in p else "numbers"))
+                                for p in str(f.type).split(" | "))
+            problems.append(f"{f.name} must be {kinds}, got {value!r}"[:160])
+    _raise_if(problems)
+
+
 @dataclass(frozen=True)
 class RecipeConfig:
     """What a training run learns: the model, the data it sees, the optimisation and the selection. The
@@ -177,6 +212,7 @@ class RecipeConfig:
     """Seed of initialisation, shuffling, augmentation, mixing and dropout."""
 
     def __post_init__(self) -> None:
+        _raise_if_mistyped(self)
         _raise_if(self.recipe_problems())
 
     @property
@@ -325,6 +361,7 @@ class ComputeConfig:
     the training device and each batch is gathered there."""
 
     def __post_init__(self) -> None:
+        _raise_if_mistyped(self)
         self._resolve_workers()
         _raise_if(self.compute_problems())
 
@@ -356,6 +393,7 @@ class TrainConfig(ComputeConfig, RecipeConfig):
     :class:`ComputeConfig` fields (how it computes), read as attributes of one frozen object."""
 
     def __post_init__(self) -> None:
+        _raise_if_mistyped(self)
         self._resolve_workers()
         both = ["distillation augments cached views on the training device; use --augment-backend batched with "
                 "--distill"] if self.distill is not None and self.augment_backend != "batched" else []
@@ -396,6 +434,8 @@ class TrainConfig(ComputeConfig, RecipeConfig):
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
         """Rebuild from :meth:`to_dict` output; unknown keys are an error (a config of another version)."""
+        if not isinstance(data, dict):
+            raise ValueError(f"a config must be a JSON object of settings, got {type(data).__name__}")
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:

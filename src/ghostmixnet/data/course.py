@@ -24,10 +24,31 @@ def read_course_file(path: Path) -> tuple[np.ndarray, list[Any] | None]:
     ids = next((d[k] for k in (b"ids", "ids") if k in d), None)
     if ids is None:
         return images, None
-    ids = list(ids.tolist() if isinstance(ids, np.ndarray) else ids) if isinstance(ids, (list, np.ndarray)) else None
-    if ids is None or len(ids) != len(images) or not all(isinstance(i, (int, str, bytes)) for i in ids):
-        raise DataError(f"{path}: 'ids' must be a list of one int or string per image ({len(images)})")
-    return images, [i.decode() if isinstance(i, bytes) else i for i in ids]
+    return images, _ids(ids, len(images), path)
+
+
+def _ids(ids: Any, count: int, path: Path) -> list[int | str]:
+    """The ``ids`` field as ``count`` distinct ints or strings (UTF-8 bytes decoded); else a :class:`DataError`
+    naming the file, the field and what is wrong. Distinct: two rows with one id make a submission that no grader
+    can read one way."""
+    expected = f"'ids' must be a list of {count} distinct ints or strings, one per image"
+    ids = ids.tolist() if isinstance(ids, np.ndarray) else ids
+    if not isinstance(ids, list) or len(ids) != count:
+        size = f"{len(ids)} ids" if isinstance(ids, list) else f"a {type(ids).__name__}"
+        raise DataError(f"{path}: {expected}; it holds {size}")
+    bad = next((i for i, v in enumerate(ids)
+                if isinstance(v, bool) or not isinstance(v, (int, np.integer, str, bytes))), None)
+    if bad is not None:
+        raise DataError(f"{path}: {expected}; id {bad} is {ids[bad]!r} ({type(ids[bad]).__name__})")
+    try:
+        ids = [v.decode() if isinstance(v, bytes) else int(v) if isinstance(v, np.integer) else v for v in ids]
+    except UnicodeDecodeError:
+        raise DataError(f"{path}: {expected}; one is bytes that are not UTF-8 text") from None
+    seen: dict[str, int] = {}
+    for i, v in enumerate(ids):
+        if seen.setdefault(str(v), i) != i:
+            raise DataError(f"{path}: {expected}; ids {seen[str(v)]} and {i} are both {v!r}")
+    return ids
 
 
 def _course_images(images: Any, path: Path) -> np.ndarray:

@@ -20,6 +20,7 @@ from ..infer.calibrate import Calibration, calibrate_on_split, calibration_error
 from ..infer.load import model_from_checkpoint
 from ..model.checkpoint import beside, resolve_checkpoint, save_atomic
 from ..model.weights import NAME
+from .export import check_suffix
 from .pack import pack_checkpoint
 
 
@@ -41,6 +42,7 @@ def calibrate_checkpoint(checkpoint: Path, data_dir: Path, out: Path | None = No
     if weights:
         check_writable(target, folder=True)
     elif target != source:
+        check_suffix(target, ".pt", "checkpoint")  # a checkpoint named otherwise would be taken for an image or ONNX
         check_output(target, [source, *cifar_files(data_dir)])
     model, cfg, ckpt = model_from_checkpoint(source)
     if cfg.selects_on_test:

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..errors import CheckpointError
+from ..errors import CheckpointError, DataError
 from ..files import atomic_open, entry_problem, read_regular
 from .architectures import CifarNet, build_architecture
 from .weights import is_shipped, names_shipped, read_weights, shipped_weights
@@ -91,7 +91,10 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     path = resolve_checkpoint(path)
     if path.suffix == ".safetensors":
         return read_weights(path)
-    data = read_regular(path, "checkpoint")
+    try:
+        data = read_regular(path, "checkpoint")
+    except DataError as e:  # unreadable, or gone since it was looked at
+        raise CheckpointError(str(e)) from None
     verify_archive(path, data)
     try:
         ckpt = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
@@ -121,6 +124,10 @@ def load_weights(model: nn.Module, state: dict[str, torch.Tensor], path: Path | 
 
 def check_fits(own: dict[str, torch.Tensor], state: dict[str, Any], path: Path | str = "checkpoint") -> None:
     """Refuse ``state`` unless it has exactly the tensors of ``own`` (names and shapes)."""
+    strange = next((k for k, v in state.items() if not torch.is_tensor(v)), None) if isinstance(state, dict) else None
+    if strange is not None:
+        raise CheckpointError(f"{path} holds weights for a different model or class count: {strange!r} is a "
+                              f"{type(state[strange]).__name__}, not a tensor")
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
     wrong = [f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}" for k, v in own.items()

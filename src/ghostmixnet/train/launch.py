@@ -30,8 +30,8 @@ def launch(recipe: str | None, overrides: dict[str, Any], *, data_dir: Path | No
         raise ValueError(f"--resume continues the run in {resume} in place; --out {out} does not apply: "
                          "drop --out (copy the run folder first to continue a copy)")
     if resume is not None:
-        cfg, recorded = resume_config(Path(resume), overrides, recipe, log=echo)
-        data_dir, out = data_dir or recorded, resume
+        cfg, data_dir = resume_config(Path(resume), overrides, recipe, log=echo, data_dir=data_dir)
+        out = resume
     else:
         cfg = make_config(recipe or "paper", **overrides)
         data_dir = data_dir or Path("data")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,8 +18,8 @@ from typing import Any
 
 from ..config import COMPUTE_FIELDS, RECIPE_FIELDS, TrainConfig, config_of
 from ..data.sources import name_list
-from ..errors import CheckpointError, RunError
-from ..files import entry_problem, write_text_atomic
+from ..errors import CheckpointError, DataError, RunError
+from ..files import atomic_open, entry_problem, read_regular
 from ..model.checkpoint import load_checkpoint, load_weights, unwrap
 from .loop import EpochTotals
 from .parts import Training
@@ -64,6 +65,9 @@ def load_resume_checkpoint(out_dir: Path, log: Callable[[str], None] = print) ->
     """The newest usable training checkpoint of a run: ``last.pt``, or the one before it if ``last.pt``
     is missing, truncated or corrupt (saying so)."""
     out_dir = Path(out_dir)
+    if not out_dir.is_dir():
+        raise RunError(f"cannot resume: {out_dir} {entry_problem(out_dir) or 'is a file, not a run folder'}; name "
+                       "the run folder (the one holding last.pt)")
     errors = []
     for name in (LAST, PREVIOUS):
         path = out_dir / name
@@ -106,10 +110,11 @@ def restore_training(t: Training, ckpt: dict[str, Any], path: Path, processes: i
 
 
 def resume_config(out_dir: Path, overrides: dict[str, Any], recipe: str | None = None,
-                  log: Callable[[str], None] = print) -> tuple[TrainConfig, Path]:
-    """The config to continue the run in ``out_dir`` with, and the data folder it used: its own recipe (run
-    for ``epochs`` if that is given) computed as the ``overrides`` of compute settings say; an override of any
-    other recipe field is refused. A config.json edited by hand is reported (:func:`report_edited_config`)."""
+                  log: Callable[[str], None] = print, data_dir: Path | None = None) -> tuple[TrainConfig, Path]:
+    """The config to continue the run in ``out_dir`` with, and the data folder: ``data_dir`` if given, else the
+    one it used (:func:`recorded_data_dir`). The config is its own recipe (run for ``epochs`` if that is given)
+    computed as the ``overrides`` of compute settings say; an override of any other recipe field is refused. A
+    config.json edited by hand is reported (:func:`report_edited_config`)."""
     ckpt, path = load_resume_checkpoint(out_dir, log=lambda _: None)  # train() says which file it uses
     saved = config_of(ckpt, path)
     del ckpt
@@ -118,8 +123,26 @@ def resume_config(out_dir: Path, overrides: dict[str, Any], recipe: str | None =
     check_resumable(asked, saved, out_dir)
     learned = dataclasses.replace(saved.recipe_config(), epochs=overrides.get(RUN_LONGER, saved.epochs))
     compute = dataclasses.replace(saved.compute_config(), **{k: v for k, v in overrides.items() if k in COMPUTE_FIELDS})
-    run = json.loads((out_dir / "run.json").read_text()) if (out_dir / "run.json").is_file() else {}
-    return TrainConfig.of(learned, compute), Path(run.get("data_dir", "data"))
+    return TrainConfig.of(learned, compute), data_dir or recorded_data_dir(out_dir)
+
+
+def recorded_data_dir(out_dir: Path) -> Path:
+    """The data folder a run used, from its run.json (written before the first step, so a run with a checkpoint
+    has one); a run.json missing or unable to say is a :class:`RunError` naming it and the way round it."""
+    path = out_dir / "run.json"
+    fix = "pass --data-dir with the folder the run trained on"
+    if not os.path.lexists(path):
+        raise RunError(f"cannot resume: {path} is missing, so the data folder the run used is unknown; {fix}")
+    try:
+        record = json.loads(read_regular(path, "run.json"))
+    except DataError as e:
+        raise RunError(f"cannot resume: {e}; {fix}") from None
+    except ValueError:
+        raise RunError(f"cannot resume: {path} is not JSON; {fix}") from None
+    data_dir = record.get("data_dir", "data") if isinstance(record, dict) else None
+    if not isinstance(data_dir, str) or not data_dir:
+        raise RunError(f"cannot resume: {path}: its 'data_dir' must be a folder path (text), not {data_dir!r}; {fix}")
+    return Path(data_dir)
 
 
 def report_edited_config(out_dir: Path, saved: TrainConfig, log: Callable[[str], None]) -> None:
@@ -128,12 +151,17 @@ def report_edited_config(out_dir: Path, saved: TrainConfig, log: Callable[[str],
     (only they continue it exactly), and keep the edited file as ``config.edited.json`` before the run writes
     config.json again."""
     path = out_dir / "config.json"
-    if not path.is_file():
+    if not os.path.lexists(path):
         return
     ours = json.loads(json.dumps(saved.to_dict()))  # as JSON has it: tuples as lists
     try:
-        edited = json.loads(path.read_text())
-    except (OSError, ValueError):
+        raw = read_regular(path, "config.json")
+    except DataError as e:
+        log(f"{e}; the resumed run keeps its own settings (from its checkpoint) and writes config.json again")
+        return
+    try:
+        edited = json.loads(raw)
+    except ValueError:
         edited = None
     if edited == ours:
         return
@@ -144,7 +172,8 @@ def report_edited_config(out_dir: Path, saved: TrainConfig, log: Callable[[str],
     else:
         what = "is no longer a JSON object of settings"
     kept = out_dir / "config.edited.json"
-    write_text_atomic(kept, path.read_text(errors="replace"))
+    with atomic_open(kept, "wb") as f:  # byte for byte: what the person wrote, whatever its encoding
+        f.write(raw)
     log(f"{path} was edited since the run wrote it: it {what}. The resumed run keeps its own settings (from its "
         f"checkpoint), the only ones that continue it exactly, and rewrites config.json; the edited file is kept "
         f"as {kept}. Change compute settings with flags (e.g. --batch-size), or start a new run with --out")
