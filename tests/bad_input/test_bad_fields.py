@@ -136,6 +136,29 @@ def test_every_kind_of_ids_in_a_course_pickle(tmp_path_factory, tiny_checkpoint,
         assert "test.pkl" in err and "'ids'" in err, err
 
 
+COURSE_DATA = st.sampled_from(["uint8 (3, 32, 32, 3)", "uint8 (3, 3072)", "uint8 (0, 32, 32, 3)", "uint8 (3, 32, 32)",
+                               "uint8 (3, 3, 32, 32)", "float32 (3, 32, 32, 3)", "int64 (3, 3072)", "uint8 (3,)",
+                               "list", "missing"])
+
+
+@SETTINGS
+@given(data=COURSE_DATA)
+def test_every_kind_of_images_in_a_course_pickle(tmp_path_factory, tiny_checkpoint, capsys, data):
+    folder = tmp_path_factory.mktemp("course")
+    batch = {}
+    if data == "list":
+        batch[b"data"] = [[0] * 3072] * 3
+    elif data != "missing":
+        dtype, shape = data.split(" ", 1)
+        batch[b"data"] = np.zeros(eval(shape), dtype)  # noqa: S307 - our own literal shapes
+    (folder / "test.pkl").write_bytes(pickle.dumps(batch))
+    status, err = run(["predict", str(tiny_checkpoint), str(folder / "test.pkl"), "--out",
+                       str(folder.parent / f"{folder.name}.csv")], capsys, "fields: a course pickle's images", folder)
+    assert (status == 0) == (data in ("uint8 (3, 32, 32, 3)", "uint8 (3, 3072)")), (data, err)
+    if status:
+        assert "test.pkl" in err and "'data'" in err, err
+
+
 # ---- checkpoints ------------------------------------------------------------------------------------------------
 
 VALUES = st.one_of(st.none(), st.booleans(), st.integers(-2**40, 2**40), st.floats(allow_nan=True, allow_infinity=True),
@@ -226,10 +249,8 @@ def test_every_field_of_a_weights_files_metadata(tmp_path_factory, tiny_weights,
     """Rewritten with the drawn value and named by its new hash, as someone who edits one would do."""
     from safetensors.torch import load, save
 
-    from ghostmixnet.model.weights import header_metadata
-
     data = tiny_weights.read_bytes()
-    metadata = header_metadata(data)
+    metadata = json.loads(data[8:8 + int.from_bytes(data[:8], "little")])["__metadata__"]  # the format's header
     config = json.loads(metadata["config"])
     metadata[key] = metadata_value(drawn, config)
     new = save(load(data), metadata)
