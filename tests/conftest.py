@@ -3,7 +3,9 @@ for the shipped weights."""
 
 from __future__ import annotations
 
+import collections
 import importlib.util
+import json
 import os
 import pickle
 import sys
@@ -248,13 +250,31 @@ def stopped_run(tmp_path_factory, cifar_dir) -> Path:
     return run
 
 
-@pytest.fixture(scope="session", autouse=True)
-def bad_input_outcomes(request):
-    """After the session: what each kind of bad input gave (counted by tests/bad_input/harness.py), on standard
-    error, where the CI log keeps it."""
-    yield
+# What each kind of bad input gave (counted by tests/bad_input/harness.py), in the terminal summary, where the CI
+# log keeps it: each xdist worker sends its counts to the controller, which adds them up.
+_OUTCOMES: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
+
+
+def _harness_outcomes() -> dict[str, dict[str, int]]:
     harness = sys.modules.get("harness")
-    if harness is not None and harness.OUTCOMES:
-        with request.config.pluginmanager.getplugin("capturemanager").global_and_fixture_disabled():
-            for kind, counts in sorted(harness.OUTCOMES.items()):
-                print(f"\n{kind}: " + "; ".join(f"{n} x {what}" for what, n in counts.most_common()), file=sys.stderr)
+    return {kind: dict(counts) for kind, counts in harness.OUTCOMES.items()} if harness is not None else {}
+
+
+def pytest_sessionfinish(session):
+    if hasattr(session.config, "workeroutput"):  # an xdist worker
+        session.config.workeroutput["bad_input"] = json.dumps(_harness_outcomes())
+
+
+def pytest_testnodedown(node, error):
+    for kind, counts in json.loads(getattr(node, "workeroutput", {}).get("bad_input", "{}")).items():
+        _OUTCOMES[kind].update(counts)
+
+
+def pytest_terminal_summary(terminalreporter):
+    for kind, counts in _harness_outcomes().items():  # run without xdist: this process's own
+        _OUTCOMES[kind].update(counts)
+    if _OUTCOMES:
+        terminalreporter.section("bad input, by kind: cases and outcomes")
+        for kind, counts in sorted(_OUTCOMES.items()):
+            terminalreporter.write_line(f"{kind} ({sum(counts.values())}): "
+                                        + "; ".join(f"{n} x {what}" for what, n in counts.most_common()))

@@ -29,6 +29,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, settings
 from PIL import Image
 
@@ -37,7 +38,7 @@ from ghostmixnet.cli import main
 SECONDS = 30
 """The time bound of one command: nothing may block (a FIFO opened for reading waits for a writer forever)."""
 OUTCOMES: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
-SETTINGS = settings(max_examples=25, deadline=None, derandomize=True,
+SETTINGS = settings(max_examples=15, deadline=None, derandomize=True,
                     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 ENTRY_KINDS = ("regular", "empty", "folder", "fifo", "socket", "device", "dangling link", "link loop", "unreadable",
                "missing")
@@ -145,18 +146,18 @@ _DAC = (1 << 1) | (1 << 2)  # CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH: what lets r
 def without_read_override() -> Iterator[None]:
     """This thread without the two capabilities that let root read any file, for the block (Linux's
     ``capset``; they stay permitted, so they are taken back after): an unreadable file can then be made as
-    root, as the user who meets one has it. Raises ``OSError`` where that cannot be done."""
+    root, as the user who meets one has it. The test is skipped where that cannot be done."""
     if os.geteuid() != 0:
         yield
         return
     libc = ctypes.CDLL(None, use_errno=True)
     header, data = _CapHeader(0x20080522, 0), (_CapData * 2)()  # _LINUX_CAPABILITY_VERSION_3
     if libc.capget(ctypes.byref(header), data) != 0:
-        raise OSError(ctypes.get_errno(), "capget failed")
+        pytest.skip(f"root cannot read its own capabilities here (errno {ctypes.get_errno()})")
     kept = data[0].effective
     data[0].effective = kept & ~_DAC
     if libc.capset(ctypes.byref(header), data) != 0:
-        raise OSError(ctypes.get_errno(), "capset failed")
+        pytest.skip(f"root cannot give up its read override here (errno {ctypes.get_errno()})")
     try:
         yield
     finally:

@@ -5,12 +5,13 @@ a name that would later be refused is refused when given, in one line."""
 from __future__ import annotations
 
 from harness import SETTINGS, png_bytes, run
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 
 @SETTINGS
 @given(name=st.one_of(st.text(min_size=0, max_size=30), st.from_regex(r"[A-Za-z0-9_.-]{1,20}", fullmatch=True)))
+@example(name="my-model")  # a case issue 41 named: accepted by pack, then refused by every command that read the file
 def test_every_name_pack_accepts_is_read_back_by_predict(tmp_path_factory, tiny_checkpoint, capsys, name):
     folder = tmp_path_factory.mktemp("pack")
     (folder / "in.png").write_bytes(png_bytes(3))
@@ -53,7 +54,7 @@ SUFFIXES = st.sampled_from(["", ".pt", ".PT", ".pth", ".ckpt", ".onnx", ".safete
                             ".pt.bak"])
 
 
-@settings(SETTINGS, max_examples=12)  # each case fits a calibration: a second or two
+@settings(SETTINGS, max_examples=10)  # each case fits a calibration: a second or two
 @given(stem=st.from_regex(r"[A-Za-z0-9_ .-]{1,10}", fullmatch=True), suffix=SUFFIXES)
 def test_every_name_calibrate_accepts_is_read_back_by_predict(tmp_path_factory, tiny_checkpoint, cifar_dir, capsys,
                                                             stem, suffix):
@@ -74,7 +75,7 @@ def test_every_name_calibrate_accepts_is_read_back_by_predict(tmp_path_factory, 
     assert status == 0, (name, err)
 
 
-@settings(SETTINGS, max_examples=6)  # each case trains an epoch: a few seconds
+@settings(SETTINGS, max_examples=4)  # each case trains an epoch: a few seconds
 @given(name=st.one_of(st.from_regex(r"[A-Za-z0-9_ .:-]{1,12}", fullmatch=True),
                       st.sampled_from(["pretrained", "pretrained:ghostmixnet", "run.pt", "best.pt", "ünï cødé"])))
 def test_every_run_folder_train_accepts_is_read_back(tmp_path_factory, cifar_dir, capsys, name):
