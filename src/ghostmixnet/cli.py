@@ -21,6 +21,7 @@ from .deploy.pack import pack_checkpoint
 from .deploy.quantize import CALIBRATION_METHODS, quantize_checkpoint
 from .deploy.sizes import describe_deployment
 from .errors import EXPECTED_ERRORS, one_line
+from .files import descriptors_exhausted
 from .model.architectures import ARCHITECTURES
 from .model.cost import describe_model
 from .predict.classify import predict_files
@@ -363,7 +364,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as e:
         if "--debug" in (sys.argv[1:] if argv is None else argv):
             raise
-        print(f"error: {one_line(e)}", file=sys.stderr)
-        if not isinstance(e, EXPECTED_ERRORS):
+        message, exhausted = one_line(e), descriptors_exhausted()
+        if exhausted is not None and "too many files are open" not in message:  # the cause, in other words
+            message = f"{exhausted}; the command stopped with: {message}"
+        print(f"error: {message}", file=sys.stderr)
+        if not isinstance(e, EXPECTED_ERRORS) and exhausted is None:
             print("(an unexpected error; rerun with --debug for the traceback)", file=sys.stderr)
         return 1

@@ -52,6 +52,9 @@ def one_line(error: BaseException) -> str:
     inside a data folder, say) names the file and what the system said, in the package's form."""
     if isinstance(error, OSError) and error.strerror and error.filename is None:
         return error.strerror
+    if isinstance(error, OSError) and error.errno in (errno.EMFILE, errno.ENFILE):
+        return (f"too many files are open (opening {error.filename}): close some programs or raise the limit "
+                "(ulimit -n)")
     if isinstance(error, OSError) and error.strerror:
         target = f"{error.filename} -> {error.filename2}" if error.filename2 else f"{error.filename}"
         advice = "; check its permissions and those of the folders above it" if error.errno in (

@@ -71,6 +71,26 @@ def exhausted_words(error: BaseException, folder: Path) -> str | None:
     return None if exhausted is None else f"{exhausted[1]}: {exhausted[2]}"
 
 
+def descriptors_exhausted() -> str | None:
+    """If this process holds as many file descriptors as its limit allows (Linux): that, in one line with what to
+    do; else None. Running out shows up in other libraries' words ("could not get source code" from a module
+    that could not read its own source), so a command that failed asks this before it reports."""
+    advice = "close some programs or raise the limit (ulimit -n)"
+    try:
+        import resource
+
+        limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        held = len(os.listdir("/proc/self/fd")) - 1  # less the one listing them
+    except OSError as e:
+        return f"too many files are open (this process has none left): {advice}" if e.errno in (
+            errno.EMFILE, errno.ENFILE) else None
+    except (ImportError, ValueError):
+        return None
+    if limit == resource.RLIM_INFINITY or held < limit - 2:
+        return None
+    return f"too many files are open (this process holds {held}, its limit is {limit}): {advice}"
+
+
 def _umask() -> int:
     """The process's file-creation mask (reading it means setting it; it is set straight back)."""
     mask = os.umask(0o022)
@@ -204,6 +224,9 @@ def open_regular(path: Path, what: str = "file") -> Iterator[IO[bytes]]:
     try:
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
     except OSError as e:
+        words = exhausted_words(e, Path(path).parent)
+        if words is not None:  # the process's limit, not the file: an OSError, which --skip-bad does not skip
+            raise OSError(e.errno, f"cannot read {what} {path}: {words}") from None
         raise DataError(f"cannot read {what} {path}: {e.strerror or e}") from None
     with os.fdopen(fd, "rb") as f:
         if not stat.S_ISREG(os.fstat(fd).st_mode):

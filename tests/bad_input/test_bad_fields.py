@@ -218,7 +218,7 @@ def predict_sound(argv: list[str], capsys, kind: str, inputs: Path, out: Path) -
     return status, err
 
 
-@SETTINGS
+@settings(SETTINGS, max_examples=30)  # six kinds of change, each case a fraction of a second
 @given(mutation=MUTATIONS)
 def test_every_field_of_a_checkpoint(tmp_path_factory, tiny_checkpoint, capsys, mutation):
     folder = tmp_path_factory.mktemp("ckpt")

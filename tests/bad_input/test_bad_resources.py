@@ -116,22 +116,40 @@ def test_a_full_disk_while_writing(tmp_path, small_disk, files, what):
     held(what, out, before, err, "no space left on the disk holding", status)
 
 
-@pytest.mark.parametrize("what", ["predict's CSV", "a packed weights file", "a checkpoint"])
-def test_file_descriptors_exhausted(tmp_path, files, what):
-    """``RLIMIT_NOFILE`` set to what the process holds open plus two, after Python has started."""
+def exhaust_descriptors(spare: int) -> str:
+    """A prelude that lowers the descriptor limit to just above the highest open one, opens /dev/null until none
+    is left, then closes ``spare`` of those: the command has exactly ``spare`` descriptors to work with."""
+    return ("import os, resource\n"
+            "top = max(int(fd) for fd in os.listdir('/proc/self/fd'))\n"
+            "resource.setrlimit(resource.RLIMIT_NOFILE, (top + 16, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))\n"
+            "held = []\n"
+            "while True:\n"
+            "    try:\n"
+            "        held.append(os.open('/dev/null', os.O_RDONLY))\n"
+            "    except OSError:\n"
+            "        break\n"
+            f"for fd in held[:{spare}]:\n"
+            "    os.close(fd)\n")
+
+
+@pytest.mark.parametrize(("what", "spare"), [("predict's CSV", 0), ("predict's CSV", 2), ("a packed weights file", 2),
+                                             ("a checkpoint", 2)])
+def test_file_descriptors_exhausted(tmp_path, files, what, spare):
+    """With none to spare, the first file a command opens fails; with two, the writes do where they need more.
+    Either way: one line naming the resource, and never an image skipped as corrupt for it."""
     inputs, out = folders(tmp_path)
     argv, _ = prepare(what, inputs, out, files)
     before = snapshot(out)
-    prelude = ("import os, resource; n = len(os.listdir('/proc/self/fd')); "
-               "resource.setrlimit(resource.RLIMIT_NOFILE, (n + 2, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))")
-    status, err = run_process(argv, f"resources: file descriptors, {what}", inputs, prelude)
-    if status == 0:  # a command that needed no more than two at once finished correctly; its output is new
+    status, err = run_process(argv, f"resources: file descriptors, {spare} to spare, {what}", inputs,
+                              exhaust_descriptors(spare))
+    if status == 0:  # a command that needed no more than that at once finished correctly
         return
     line = next(line for line in err.splitlines() if line.startswith("error:"))
     assert "too many files are open" in line and "ulimit -n" in line, line
-    # The file it was writing intact (writes that finished before it, such as a run's last.pt, stand).
-    failed = Path(line.split(" while writing ", 1)[1].split("; ", 1)[0])
-    assert snapshot(out).get(str(failed)) == before.get(str(failed)) and no_partial_files(out), line
+    if " while writing " in line:  # the file it was writing intact (writes finished before it, e.g. last.pt, stand)
+        failed = Path(line.split(" while writing ", 1)[1].split("; ", 1)[0])
+        assert snapshot(out).get(str(failed)) == before.get(str(failed)), line
+    assert no_partial_files(out), line
 
 
 # Killed with SIGKILL after the new file's bytes are written and before it replaces the old: the moment that

@@ -14,7 +14,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from ..errors import DataError
-from ..files import open_regular
+from ..files import exhausted_words, open_regular
 
 
 @dataclass
@@ -106,6 +106,9 @@ def read_image(source: Path | BinaryIO, name: Path | str,
         raise ImageError(f"cannot read image {name}: it is not an image PIL can read (PNG, JPEG, WebP, ...)",
                          "not_an_image") from None
     except (OSError, ValueError, SyntaxError) as e:
+        words = exhausted_words(e, Path("."))
+        if words is not None:  # the process ran out (PIL opens its plugins' files), not the image: never skipped
+            raise OSError(e.errno, f"cannot read image {name}: {words}") from None
         raise ImageError(f"cannot read image {name}: it could not be decoded (truncated or corrupt?): {e}",
                          "corrupt") from None
 
