@@ -13,8 +13,9 @@ from typing import Any
 import torch
 
 from ..config import TrainConfig
-from ..errors import RunError
+from ..errors import CheckpointError, RunError
 from ..files import check_writable, exclusive_lock, exhausted_words
+from ..model.checkpoint import resolve_checkpoint
 from .distributed import DistEnv
 from .resume import LAST, LOCK, PREVIOUS
 
@@ -92,6 +93,12 @@ def check_can_start(cfg: TrainConfig, out_dir: Path, env: DistEnv, resume: bool)
                        "another --out (or delete what is there)")
     elif out_dir.exists() and not out_dir.is_dir():
         raise RunError(f"--out {out_dir} is a file, not a folder; choose a folder for the run")
+    for flag, given in (("--init", cfg.init), ("--distill", cfg.distill)):
+        if given is not None:  # a checkpoint that is not there refused before minutes of reading data, not after
+            try:
+                resolve_checkpoint(Path(given))
+            except CheckpointError as e:
+                raise RunError(f"{flag}: {e}") from None
     if cfg.sync_bn and env.distributed and env.device.type == "cpu":
         raise RunError("--sync-bn needs GPUs: PyTorch's SyncBatchNorm does not run on the CPU; drop the flag "
                        "(each process then normalizes over its own share of the batch)")
