@@ -1,7 +1,7 @@
 """The bad-input harness's rule and its makers of bad entries, shared by the tests of this folder.
 
 A case runs ``ghostmixnet.cli.main`` (in this process under an alarm, or in a subprocess where the case needs
-a process of its own: another user, a resource limit, a kill) and is held to one rule: the command finishes
+a process of its own: a resource limit, a kill) and is held to one rule: the command finishes
 (exit 0), or it exits 1 with exactly one line on standard error, starting ``error:``, that is neither an
 unexpected error nor a bare operating-system message (``[Errno 2] ...`` says neither what the file was to the
 command nor what to do); with no traceback; within ``SECONDS``; and no input file changed. ``OUTCOMES``
@@ -15,7 +15,6 @@ import contextlib
 import ctypes
 import hashlib
 import io
-import json
 import os
 import pickle
 import re
@@ -24,7 +23,7 @@ import socket
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -116,15 +115,14 @@ def run(argv: list[str], capsys, kind: str, inputs: Path, writes_inputs: bool = 
     return status, captured.out + captured.err
 
 
-def run_process(argv: list[str], kind: str, inputs: Path, prelude: str = "", timeout: int = 120,
-                preexec_fn: Callable[[], None] | None = None, user: int | None = None) -> tuple[int, str]:
+def run_process(argv: list[str], kind: str, inputs: Path, prelude: str = "", timeout: int = 120) -> tuple[int, str]:
     """The command in a process of its own (``python -c``): ``prelude`` runs first, after the package is
-    imported (a resource limit set there binds the command, not Python's start). ``user``: the process runs as
-    that user id. Held to the rule; returns the exit status and standard error."""
+    imported (a resource limit set there binds the command, not Python's start). Held to the rule; returns the
+    exit status and standard error."""
     before = snapshot(inputs)
     code = f"import sys; from ghostmixnet.cli import main\n{prelude}\nsys.exit(main({argv!r}))"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout,
-                            preexec_fn=preexec_fn, user=user, cwd=inputs)
+                            cwd=inputs)
     said = check_rule(result.returncode, result.stderr, argv)
     assert unchanged(before, snapshot(inputs)), "an input file changed"
     record(kind, result.returncode, said)
@@ -210,7 +208,3 @@ def photo_folder(root: Path, per_class: int = 4) -> Path:
         for i in range(per_class):
             (root / name / f"{i}.png").write_bytes(png_bytes(100 * c + i, size=40))
     return root
-
-
-def json_of(path: Path) -> dict:
-    return json.loads(path.read_text())
