@@ -104,7 +104,7 @@ def test_a_full_disk_while_writing(tmp_path, small_disk, files, what):
     """The outputs on a small filesystem, filled but for 2 KiB once the previous outputs are in place. Among them
     a case issue 41 named: a checkpoint written as the disk fills, which said only PyTorch's internal
     "unexpected pos"."""
-    inputs, out = folders(tmp_path)
+    inputs, _ = folders(tmp_path)
     out = small_disk
     argv, _ = prepare(what, inputs, out, files)
     before = kept(what, out)
