@@ -39,9 +39,11 @@ def test_inference_graph_folds_bn1_and_half_of_bn2_exactly(trained_like):
     before = _bn_count(model)
     folded, report = fold_for_inference(model)
     assert (report.blocks, report.bn1_folded, report.bn1_kept) == (12, 12, 0)
-    assert _bn_count(folded) == 12  # one half-width affine per block, where bn2 meets the primary output
-    assert all(b.affine2.num_features * 2 == b.cheap2.out_channels * 2 == b.primary2.out_channels * 2
-               for b in folded.modules() if isinstance(b, FoldedGhostBlock))
+    # no BatchNorm left: where bn2 meets the primary output, its half is a depthwise 1x1 convolution per block
+    assert _bn_count(folded) == 0
+    affines = [b.affine2 for b in folded.modules() if isinstance(b, FoldedGhostBlock)]
+    assert len(affines) == 12 and all(a.kernel_size == (1, 1) and a.groups == a.in_channels == a.out_channels
+                                      for a in affines)
     x = torch.randn(16, 3, 32, 32)
     with torch.no_grad():
         torch.testing.assert_close(folded(x), model(x), rtol=1e-4, atol=1e-4)
@@ -75,7 +77,7 @@ def test_shipped_weights_fold_exactly_on_real_images(real_data_dir):
     assert torch.equal(reference.argmax(1), candidate.argmax(1))
 
 
-def test_the_onnx_graph_has_half_the_batchnorms(tmp_path, trained_like):
+def test_the_onnx_graph_has_no_batchnorms(tmp_path, trained_like):
     pytest.importorskip("onnxruntime")
     import onnx
 
@@ -84,7 +86,7 @@ def test_the_onnx_graph_has_half_the_batchnorms(tmp_path, trained_like):
     model = _nonpositive_bn1_shifts(trained_like())
     path = export_onnx(model, make_config("paper", width=0.125), tmp_path / "m.onnx")
     ops = [n.op_type for n in onnx.load(str(path)).graph.node]
-    assert ops.count("BatchNormalization") == 12
+    assert ops.count("BatchNormalization") == 0
     x = torch.randn(4, 3, 32, 32)
     with torch.no_grad():
         np.testing.assert_allclose(OnnxClassifier(path)(x).numpy(), model(x).numpy(), atol=1e-4)

@@ -14,6 +14,12 @@ A trained Ghost block holds four kinds of BatchNorm:
   convolution's output; its primary half stays as a per-channel affine on that half, because the primary
   output also feeds the padded depthwise convolution.
 
+That affine is a depthwise 1x1 convolution, not a BatchNorm: PyTorch's int8 flow (PT2E, used for ExecuTorch
+and LiteRT) folds every BatchNorm that reads a convolution's output into that convolution, even where the
+output has other readers, and here the cheap convolution would then read the scaled output: an int8 program
+computing another function (2 points of accuracy lost on the shipped weights). A convolution is left alone,
+quantizes exactly (one weight per channel) and runs as an int8 kernel in every runtime.
+
 The result computes the same function to float rounding (tests/deploy/test_fold.py).
 """
 
@@ -46,15 +52,14 @@ def _affine(bn: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:
     return scale, bn.bias.detach() - bn.running_mean * scale
 
 
-def _affine_module(scale: torch.Tensor, shift: torch.Tensor) -> nn.BatchNorm2d:
-    """A per-channel affine as one BatchNorm node (mean 0, variance 1, eps 0): one op in every runtime."""
-    bn = nn.BatchNorm2d(scale.numel(), eps=0.0).eval()
+def _channel_affine(scale: torch.Tensor, shift: torch.Tensor) -> nn.Conv2d:
+    """A per-channel affine as a depthwise 1x1 convolution (see the module's docstring for why not a BatchNorm)."""
+    channels = scale.numel()
+    conv = nn.Conv2d(channels, channels, 1, groups=channels).eval()
     with torch.no_grad():
-        bn.weight.copy_(scale)
-        bn.bias.copy_(shift)
-        bn.running_mean.zero_()
-        bn.running_var.fill_(1.0)
-    return bn
+        conv.weight.copy_(scale.view(channels, 1, 1, 1))
+        conv.bias.copy_(shift)
+    return conv
 
 
 def _conv_of(seq: nn.Sequential) -> nn.Conv2d:
@@ -87,7 +92,7 @@ class FoldedGhostBlock(nn.Module):
             scale2, shift2 = _affine(block.bn2)
             self.cheap2.weight.mul_(scale2[m2:].view(-1, 1, 1, 1))
             self.cheap2.bias.mul_(scale2[m2:]).add_(shift2[m2:])
-            self.affine2 = _affine_module(scale2[:m2], shift2[:m2])
+            self.affine2 = _channel_affine(scale2[:m2], shift2[:m2])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         intrinsic = self.primary1(x)

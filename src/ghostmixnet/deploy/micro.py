@@ -26,6 +26,7 @@ from ..config import TrainConfig
 from ..errors import ExportError
 from ..files import atomic_open, entry_problem, write_text_atomic
 from .fold import fold_for_inference
+from .pt2e import calibrate
 from .pte import sidecar
 from .runtimes import require
 
@@ -38,9 +39,7 @@ def quantize_for_litert(model: nn.Module, calibration: torch.Tensor) -> tuple[nn
 
     quantizer = PT2EQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True))
     prepared = prepare_pt2e(torch.export.export(model, (calibration[:1],)).module(), quantizer)
-    with torch.no_grad():
-        for image in calibration.split(1):  # captured for one image, as a device runs it
-            prepared(image)
+    prepared = calibrate(prepared, model, calibration.split(1))  # captured for one image, as a device runs it
     return convert_pt2e(prepared, fold_quantize=False), quantizer
 
 

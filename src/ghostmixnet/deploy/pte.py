@@ -19,6 +19,7 @@ from ..config import TrainConfig
 from ..errors import ExportError
 from ..files import atomic_open, entry_problem, write_text_atomic
 from .fold import fold_for_inference
+from .pt2e import calibrate
 from .runtimes import require
 
 
@@ -27,24 +28,26 @@ def sidecar(path: Path) -> Path:
     return Path(path).with_name(Path(path).name + ".json")
 
 
-def quantize_pt2e(model: nn.Module, example: torch.Tensor, calibration: torch.Tensor, batch: int = 64) -> nn.Module:
-    """``model`` quantized for XNNPACK (int8, weights per channel) with activation ranges observed on
-    ``calibration`` (normalized images)."""
+def prepare_xnnpack(model: nn.Module, example: torch.Tensor) -> nn.Module:
+    """``model`` captured and prepared for XNNPACK's int8 (weights per channel), its observers not yet run."""
     from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (  # optional: the 'executorch' extra
         XNNPACKQuantizer,
         get_symmetric_quantization_config,
     )
-    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+    from torchao.quantization.pt2e.quantize_pt2e import prepare_pt2e
 
     # Captured with a free batch size, so calibration can run in batches whatever the program's own.
     any_batch = ({0: torch.export.Dim("batch", min=1, max=4096)},)
     graph = torch.export.export(model, (torch.zeros(2, *example.shape[1:]),), dynamic_shapes=any_batch).module()
-    quantizer = XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True))
-    prepared = prepare_pt2e(graph, quantizer)
-    with torch.no_grad():
-        for i in range(0, len(calibration), batch):
-            prepared(calibration[i:i + batch])
-    return convert_pt2e(prepared)
+    return prepare_pt2e(graph, XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True)))
+
+
+def quantize_pt2e(model: nn.Module, example: torch.Tensor, calibration: torch.Tensor, batch: int = 64) -> nn.Module:
+    """``model`` quantized for XNNPACK (int8, weights per channel) with activation ranges observed on
+    ``calibration`` (normalized images); refused if preparing it changed its function (``pt2e.calibrate``)."""
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e  # optional: the 'executorch' extra
+
+    return convert_pt2e(calibrate(prepare_xnnpack(model, example), model, calibration.split(batch)))
 
 
 def export_pte(model: nn.Module, cfg: TrainConfig, path: Path, batch: int = 1,

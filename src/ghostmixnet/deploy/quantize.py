@@ -36,8 +36,8 @@ QUANTIZED_OPS = ["Conv", "Gemm", "MatMul"]
 
 
 def float_nodes(onnx_path: Path, keep_float: Iterable[str]) -> list[str]:
-    """Names of the nodes to leave in float: unfolded BatchNorms always, plus on request depthwise
-    convolutions (group > 1), the SE branches, the stem convolution and/or the classifier."""
+    """Names of the nodes to leave in float: unfolded BatchNorms always, plus on request the depthwise
+    3x3 convolutions, the SE branches, the stem convolution and/or the classifier."""
     import onnx  # optional, as all of ONNX here: the 'deploy' extra
 
     keep = set(keep_float)
@@ -53,10 +53,12 @@ def float_nodes(onnx_path: Path, keep_float: Iterable[str]) -> list[str]:
         names += [n.name for n in nodes if n.op_type == "Gemm"]
     for node in nodes:
         group = next((a.i for a in node.attribute if a.name == "group"), 1)
+        kernel = next((list(a.ints) for a in node.attribute if a.name == "kernel_shape"), [1])
         # The BatchNorms that could not be folded have rank-1 per-channel scales, which ONNX Runtime's
         # per-channel path rejects (it warns and falls back to one scale per tensor): keep them float.
+        # "depthwise" means the cheap 3x3 convolutions, not the folded graph's 1x1 per-channel affines.
         if (node.op_type == "BatchNormalization"
-                or ("depthwise" in keep and node.op_type == "Conv" and group > 1)
+                or ("depthwise" in keep and node.op_type == "Conv" and group > 1 and max(kernel) > 1)
                 or ("se" in keep and "/se/" in node.name)):
             names.append(node.name)
     return names
