@@ -57,6 +57,11 @@ def test_bench_times_every_backend_at_each_thread_count(tiny_checkpoint):
     table = format_bench(rows, info, 12)
     assert "| ort-int8 |" in table and "1.00x" in table and "batch-1 p50 ms, 1 thread |" in table
     assert "accuracy (12 test images)" in table
+    # the floor: one image's multiply-adds at the measured peak, and each row's batch-1 median against it
+    floor = 2 * info["macs"] / (info["peak_int8"] * 1e9) * 1e3
+    assert f"int8 2 x {info['macs'] / 1e6:,.1f}M / {info['peak_int8']:,.0f} G = {floor:.2f} ms" in table
+    ort_int8 = next(line for line in table.splitlines() if line.startswith("| ort-int8 |"))
+    assert f"| {rows[3].latency_ms[2][0] / floor:.2f}x |" in ort_int8
 
 
 def test_bench_cli_on_an_onnx_file_and_bad_input(tiny_checkpoint, tmp_path, capsys):

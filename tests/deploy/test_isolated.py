@@ -3,6 +3,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from ghostmixnet.deploy.runtimes import installed
+
 TESTS = Path(__file__).resolve().parents[1]
 
 
@@ -16,3 +18,7 @@ def test_the_native_runtime_tests_pass_in_a_process_of_their_own():
     print(result.stdout[-3000:])
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
     assert " passed" in result.stdout.splitlines()[-1]
+    # The test extra installs both runtimes: none of their tests may skip for want of one (the micro extra's may).
+    for runtime in ("openvino", "executorch"):
+        if installed(runtime):
+            assert f"pip install 'ghostmixnet[{runtime}]'" not in result.stdout, result.stdout[-3000:]

@@ -1,5 +1,6 @@
 import pytest
 import torch
+from conftest import INT8_AGREEMENT, top1_agreement
 
 pytest.importorskip("onnxruntime")
 
@@ -68,3 +69,11 @@ def test_calibration_batches_are_equal_and_feed_every_image_once(count):
     batches = list(iter(reader.get_next, None))
     assert len({b["input"].shape for b in batches}) == 1  # a short last batch breaks percentile calibration
     assert sum(len(b["input"]) for b in batches) == count and len(batches[0]["input"]) <= 64
+
+
+def test_int8_onnx_follows_the_shipped_model_on_real_images(shipped_on_real_images, shipped_int8_onnx):
+    s = shipped_on_real_images
+    quantized = OnnxClassifier(shipped_int8_onnx)(s.test)
+    agreement = top1_agreement(quantized, s.logits)
+    print(f"ONNX Runtime int8 vs PyTorch: top-1 agreement {100 * agreement:.2f}% on {len(s.test)} test images")
+    assert agreement >= INT8_AGREEMENT

@@ -346,6 +346,13 @@ def _row_line(r: BenchRow) -> str:
     return f"batch 1: {latency}; {r.throughput:,.0f} images/s at batch {r.batch_size}{accuracy}"
 
 
+def arithmetic_floors(info: dict[str, float | str]) -> dict[str, float]:
+    """Milliseconds one image's multiply-adds take at each measured matmul peak: no batch-1 call can be faster."""
+    if "macs" not in info:
+        return {}
+    return {k[5:]: 2 * float(info["macs"]) / (float(v) * 1e9) * 1e3 for k, v in info.items() if k.startswith("peak_")}
+
+
 def format_bench(rows: list[BenchRow], info: dict[str, float | str], test_images: int = 0) -> str:
     """The timing table with the model's size and cost above it, in Markdown."""
     head = [f"model: {info['source']}"]
@@ -358,16 +365,26 @@ def format_bench(rows: list[BenchRow], info: dict[str, float | str], test_images
         head.append("file size: " + ", ".join(sizes))
     peaks = ", ".join(f"{k[5:]} {float(v):,.0f}" for k, v in info.items() if k.startswith("peak_"))
     head.append(f"threads: {info['threads']}; measured matmul peaks (G(FL)OP/s, most threads): {peaks}")
+    floors = arithmetic_floors(info)
+    if floors:
+        head.append("arithmetic floor at batch 1 (2 x MACs / peak, most threads): " + ", ".join(
+            f"{kind} 2 x {float(info['macs']) / 1e6:,.1f}M / {float(info[f'peak_{kind}']):,.0f} G = {ms:.2f} ms"
+            for kind, ms in floors.items()))
     eager = next((r.throughput for r in rows if r.backend == "eager"), None)
     threads = list(rows[0].latency_ms) if rows else []
     accuracy = any(r.accuracy is not None for r in rows)
     columns = ["backend", "how"] + [f"batch-1 p50 ms, {t} thread{'s' * (t > 1)}" for t in threads]
-    columns += ["batch-1 p90 ms", f"images/s (batch {rows[0].batch_size if rows else '-'})", "vs eager",
-                "share of peak"] + ([f"accuracy ({test_images} test images)"] if accuracy else [])
+    columns += ["batch-1 p90 ms"] + (["p50 / floor"] if floors else [])
+    columns += [f"images/s (batch {rows[0].batch_size if rows else '-'})", "vs eager", "share of peak"]
+    columns += [f"accuracy ({test_images} test images)"] if accuracy else []
     lines = ["| " + " | ".join(columns) + " |", "|---|---|" + "---:|" * (len(columns) - 2)]
     for r in rows:
         cells = [r.backend, r.detail] + [f"{r.latency_ms[t][0]:.2f}" for t in threads]
-        cells += [f"{r.latency_ms[threads[-1]][1]:.2f}", f"{r.throughput:,.0f}",
+        cells += [f"{r.latency_ms[threads[-1]][1]:.2f}"]
+        if floors:
+            floor = floors.get(r.arithmetic)
+            cells.append(f"{r.latency_ms[threads[-1]][0] / floor:.2f}x" if floor else "-")
+        cells += [f"{r.throughput:,.0f}",
                   f"{r.throughput / eager:.2f}x" if eager else "-",
                   f"{100 * r.peak_share:.1f}% of {r.arithmetic}" if r.peak_share else "-"]
         if accuracy:

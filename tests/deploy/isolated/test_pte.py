@@ -3,6 +3,7 @@ import json
 
 import pytest
 import torch
+from conftest import INT8_AGREEMENT, top1_agreement
 
 from ghostmixnet.cli import main
 from ghostmixnet.config import make_config
@@ -11,6 +12,7 @@ from ghostmixnet.deploy.fold import FoldedGhostBlock, fold_for_inference
 from ghostmixnet.deploy.pt2e import prepared_drift
 from ghostmixnet.deploy.pte import PteClassifier, export_pte, prepare_xnnpack, quantize_pt2e, sidecar
 from ghostmixnet.errors import ExportError
+from ghostmixnet.infer.logits import normalize_uint8
 from ghostmixnet.model.checkpoint import save_atomic
 
 
@@ -71,6 +73,17 @@ def test_int8_preparation_keeps_what_the_folded_graph_computes(trained_like):
     assert prepared_drift(prepare_xnnpack(old, x[:1]), old, x) > 0.01  # ...but not once prepared
     with pytest.raises(ExportError, match="int8 preparation changed what the model computes"):
         quantize_pt2e(old, x[:1], x)
+
+
+def test_int8_program_follows_the_shipped_model_on_real_images(shipped_on_real_images, tmp_path):
+    """Fails without the fold's fix: the int8 program then agreed with the float model on 96.8% of these images."""
+    _executorch()
+    s = shipped_on_real_images
+    calibration = normalize_uint8(s.calibration, torch.device("cpu"), normalization=s.cfg.normalization)
+    program = export_pte(s.model, s.cfg, tmp_path / "shipped-int8.pte", batch=100, calibration=calibration)
+    agreement = top1_agreement(PteClassifier(program, threads=2)(s.test), s.logits)
+    print(f"ExecuTorch int8 vs PyTorch: top-1 agreement {100 * agreement:.2f}% on {len(s.test)} test images")
+    assert agreement >= INT8_AGREEMENT
 
 
 def test_unusable_programs_are_refused_in_one_line(tmp_path):

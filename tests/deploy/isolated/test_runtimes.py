@@ -1,5 +1,6 @@
 import pytest
 import torch
+from conftest import INT8_AGREEMENT, top1_agreement
 
 from ghostmixnet.config import make_config
 from ghostmixnet.deploy import runtimes
@@ -32,3 +33,12 @@ def test_openvino_runs_the_onnx_files_and_agrees_with_pytorch(tmp_path, trained_
     bad.write_bytes(b"junk")
     with pytest.raises(ExportError, match="not a model OpenVINO can read"):
         runtimes.OpenVinoClassifier(bad)
+
+
+def test_openvino_int8_follows_the_shipped_model_on_real_images(shipped_on_real_images, shipped_int8_onnx):
+    if not runtimes.installed("openvino"):
+        pytest.skip(runtimes.missing_reason("openvino"))
+    s = shipped_on_real_images
+    agreement = top1_agreement(runtimes.OpenVinoClassifier(shipped_int8_onnx, threads=2)(s.test), s.logits)
+    print(f"OpenVINO int8 vs PyTorch: top-1 agreement {100 * agreement:.2f}% on {len(s.test)} test images")
+    assert agreement >= INT8_AGREEMENT
