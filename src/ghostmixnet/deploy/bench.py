@@ -296,9 +296,16 @@ def _onnx_candidates(wanted: set[str], files: dict[str, tuple[Path, str, str]]) 
     for backend, cls, runtime in ONNX_RUNTIMES:
         for suffix, (path, how, kind) in files.items():
             if backend + suffix in wanted:
-                out[backend + suffix] = Candidate(f"{runtime}, {how}", kind,
-                                                  lambda t, _b, cls=cls, path=path: cls(path, threads=t))
+                out[backend + suffix] = Candidate(f"{runtime}, {how}", kind, _maker(cls, path))
     return out
+
+
+def _maker(cls: type, path: Path) -> Callable[[int, int], Callable[[torch.Tensor], object]]:
+    """How a runtime's classifier is made for a thread count and batch size: OpenVINO's compiled for that batch
+    size (a static shape pays there); ONNX Runtime's for any (fixing it measured no change)."""
+    if cls is OpenVinoClassifier:
+        return lambda t, b: cls(path, threads=t, batch=b)
+    return lambda t, _b: cls(path, threads=t)
 
 
 def _time_backend(name: str, candidate: Candidate, thread_counts: tuple[int, ...], batch_size: int, repeats: int,

@@ -28,17 +28,21 @@ def sidecar(path: Path) -> Path:
     return Path(path).with_name(Path(path).name + ".json")
 
 
-def prepare_xnnpack(model: nn.Module, example: torch.Tensor) -> nn.Module:
-    """``model`` captured and prepared for XNNPACK's int8 (weights per channel), its observers not yet run."""
+def capture(model: nn.Module, example: torch.Tensor) -> nn.Module:
+    """``model`` as a graph module from ``torch.export``, with a free batch size so that calibration can run in
+    batches whatever the program's own."""
+    any_batch = ({0: torch.export.Dim("batch", min=1, max=4096)},)
+    return torch.export.export(model, (torch.zeros(2, *example.shape[1:]),), dynamic_shapes=any_batch).module()
+
+
+def prepare_xnnpack(graph: nn.Module) -> nn.Module:
+    """A captured graph prepared for XNNPACK's int8 (weights per channel), its observers not yet run."""
     from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (  # optional: the 'executorch' extra
         XNNPACKQuantizer,
         get_symmetric_quantization_config,
     )
     from torchao.quantization.pt2e.quantize_pt2e import prepare_pt2e
 
-    # Captured with a free batch size, so calibration can run in batches whatever the program's own.
-    any_batch = ({0: torch.export.Dim("batch", min=1, max=4096)},)
-    graph = torch.export.export(model, (torch.zeros(2, *example.shape[1:]),), dynamic_shapes=any_batch).module()
     return prepare_pt2e(graph, XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True)))
 
 
@@ -47,7 +51,7 @@ def quantize_pt2e(model: nn.Module, example: torch.Tensor, calibration: torch.Te
     ``calibration`` (normalized images); refused if preparing it changed its function (``pt2e.calibrate``)."""
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e  # optional: the 'executorch' extra
 
-    return convert_pt2e(calibrate(prepare_xnnpack(model, example), model, calibration.split(batch)))
+    return convert_pt2e(calibrate(prepare_xnnpack(capture(model, example)), model, calibration.split(batch)))
 
 
 def export_pte(model: nn.Module, cfg: TrainConfig, path: Path, batch: int = 1,

@@ -3,14 +3,14 @@ import json
 
 import pytest
 import torch
-from conftest import INT8_AGREEMENT, top1_agreement
+from conftest import INT8_AGREEMENT, load_benchmark, top1_agreement
 
 from ghostmixnet.cli import main
 from ghostmixnet.config import make_config
 from ghostmixnet.deploy import runtimes
-from ghostmixnet.deploy.fold import FoldedGhostBlock, fold_for_inference
+from ghostmixnet.deploy.fold import fold_for_inference
 from ghostmixnet.deploy.pt2e import prepared_drift
-from ghostmixnet.deploy.pte import PteClassifier, export_pte, prepare_xnnpack, quantize_pt2e, sidecar
+from ghostmixnet.deploy.pte import PteClassifier, capture, export_pte, prepare_xnnpack, quantize_pt2e, sidecar
 from ghostmixnet.errors import ExportError
 from ghostmixnet.infer.logits import normalize_uint8
 from ghostmixnet.model.checkpoint import save_atomic
@@ -48,29 +48,19 @@ def test_int8_program_follows_the_float_model(tmp_path, trained_like):
     assert torch.corrcoef(torch.stack([reference.flatten(), quantized.flatten()]))[0, 1] > 0.95
 
 
-def _as_batchnorms(folded):
-    """The folded graph as it was before the fix: each block's affine on bn2's primary half a BatchNorm."""
-    for block in [m for m in folded.modules() if isinstance(m, FoldedGhostBlock)]:
-        conv, bn = block.affine2, torch.nn.BatchNorm2d(block.affine2.out_channels, eps=0.0).eval()
-        with torch.no_grad():
-            bn.weight.copy_(conv.weight.flatten())
-            bn.bias.copy_(conv.bias)
-        block.affine2 = bn
-    return folded
-
-
 def test_int8_preparation_keeps_what_the_folded_graph_computes(trained_like):
     """The cause of ExecuTorch int8's lost points: PT2E's preparation folds any BatchNorm that reads a
     convolution into it, even where the cheap convolution reads that convolution's output too. The folded
     graph's affine is a convolution now, which preparation leaves alone; a graph it would change is refused."""
     _executorch()
+    as_batchnorms = load_benchmark("int8_layers").as_batchnorms  # the graph as it was before the fix
     folded, _ = fold_for_inference(trained_like())
     x = torch.randn(8, 3, 32, 32)
-    assert prepared_drift(prepare_xnnpack(folded, x[:1]), folded, x) < 1e-5
+    assert prepared_drift(prepare_xnnpack(capture(folded, x[:1])), folded, x) < 1e-5
     with torch.no_grad():  # the old form computes the same function in float...
-        torch.testing.assert_close(_as_batchnorms(copy.deepcopy(folded))(x), folded(x), rtol=1e-5, atol=1e-5)
-    old = _as_batchnorms(folded)
-    assert prepared_drift(prepare_xnnpack(old, x[:1]), old, x) > 0.01  # ...but not once prepared
+        torch.testing.assert_close(as_batchnorms(copy.deepcopy(folded))(x), folded(x), rtol=1e-5, atol=1e-5)
+    old = as_batchnorms(folded)
+    assert prepared_drift(prepare_xnnpack(capture(old, x[:1])), old, x) > 0.01  # ...but not once prepared
     with pytest.raises(ExportError, match="int8 preparation changed what the model computes"):
         quantize_pt2e(old, x[:1], x)
 

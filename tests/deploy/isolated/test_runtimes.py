@@ -1,6 +1,6 @@
 import pytest
 import torch
-from conftest import INT8_AGREEMENT, top1_agreement
+from conftest import INT8_AGREEMENT, load_benchmark, top1_agreement
 
 from ghostmixnet.config import make_config
 from ghostmixnet.deploy import runtimes
@@ -24,11 +24,13 @@ def test_openvino_runs_the_onnx_files_and_agrees_with_pytorch(tmp_path, trained_
     model = trained_like()
     path = export_onnx(model, make_config("paper", width=0.125), tmp_path / "m.onnx")
     # in fp32: OpenVINO's default on CPUs with native bf16 is bf16, which no fp32 tolerance holds
-    classifier = runtimes.OpenVinoClassifier(path, threads=1, precision="f32")
-    for batch in (1, 6):
-        x = torch.randn(batch, 3, 32, 32)
-        with torch.no_grad():
-            torch.testing.assert_close(classifier(x), model(x), rtol=1e-3, atol=1e-3)
+    # compiled for any batch size, or for batches of 4 (6 images: a full chunk and a padded one)
+    for classifier in (runtimes.OpenVinoClassifier(path, threads=1, precision="f32"),
+                       runtimes.OpenVinoClassifier(path, threads=1, precision="f32", batch=4)):
+        for batch in (1, 6):
+            x = torch.randn(batch, 3, 32, 32)
+            with torch.no_grad():
+                torch.testing.assert_close(classifier(x), model(x), rtol=1e-3, atol=1e-3)
     bad = tmp_path / "bad.onnx"
     bad.write_bytes(b"junk")
     with pytest.raises(ExportError, match="not a model OpenVINO can read"):
@@ -42,3 +44,11 @@ def test_openvino_int8_follows_the_shipped_model_on_real_images(shipped_on_real_
     agreement = top1_agreement(runtimes.OpenVinoClassifier(shipped_int8_onnx, threads=2)(s.test), s.logits)
     print(f"OpenVINO int8 vs PyTorch: top-1 agreement {100 * agreement:.2f}% on {len(s.test)} test images")
     assert agreement >= INT8_AGREEMENT
+
+
+def test_the_int8_profile_covers_openvino(tiny_onnx, capsys):
+    if not runtimes.installed("openvino"):
+        pytest.skip(runtimes.missing_reason("openvino"))
+    load_benchmark("int8_profile").main([str(tiny_onnx), "--threads", "1", "--calls", "3", "--runtimes", "openvino"])
+    out = capsys.readouterr().out
+    assert out.startswith("OpenVINO, 1 thread(s): ") and "| Convolution (" in out
