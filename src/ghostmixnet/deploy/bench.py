@@ -296,6 +296,9 @@ def _onnx_candidates(wanted: set[str], files: dict[str, tuple[Path, str, str]]) 
     for backend, cls, runtime in ONNX_RUNTIMES:
         for suffix, (path, how, kind) in files.items():
             if backend + suffix in wanted:
+                if cls is OpenVinoClassifier and kind == "fp32" and native_cpu_support("bf16") is True:
+                    # OpenVINO's default precision on such a CPU: its "fp32" row computes in bf16
+                    how, kind = how.replace("fp32", "bf16 (OpenVINO's default on this CPU)"), "bf16"
                 out[backend + suffix] = Candidate(f"{runtime}, {how}", kind, _maker(cls, path))
     return out
 
