@@ -140,7 +140,7 @@ def main(argv: list[str] | None = None) -> None:
             for name, ms in sorted(roles.items(), key=lambda kv: -kv[1]):
                 work = macs.get(name, 0)
                 rate = 2 * work / (ms / 1e3) / 1e9
-                print(f"| {name} | {work / 1e6:.1f}M | {ms:.3f} | {rate:,.0f} | {100 * rate / peak:.0f}% |")
+                print(f"| {name} | {work / 1e6:.2f}M | {ms:.3f} | {rate:,.0f} | {100 * rate / peak:.0f}% |")
     if "openvino" in wanted and installed("openvino"):
         openvino_profile(args.onnx, args.threads, args.calls)
         if "onnxruntime" in wanted:
