@@ -256,7 +256,8 @@ def _int8_and_timing_commands(command: Command, recipe: str) -> None:
     p = command("bench", cmd_bench, "latency, throughput and accuracy: PyTorch, ONNX Runtime, OpenVINO, ExecuTorch",
                 description="Time a model at batch 1 (median and p90 latency, at each --threads count) and at a large "
                             "batch (images/s) on each backend, with its size, MACs and share of the measured "
-                            "matrix-multiply peak, and with --data-dir its accuracy on the test images. Backends whose "
+                            "matrix-multiply peak, the batch-1 floor that peak sets (2 x MACs / peak) and each median "
+                            "against it, and with --data-dir its accuracy on the test images. Backends whose "
                             "runtime is not installed are skipped, naming the extra (openvino, executorch). "
                             "MODEL_OR_FILE is a model name (random weights), a checkpoint or an ONNX file (timed with "
                             "ONNX Runtime and OpenVINO only).")
