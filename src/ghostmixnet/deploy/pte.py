@@ -20,7 +20,7 @@ from ..errors import ExportError
 from ..files import atomic_open, entry_problem, write_text_atomic
 from .fold import fold_for_inference
 from .pt2e import calibrate
-from .runtimes import require
+from .runtimes import in_fixed_batches, require
 
 
 def sidecar(path: Path) -> Path:
@@ -106,14 +106,7 @@ class PteClassifier:
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
         images = images.detach().float().cpu().contiguous()
-        outputs = []
-        for start in range(0, len(images), self.batch):
-            chunk = images[start:start + self.batch]
-            short = self.batch - len(chunk)
-            if short:
-                chunk = torch.cat([chunk, chunk.new_zeros(short, *chunk.shape[1:])])
-            outputs.append(self.method.execute([chunk])[0][:self.batch - short])
-        return torch.cat(outputs)
+        return in_fixed_batches(images, self.batch, lambda chunk: self.method.execute([chunk])[0])
 
     def eval(self) -> PteClassifier:
         return self

@@ -4,6 +4,7 @@ classifier (ONNX Runtime's lives in ``infer/onnx.py``, ExecuTorch's in ``pte.py`
 from __future__ import annotations
 
 import importlib.util
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -42,6 +43,19 @@ def require(runtime: str) -> None:
         raise ExportError(missing_reason(runtime))
 
 
+def in_fixed_batches(images: torch.Tensor, batch: int, run: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+    """``run`` (a program compiled for exactly ``batch`` images) applied to any number of images: in chunks of
+    ``batch``, the last one padded with zeros and its padding's outputs dropped."""
+    outputs = []
+    for start in range(0, len(images), batch):
+        chunk = images[start:start + batch]
+        short = batch - len(chunk)
+        if short:
+            chunk = torch.cat([chunk, chunk.new_zeros(short, *chunk.shape[1:])])
+        outputs.append(run(chunk)[:batch - short])
+    return torch.cat(outputs)
+
+
 class OpenVinoClassifier:
     """An ONNX file (fp32, or int8 in QDQ form, which OpenVINO runs in int8) compiled by OpenVINO for the CPU,
     called like a PyTorch model on normalized (N, 3, 32, 32) tensors; tuned for latency (one stream).
@@ -72,17 +86,13 @@ class OpenVinoClassifier:
         self.request = core.compile_model(model, "CPU", config).create_infer_request()
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
-        x = np.ascontiguousarray(images.detach().float().cpu().numpy())
+        images = images.detach().float().cpu().contiguous()
         if self.batch is None:
-            return torch.from_numpy(np.array(self.request.infer({0: x})[0]))
-        outputs = []
-        for start in range(0, len(x), self.batch):
-            chunk = x[start:start + self.batch]
-            short = self.batch - len(chunk)
-            if short:
-                chunk = np.concatenate([chunk, np.zeros((short, *chunk.shape[1:]), chunk.dtype)])
-            outputs.append(np.array(self.request.infer({0: chunk})[0])[:self.batch - short])
-        return torch.from_numpy(np.concatenate(outputs))
+            return self._run(images)
+        return in_fixed_batches(images, self.batch, self._run)
+
+    def _run(self, images: torch.Tensor) -> torch.Tensor:
+        return torch.from_numpy(np.array(self.request.infer({0: images.numpy()})[0]))
 
     def eval(self) -> OpenVinoClassifier:
         return self
