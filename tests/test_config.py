@@ -65,6 +65,12 @@ def test_overrides_and_frozen():
     ({"warmup": 1.0}, "warmup"),
     ({"ema_decay": 1.0}, "ema_decay"),
     ({"val_every": 0}, "val_every"),
+    ({"image_size": 50}, "image_size must be a multiple of 8 from 16 to 512"),
+    ({"image_size": 8}, "image_size must be a multiple of 8 from 16 to 512"),
+    ({"image_size": 64}, "cifar10's images are 32x32; image_size 64 is for folder data"),
+    ({"image_size": 64, "dataset": "folder", "resolutions": "16:0.5"}, "drop --resolutions with --image-size"),
+    ({"freeze_epochs": -1}, "freeze_epochs must not be negative"),
+    ({"freeze_epochs": 2}, "freeze_epochs holds pretrained layers .* give --init"),
 ])
 def test_invalid_values_are_rejected_on_creation(overrides, message):
     with pytest.raises(ValueError, match=message):

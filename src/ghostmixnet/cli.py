@@ -188,6 +188,7 @@ def _inference_commands(command: Command, recipe: str) -> None:
     p.add_argument("model", choices=list(ARCHITECTURES))
     p.add_argument("--width", type=POSITIVE, default=1.0)
     p.add_argument("--num-classes", type=COUNT, default=10)
+    p.add_argument("--image-size", type=COUNT, default=32, help="side of the input images in pixels (default 32)")
     p.add_argument("--deploy", action="store_true",
                    help="also export to each format (file sizes) and time each runtime (a few minutes)")
 
@@ -316,8 +317,9 @@ CALLS: dict[str, Callable[[argparse.Namespace], Any]] = {
                                               keep_float=a.keep_float, reduce_range=a.reduce_range,
                                               calibration=a.calibration, percentile=a.percentile,
                                               eval_images=a.eval_images),
-    "info": lambda a: print(describe_model(a.model, a.width, a.num_classes)
-                            + (f"\n{describe_deployment(a.model, a.width, a.num_classes)}" if a.deploy else "")),
+    "info": lambda a: print(describe_model(a.model, a.width, a.num_classes, a.image_size)
+                            + (f"\n{describe_deployment(a.model, a.width, a.num_classes, a.image_size)}" if a.deploy
+                               else "")),
     "ablation": lambda a: print(run_ablation(a.data_dir, a.out, config_overrides(a), device=a.device)
                                 + f"wrote {a.out / 'ablation.md'}"),
     "serve": lambda a: serve(a.model, a.host, a.port, a.device, Limits(max_bytes=int(a.max_upload_mb * 2**20),

@@ -110,6 +110,19 @@ def test_batches_augmented_in_chunks_come_out_as_alone(images, augment):
             assert torch.equal(x, want_x) and torch.equal(y, want_y)
 
 
+@pytest.mark.parametrize("augment", ["basic", "paper"])
+def test_both_backends_augment_other_sizes_with_the_padding_in_proportion(augment):
+    assert [A.padding(s) for s in (16, 32, 48, 64, 96)] == [2, 4, 6, 8, 12]
+    images = torch.randint(0, 256, (4, 3, 64, 64), dtype=torch.uint8)
+    out = A.BatchPipeline(augment)(images, torch.Generator().manual_seed(0))
+    assert out.shape == images.shape
+    params = A.BatchPipeline(augment).sample(500, torch.Generator().manual_seed(0), (64, 64))
+    assert int(params["top"].max()) == 16  # offsets 0..2*8
+    transform = train_transform(augment, size=64)
+    assert transform(Image.fromarray(images[0].permute(1, 2, 0).numpy())).shape == (3, 64, 64)
+    assert next(t for t in transform.transforms if isinstance(t, T.RandomCrop)).padding == 8
+
+
 def test_augment_chunk_is_chosen_by_device():
     assert A.resolve_augment_chunk(None, torch.device("cpu")) == 1
     assert A.resolve_augment_chunk(None, torch.device("cuda")) == A.CUDA_AUGMENT_CHUNK

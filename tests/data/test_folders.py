@@ -61,6 +61,19 @@ def test_the_cache_is_used_rebuilt_when_a_file_changes_and_refused_when_corrupt(
         read_cache(newest)
 
 
+def test_each_image_size_reads_and_caches_the_folder_at_that_size(tmp_path):
+    root = make_folder(tmp_path / "data")
+    small, _ = load_folder(root)
+    large, _ = load_folder(root, size=64)
+    assert small.images.shape[1:] == (32, 32, 3) and large.images.shape[1:] == (64, 64, 3)
+    assert len(list(root.glob(f"{CACHE_PREFIX}*.npz"))) == 2
+    again, _ = load_folder(root, size=64)
+    assert np.array_equal(again.images, large.images)
+    small_cache = next(p for p in root.glob(f"{CACHE_PREFIX}*.npz") if read_cache(p)[0].images.shape[1] == 32)
+    with pytest.raises(DataError, match="is corrupt .*do not fit together"):
+        read_cache(small_cache, size=64)
+
+
 def test_a_folder_that_cannot_be_written_is_read_without_a_cache(tmp_path):
     root = make_folder(tmp_path / "data")
     said = []

@@ -42,6 +42,21 @@ def test_split_folders_are_used_as_given_and_a_missing_one_is_held_out(tmp_path)
         load_data("folder", root, **SPLIT)
 
 
+def test_each_split_says_where_it_came_from_and_a_tiny_held_out_one_is_warned_about(tmp_path):
+    root = tmp_path / "data"
+    write_class_folder(root / "train", per_class=12)
+    write_class_folder(root / "val", per_class=5, seed=1)
+    said = []
+    splits = load_data("folder", root, **SPLIT, echo=said.append)
+    assert splits.record["origin"] == {"val": "the val/ folder", "test": "held out of train/, 20% of each class"}
+    assert len(said) == 1 and said[0].startswith("warning: the test split held out of your images has 2 image(s)")
+    assert "for a figure worth reporting" in said[0]  # the validation folder, given, is not warned about
+    said.clear()
+    write_class_folder(root / "test", per_class=5, seed=2)
+    load_data("folder", root, **SPLIT, echo=said.append)
+    assert said == []
+
+
 def test_a_class_too_small_to_hold_any_out_is_named(tmp_path):
     root = write_class_folder(tmp_path / "data", per_class=4)
     for extra in sorted((root / "dog").iterdir())[1:]:

@@ -12,6 +12,35 @@ def test_parameter_counts_match_the_spec(name, params):
     assert count_parameters(build_model(name)) == params
 
 
+@pytest.mark.parametrize("size", [16, 32, 48, 64, 96])
+def test_every_size_pools_to_the_grid_of_32_pixels_and_takes_the_same_weights(size):
+    torch.manual_seed(0)
+    at32, other = build_model("ghostmixnet", width=0.125), build_model("ghostmixnet", width=0.125, image_size=size)
+    other.load_state_dict(at32.state_dict())  # the same tensors: weights move between sizes
+    x = torch.randn(2, 3, size, size)
+    features = other.eval().forward_features(x)
+    assert features.shape[-1] == size // 4 and other.pool.kernel_size == size // 8
+    pooled = torch.nn.functional.adaptive_avg_pool2d(features, 2).flatten(1)
+    assert torch.allclose(other.forward_head(features, pre_logits=True), pooled, atol=1e-6)
+
+
+def test_the_32_pixel_model_is_unchanged_by_sizes():
+    # the shipped weights' logits: the fixed 4x4 window pooling of 8x8 maps, written out here independently
+    model = build_model("ghostmixnet", pretrained=True).eval()
+    assert model.image_size == 32 and model.pool.kernel_size == 4
+    x = torch.randn(4, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        features = model.stages(model.stem(x))
+        expected = model.fc(torch.nn.functional.avg_pool2d(features, 4).flatten(1))
+        assert torch.equal(model(x), expected)
+
+
+@pytest.mark.parametrize("size", [8, 20, 33, 1024])
+def test_sizes_that_do_not_pool_evenly_are_refused(size):
+    with pytest.raises(ValueError, match="image_size must be a multiple of 8 from 16 to 512"):
+        build_model("ghostmixnet", image_size=size)
+
+
 def test_named_builders():
     assert count_parameters(ghostmixnet()) == 3_041_466
     assert count_parameters(resnet()) == 4_630_858

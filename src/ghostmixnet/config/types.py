@@ -115,6 +115,10 @@ class RecipeConfig:
     backbone_lr_scale: float = 1.0
     """Learning rate of every layer but the classifier as a share of ``lr``: below 1 changes pretrained
     features more gently than the new classifier learns (fine-tuning); 0 freezes them."""
+    freeze_epochs: int = 0
+    """Fine-tuning: for the first this many epochs only the classifier learns, on the pretrained layers' features as
+    loaded (their weights and BatchNorm statistics held, and no gradient computed through them: such an epoch costs
+    about a third of a full one); every layer trains after. 0: none."""
     recipe: str = "paper"
     """Name of the preset this config started from (informational)."""
     epochs: int = 200
@@ -194,6 +198,11 @@ class RecipeConfig:
     """The data: ``cifar10`` or ``cifar100`` (fine labels; ``cifar100-coarse``: its 20 coarse ones) in their
     official python layout, or ``folder``: one sub-folder of images per class in ``--data-dir``, or ``train/``
     and ``val/`` (and optionally ``test/``) folders of such sub-folders."""
+    image_size: int = 32
+    """The side, in pixels, of the square images the model trains on and takes: CIFAR's are 32; a folder's images
+    are centre-cropped and resized to it when read (a multiple of 8 from 16 to 512). The model pools its last
+    feature map to the same 2x2 grid at any size, so weights trained at one size load at another, and 32 is
+    the shipped weights' own. Stored with the model: every command reads and resizes images to it."""
     normalize: str = "data"
     """Data other than CIFAR-10: normalise the inputs with the mean and std measured on its training split
     (``data``) or with CIFAR-10's (``cifar10``: those the shipped weights learned with)."""
@@ -235,7 +244,8 @@ class RecipeConfig:
 
     def data_fields(self) -> dict[str, Any]:
         """How the run's data is split, as keywords of :func:`~ghostmixnet.data.sources.load_data`."""
-        return {"val_size": self.val_size, "holdout": self.holdout, "split_seed": self.split_seed}
+        return {"val_size": self.val_size, "holdout": self.holdout, "split_seed": self.split_seed,
+                "image_size": self.image_size}
 
     def _data_problems(self) -> list[str]:
         problems = []
@@ -253,8 +263,20 @@ class RecipeConfig:
                 problems.append(f"{name} must be three numbers in [0, 1], got {value}")
         if self.std is not None and len(self.std) == 3 and min(self.std) <= 0:
             problems.append(f"std must be positive, got {self.std}")
+        if not (16 <= self.image_size <= 512 and self.image_size % 8 == 0):
+            problems.append(f"image_size must be a multiple of 8 from 16 to 512 pixels, got {self.image_size}")
+        elif self.image_size != 32 and self.dataset != "folder":
+            problems.append(f"{self.dataset}'s images are 32x32; image_size {self.image_size} is for folder data")
+        if self.image_size != 32 and self.resolutions:
+            problems.append("progressive resizing (resolutions) trains below 32 pixels; drop --resolutions with "
+                            "--image-size")
         if not 0.0 < self.holdout < 0.5:
             problems.append(f"holdout is a share of a folder's images and must be in (0, 0.5), got {self.holdout}")
+        if self.freeze_epochs < 0:
+            problems.append(f"freeze_epochs must not be negative, got {self.freeze_epochs}")
+        elif self.freeze_epochs and self.init is None:
+            problems.append("freeze_epochs holds pretrained layers while the classifier learns; give --init (the "
+                            "finetune recipe's pretrained) or drop --freeze-epochs")
         if not 0.0 <= self.backbone_lr_scale <= 1.0 or not math.isfinite(self.backbone_lr_scale):
             problems.append(f"backbone_lr_scale must be in [0, 1], got {self.backbone_lr_scale}")
         return problems
@@ -312,6 +334,8 @@ class RecipeConfig:
         if self.distill is not None and self.mix_prob > 0:
             problems.append("distillation caches the teacher's outputs for unmixed views; set --mix-prob 0 with "
                             "--distill")
+        if self.distill is not None and self.image_size != 32:
+            problems.append("distillation's teachers take 32-pixel images; drop --image-size with --distill")
         if self.distill is not None and self.resolutions:
             problems.append("distillation trains at full size; drop --resolutions with --distill")
         return problems

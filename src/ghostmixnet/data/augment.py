@@ -43,7 +43,7 @@ class Recipe:
     flip: float = 0.5
     """Probability of a horizontal flip."""
     pad: int = 4
-    """Zero padding on every side before the random 32x32 crop."""
+    """Zero padding on every side before the random 32x32 crop (at other sizes in proportion: :func:`padding`)."""
     perspective_distortion: float = 0.5
     perspective_p: float = 0.5
     """RandomPerspective's distortion scale and probability (torchvision's defaults)."""
@@ -56,14 +56,21 @@ class Recipe:
 PAPER = Recipe()
 
 
-def train_transform(augment: str, mean: Sequence[float] = MEAN, std: Sequence[float] = STD) -> T.Compose:
-    """The per-image (PIL) training pipeline for ``augment`` = ``paper``, ``basic`` (flip and crop) or
-    ``none``, then to tensor and normalize with ``mean`` and ``std``."""
+def padding(size: int) -> int:
+    """The crop's padding for ``size``-pixel images: the recipe's 4 pixels at 32, the same share of the image at
+    other sizes (8 at 64), so that a crop moves the picture as far at every size."""
+    return max(1, round(PAPER.pad * size / 32))
+
+
+def train_transform(augment: str, mean: Sequence[float] = MEAN, std: Sequence[float] = STD,
+                    size: int = 32) -> T.Compose:
+    """The per-image (PIL) training pipeline of ``size``-pixel images for ``augment`` = ``paper``, ``basic``
+    (flip and crop) or ``none``, then to tensor and normalize with ``mean`` and ``std``."""
     from torchvision import transforms as T  # when needed: importing torchvision costs every command a second
 
     r, steps = PAPER, []
     if augment in ("paper", "basic"):
-        steps += [T.RandomHorizontalFlip(r.flip), T.RandomCrop(32, padding=r.pad)]
+        steps += [T.RandomHorizontalFlip(r.flip), T.RandomCrop(size, padding=padding(size))]
     if augment == "paper":
         brightness, contrast, saturation, hue = r.jitter
         steps += [
@@ -114,7 +121,7 @@ class BatchPipeline:
             return params
         r = PAPER
         params["flip"] = torch.rand(n, generator=generator) < r.flip
-        params["top"], params["left"] = sample_crop(n, r.pad, generator)
+        params["top"], params["left"] = sample_crop(n, padding(size[0]), generator)
         if self.augment == "basic":
             return params
         params["warp"] = torch.rand(n, generator=generator) < r.perspective_p
@@ -128,7 +135,8 @@ class BatchPipeline:
         """Augment a uint8 batch with the parameters :meth:`sample` drew for it."""
         if self.augment == "none":
             return images
-        out = pad_crop(images, params["top"], params["left"], padding=PAPER.pad, flip=params["flip"])
+        out = pad_crop(images, params["top"], params["left"], padding=padding(images.shape[-2]),
+                       flip=params["flip"])
         if self.augment == "basic":
             return out
         warp = params["warp"]

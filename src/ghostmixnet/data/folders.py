@@ -2,10 +2,10 @@
 
 Each class is a sub-folder named after it; its images may sit in nested folders. Every image is read as
 ``predict`` reads one (:func:`~ghostmixnet.data.images.load_image`: EXIF orientation, 16-bit and float
-pixels scaled, centre-cropped and resized to 32x32), so training and prediction see the same pixels.
-Decoding thousands of photos is the slow part, so it is done once: the arrays go into a cache file named
-by a hash of the file list, sizes and modification times (a changed folder is read again), written
-atomically and read without pickle.
+pixels scaled, centre-cropped and resized to the run's image size, 32x32 by default), so training and
+prediction see the same pixels. Decoding thousands of photos is the slow part, so it is done once: the arrays
+go into a cache file named by a hash of the file list, sizes and modification times and the image size (a
+changed folder is read again), written atomically and read without pickle.
 """
 
 from __future__ import annotations
@@ -36,11 +36,12 @@ class FolderIndex:
     files: tuple[Path, ...]
     labels: tuple[int, ...]
 
-    def key(self) -> str:
-        """16 hex digits of a hash of the classes and every file's path, size and modification time. An entry
+    def key(self, size: int = 32) -> str:
+        """16 hex digits of a hash of the classes, every file's path, size and modification time, and the image
+        ``size`` read at (left out at 32, so that caches written before sizes existed still count). An entry
         that cannot be looked at (a dangling link, one removed since the listing) counts as its error here: the
         read that follows names it in the package's words, or skips it with --skip-bad."""
-        digest = hashlib.sha256("\n".join(self.classes).encode())
+        digest = hashlib.sha256("\n".join(self.classes).encode() + (f"\n{size}px".encode() if size != 32 else b""))
         for path, label in zip(self.files, self.labels):
             try:
                 stat = path.stat()
@@ -85,14 +86,14 @@ def scan_classes(root: Path) -> FolderIndex:
 
 def decode_folder(index: FolderIndex, skip_bad: bool = False,
                   progress: Callable[[int, int], None] | None = None,
-                  echo: Callable[[str], None] | None = None) -> tuple[ArraySet, list[str]]:
-    """Every image of ``index`` as 32x32 uint8, with its label; with ``skip_bad`` an unreadable file is left
-    out and named in the returned list (else it stops the read with one line). ``progress`` is told
-    (done, total) as images are read."""
+                  echo: Callable[[str], None] | None = None, size: int = 32) -> tuple[ArraySet, list[str]]:
+    """Every image of ``index`` as ``size`` x ``size`` uint8, with its label; with ``skip_bad`` an unreadable
+    file is left out and named in the returned list (else it stops the read with one line). ``progress`` is
+    told (done, total) as images are read."""
     images, labels, skipped = [], [], []
     for i, (path, label) in enumerate(zip(index.files, index.labels)):
         try:
-            pixels, _ = load_image(path)
+            pixels, _ = load_image(path, size=size)
         except ImageError as e:
             if not skip_bad:
                 raise DataError(f"{e} (or pass --skip-bad to leave such files out)") from None
@@ -109,15 +110,15 @@ def decode_folder(index: FolderIndex, skip_bad: bool = False,
     return ArraySet(np.stack(images), np.asarray(labels, dtype=np.int64)), skipped
 
 
-def read_cache(path: Path) -> tuple[ArraySet, tuple[str, ...]]:
-    """A cache file's arrays and classes, read without pickle; a :class:`DataError` saying to delete it when
-    it is not one."""
+def read_cache(path: Path, size: int = 32) -> tuple[ArraySet, tuple[str, ...]]:
+    """A cache file's arrays of ``size``-pixel images and classes, read without pickle; a :class:`DataError`
+    saying to delete it when it is not one."""
     try:
         with np.load(path, allow_pickle=False) as f:
             images, labels, classes = f["images"], f["labels"], tuple(str(c) for c in f["classes"])
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
         raise DataError(f"cache {path} is corrupt ({type(e).__name__}); delete it and it is rebuilt") from None
-    ok = (images.dtype == np.uint8 and images.ndim == 4 and images.shape[1:] == (32, 32, 3)
+    ok = (images.dtype == np.uint8 and images.ndim == 4 and images.shape[1:] == (size, size, 3)
           and labels.shape == (len(images),) and len(classes) >= 2 and labels.size
           and 0 <= labels.min() and labels.max() < len(classes))
     if not ok:
@@ -127,17 +128,18 @@ def read_cache(path: Path) -> tuple[ArraySet, tuple[str, ...]]:
 
 def load_folder(root: Path, cache_dir: Path | None = None, skip_bad: bool = False,
                 progress: Callable[[int, int], None] | None = None,
-                echo: Callable[[str], None] | None = None) -> tuple[ArraySet, tuple[str, ...]]:
-    """A class folder (:func:`scan_classes`) as arrays and its class names, from the cache in ``cache_dir``
-    (default: ``root``) when one matches the folder as it is now, else decoded (:func:`decode_folder`) and
-    cached; a folder where the cache cannot be written is read without one (``echo`` says so)."""
+                echo: Callable[[str], None] | None = None, size: int = 32) -> tuple[ArraySet, tuple[str, ...]]:
+    """A class folder (:func:`scan_classes`) as arrays of ``size``-pixel images and its class names, from the
+    cache in ``cache_dir`` (default: ``root``) when one matches the folder as it is now, else decoded
+    (:func:`decode_folder`) and cached; a folder where the cache cannot be written is read without one
+    (``echo`` says so)."""
     index = scan_classes(root)
-    cache = Path(cache_dir if cache_dir is not None else root) / f"{CACHE_PREFIX}{index.key()}.npz"
+    cache = Path(cache_dir if cache_dir is not None else root) / f"{CACHE_PREFIX}{index.key(size)}.npz"
     if cache.is_file():
-        data, classes = read_cache(cache)
+        data, classes = read_cache(cache, size)
         if classes == index.classes:
             return data, classes
-    data, _ = decode_folder(index, skip_bad, progress, echo)
+    data, _ = decode_folder(index, skip_bad, progress, echo, size)
     try:
         with atomic_open(cache, "wb") as f:
             np.savez(f, images=data.images, labels=data.labels, classes=np.asarray(index.classes))

@@ -1,7 +1,7 @@
 """Image files into the pixels a model sees: any size and mode PIL decodes, turned upright by its EXIF
 orientation, scaled from 16-bit or float pixels, converted to RGB, centre-cropped to a square and resized
-to 32x32 (bicubic), which is how a photo is brought to CIFAR-10's framing. Prediction and the service
-both read images this way."""
+to the model's square size (bicubic; 32x32 for CIFAR-10's framing). Prediction, the service and folder
+datasets all read images this way."""
 
 from __future__ import annotations
 
@@ -49,16 +49,16 @@ def to_8bit(img: Image.Image, path: Path | str = "image") -> Image.Image:
     return Image.fromarray(np.clip(np.rint(pixels), 0, 255).astype(np.uint8), mode="L")
 
 
-def to_cifar_image(img: Image.Image) -> np.ndarray:
-    """RGB, centre-cropped to a square, resized to 32x32: (32, 32, 3) uint8."""
+def to_cifar_image(img: Image.Image, size: int = 32) -> np.ndarray:
+    """RGB, centre-cropped to a square, resized to ``size`` x ``size``: (size, size, 3) uint8."""
     img = img.convert("RGB")
     w, h = img.size
     side = min(w, h)
     if (w, h) != (side, side):
         left, top = (w - side) // 2, (h - side) // 2
         img = img.crop((left, top, left + side, top + side))
-    if side != 32:
-        img = img.resize((32, 32), Image.BICUBIC)
+    if side != size:
+        img = img.resize((size, size), Image.BICUBIC)
     return np.asarray(img, dtype=np.uint8)
 
 
@@ -78,12 +78,12 @@ class ImageError(DataError):
         self.reason = reason
 
 
-def read_image(source: Path | BinaryIO, name: Path | str,
-               max_pixels: int = MAX_PIXELS) -> tuple[np.ndarray, ImageInput]:
-    """The one way an image is opened (prediction, the service): a file or an upload's bytes as the 32x32 RGB
-    array the model sees (:func:`to_cifar_image`), turned as its EXIF orientation says (the size reported is
-    the displayed one) and scaled from 16-bit or float pixels. Refused with an :class:`ImageError` naming
-    ``name``: over ``max_pixels`` (before decoding), not an image, or undecodable."""
+def read_image(source: Path | BinaryIO, name: Path | str, max_pixels: int = MAX_PIXELS,
+               size: int = 32) -> tuple[np.ndarray, ImageInput]:
+    """The one way an image is opened (prediction, the service, folders): a file or an upload's bytes as the
+    ``size`` x ``size`` RGB array the model sees (:func:`to_cifar_image`), turned as its EXIF orientation says
+    (the size reported is the displayed one) and scaled from 16-bit or float pixels. Refused with an
+    :class:`ImageError` naming ``name``: over ``max_pixels`` (before decoding), not an image, or undecodable."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # the limit below speaks, not PIL
@@ -94,7 +94,7 @@ def read_image(source: Path | BinaryIO, name: Path | str,
                                      f"{max_pixels:,} (--max-pixels)", "too_large")
                 img.load()
                 shown = ImageOps.exif_transpose(img)  # phones store pictures sideways with an orientation tag
-                return to_cifar_image(to_8bit(shown, name)), ImageInput(Path(name), shown.size, img.mode)
+                return to_cifar_image(to_8bit(shown, name), size), ImageInput(Path(name), shown.size, img.mode)
     except ImageError:
         raise
     except DataError as e:  # pixels of an unknown range (to_8bit)
@@ -113,13 +113,25 @@ def read_image(source: Path | BinaryIO, name: Path | str,
                          "corrupt") from None
 
 
-def load_image(path: Path, max_pixels: int = MAX_PIXELS) -> tuple[np.ndarray, ImageInput]:
+def load_image(path: Path, max_pixels: int = MAX_PIXELS, size: int = 32) -> tuple[np.ndarray, ImageInput]:
     """One image file as :func:`read_image` reads it; an entry that is not a readable file (a folder, a FIFO, a
     dangling link...) is an :class:`ImageError` saying what it is, without blocking."""
     try:
         with open_regular(path, "image") as f:
-            return read_image(f, path, max_pixels)
+            return read_image(f, path, max_pixels, size)
     except ImageError:
         raise
     except DataError as e:
         raise ImageError(str(e), "not_a_file") from None
+
+
+def resize_images(images: np.ndarray, size: int) -> np.ndarray:
+    """(N, H, W, 3) uint8 images at ``size`` x ``size``, each resized as :func:`to_cifar_image` resizes a square
+    photo (PIL, bicubic): what a model of another size is given when handed arrays (a course pickle, CIFAR's
+    32-pixel images). Returned as they are when they have that size already."""
+    if images.shape[1:3] == (size, size):
+        return images
+    out = np.empty((len(images), size, size, 3), np.uint8)
+    for i, image in enumerate(images):
+        out[i] = to_cifar_image(Image.fromarray(image), size)
+    return out

@@ -27,6 +27,10 @@ from .stats import channel_stats
 SPLIT_FOLDERS = ("train", "val", "test")
 """The sub-folders of a folder that comes already split (``train`` and at least one of the others)."""
 
+MIN_HELD_PER_CLASS = 5
+"""Images per class below which a split held out of a folder is warned about: its accuracy then moves by whole
+points per image, and a class's figure is mostly chance."""
+
 # Offsets from split_seed of a folder's held-out draws, so that no two share a stream nor the training subset's
 # (splits.SUBSET_SEED, CIFAR-10's, so that a folder written from CIFAR-10 in class order keeps the same subset).
 TEST_SEED, VAL_SEED = 2, 3
@@ -36,10 +40,13 @@ Progress = Callable[[str], Callable[[int, int], None] | None]
 
 
 def load_data(dataset: str, data_dir: Path, *, val_size: int, holdout: float, split_seed: int,
-              train_subset: int | None = None, download: bool = False, skip_bad: bool = False,
+              image_size: int = 32, train_subset: int | None = None, download: bool = False, skip_bad: bool = False,
               echo: Callable[[str], None] | None = None, progress: Progress | None = None) -> Splits:
-    """The training, selection and test data of ``dataset`` in ``data_dir``, with class names and a record."""
+    """The training, selection and test data of ``dataset`` in ``data_dir``, with class names and a record; a
+    folder's images at ``image_size`` pixels (CIFAR's are 32)."""
     data_dir = Path(data_dir)
+    if dataset != "folder" and image_size != 32:
+        raise DataError(f"{dataset}'s images are 32x32; --image-size {image_size} is for folder data")
     if dataset == "cifar10":
         splits = load_splits(data_dir, val_size, split_seed, train_subset, download=download)
         splits.record = {"dataset": dataset, "val_size": val_size, "split_seed": split_seed}
@@ -52,7 +59,7 @@ def load_data(dataset: str, data_dir: Path, *, val_size: int, holdout: float, sp
         splits.classes, splits.record = classes, {"dataset": dataset, "val_size": val_size, "split_seed": split_seed}
         return splits
     if dataset == "folder":
-        return _load_folder_splits(data_dir, holdout, split_seed, train_subset, skip_bad, echo, progress)
+        return _load_folder_splits(data_dir, holdout, split_seed, train_subset, skip_bad, echo, progress, image_size)
     raise ValueError(f"unknown dataset {dataset!r}")
 
 
@@ -77,12 +84,12 @@ def proportional_split(labels: np.ndarray, share: float, seed: int,
 
 
 def _load_folder_splits(root: Path, holdout: float, split_seed: int, train_subset: int | None, skip_bad: bool,
-                        echo: Callable[[str], None] | None, progress: Progress | None) -> Splits:
+                        echo: Callable[[str], None] | None, progress: Progress | None, size: int = 32) -> Splits:
     parts = {name: root / name for name in SPLIT_FOLDERS if (root / name).is_dir()}
 
     def read(folder: Path) -> tuple[ArraySet, tuple[str, ...]]:
         return load_folder(folder, skip_bad=skip_bad, echo=echo,
-                           progress=progress(str(folder)) if progress is not None else None)
+                           progress=progress(str(folder)) if progress is not None else None, size=size)
 
     # Split folders are train/ with val/ or test/ beside it; a lone train/ may be a class (of vehicles, say).
     if "train" not in parts or len(parts) == 1:  # one folder of classes: hold out test, then validation images
@@ -92,6 +99,7 @@ def _load_folder_splits(root: Path, holdout: float, split_seed: int, train_subse
                                                 classes)
         train, val, test = full.subset(rest[train_idx]), full.subset(rest[val_idx]), full.subset(test_idx)
         layout = f"one folder: {100 * holdout:g}% of each class held out for validation and again for test"
+        origin = {name: f"held out of {root.name}/, {100 * holdout:g}% of each class" for name in ("val", "test")}
     else:
         train, classes = read(parts["train"])
         given = {name: read(parts[name]) for name in ("val", "test") if name in parts}
@@ -110,10 +118,28 @@ def _load_folder_splits(root: Path, holdout: float, split_seed: int, train_subse
         layout = "split folders: " + ", ".join(
             f"{name}/" if name in parts else f"{name} held out of train/ ({100 * holdout:g}% of each class)"
             for name in SPLIT_FOLDERS)
+        origin = {name: f"the {name}/ folder" if name in parts else
+                  f"held out of train/, {100 * holdout:g}% of each class" for name in ("val", "test")}
     train = stratified_subset(train, train_subset, split_seed + SUBSET_SEED)
-    record = {"dataset": "folder", "folder": str(root.resolve()), "layout": layout, "holdout": holdout,
-              "split_seed": split_seed, "images": {"train": len(train), "val": len(val), "test": len(test)}}
+    for name, split in (("val", val), ("test", test)):
+        if echo is not None and origin[name].startswith("held out"):
+            _warn_if_small(name, split, classes, echo)
+    record = {"dataset": "folder", "folder": str(root.resolve()), "layout": layout, "origin": origin,
+              "image_size": size, "holdout": holdout, "split_seed": split_seed,
+              "images": {"train": len(train), "val": len(val), "test": len(test)}}
     return Splits(train, val, test, val_is_test=False, classes=classes, record=record)
+
+
+def _warn_if_small(name: str, split: ArraySet, classes: tuple[str, ...], echo: Callable[[str], None]) -> None:
+    """Say in one line when a held-out split has fewer than :data:`MIN_HELD_PER_CLASS` images of some class."""
+    counts = np.bincount(split.labels, minlength=len(classes))
+    fewest = int(counts.argmin())
+    if counts[fewest] < MIN_HELD_PER_CLASS:
+        what = {"val": "validation", "test": "test"}[name]
+        echo(f"warning: the {what} split held out of your images has {int(counts[fewest])} image(s) of "
+             f"{classes[fewest]!r} and {len(split)} in all (fewer than {MIN_HELD_PER_CLASS} of a class): one image "
+             f"moves its accuracy by {100 / len(split):.1f} points; for a figure worth reporting, add images or "
+             f"give a {name}/ folder of your own beside a train/ folder")
 
 
 def _names(classes: tuple[str, ...]) -> str:

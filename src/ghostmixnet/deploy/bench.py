@@ -208,6 +208,7 @@ def run_bench(source: str | tuple[nn.Module, TrainConfig], batch_size: int = 256
     info: dict[str, float | str] = {"source": description, "threads": ", ".join(map(str, thread_counts))}
     info.update(_cost(model, cfg))
     normalization = cfg.normalization if cfg is not None else None
+    size = cfg.image_size if cfg is not None else IMAGE_SIZE
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         candidates = _candidates(model, onnx_file, cfg or TrainConfig(), backends, compile, calibration_images,
@@ -218,7 +219,7 @@ def run_bench(source: str | tuple[nn.Module, TrainConfig], batch_size: int = 256
         for name, candidate in candidates.items():
             log(f"timing {name}: {candidate.detail}")
             rows.append(_time_backend(name, candidate, thread_counts, batch_size, repeats, warmup, info, test,
-                                      normalization))
+                                      normalization, size))
             log(f"  {_row_line(rows[-1])}")
     return rows, info
 
@@ -235,7 +236,8 @@ def _thread_counts(threads: int | tuple[int, ...] | None) -> tuple[int, ...]:
 def _cost(model: nn.Module | None, cfg: TrainConfig | None) -> dict[str, float]:
     """Parameters and MACs of the model (of the architecture in an ONNX file's config)."""
     if model is None and cfg is not None:
-        model = build_architecture(cfg.model, num_classes=cfg.num_classes, width=cfg.width, dropout=cfg.dropout)
+        model = build_architecture(cfg.model, num_classes=cfg.num_classes, width=cfg.width, dropout=cfg.dropout,
+                                   image_size=cfg.image_size)
     if model is None:
         return {}
     return {"parameters": count_parameters(model), "macs": total_macs(model)}
@@ -262,7 +264,7 @@ def _candidates(model: nn.Module | None, onnx_file: Path | None, cfg: TrainConfi
         fast, detail = fast_model(model, compile=compile)
         out["fast"] = Candidate(f"PyTorch {detail}", "fp32" if "fp32" in detail else "bf16", lambda t, _b: fast)
     calibration = calibration_images if calibration_images is not None else np.random.default_rng(0).integers(
-        0, 256, (64, IMAGE_SIZE, IMAGE_SIZE, 3), dtype=np.uint8)
+        0, 256, (64, cfg.image_size, cfg.image_size, 3), dtype=np.uint8)
     if any(b.startswith(("ort", "openvino")) for b in wanted):
         float_path = export_onnx(model, cfg, folder / "float.onnx")
         info["onnx_mb"] = float_path.stat().st_size / 1e6
@@ -313,9 +315,9 @@ def _maker(cls: type, path: Path) -> Callable[[int, int], Callable[[torch.Tensor
 
 def _time_backend(name: str, candidate: Candidate, thread_counts: tuple[int, ...], batch_size: int, repeats: int,
                   warmup: int, info: dict[str, float | str], test: tuple[np.ndarray, np.ndarray] | None,
-                  normalization: tuple | None) -> BenchRow:
-    small = torch.randn(1, 3, IMAGE_SIZE, IMAGE_SIZE)
-    large = torch.randn(batch_size, 3, IMAGE_SIZE, IMAGE_SIZE)
+                  normalization: tuple | None, size: int = IMAGE_SIZE) -> BenchRow:
+    small = torch.randn(1, 3, size, size)
+    large = torch.randn(batch_size, 3, size, size)
     latency = {}
     for threads in thread_counts:
         with torch_threads(threads):

@@ -1,7 +1,8 @@
 """Export: ONNX files and ExecuTorch programs of the folded inference graph, verified against PyTorch in their
 own runtimes (ONNX Runtime, ExecuTorch).
 
-The exported graph takes normalized float32 images (N, 3, 32, 32) with a dynamic batch and returns
+The exported graph takes normalized float32 images (N, 3, S, S) at the model's size S (32 unless trained at
+another ``--image-size``) with a dynamic batch and returns
 logits (N, classes). The run's config, the class names and the normalization constants travel in
 the file's metadata, with the model's calibration (temperature and "not sure" threshold) when it has one,
 so an ONNX file can be evaluated and used for prediction on its own.
@@ -46,7 +47,7 @@ def export_onnx(model: nn.Module, cfg: TrainConfig, path: Path, calibration: Cal
     import onnx  # optional: the 'deploy' extra
 
     folded, _ = fold_for_inference(model)
-    example = torch.zeros(1, 3, 32, 32)
+    example = torch.zeros(1, 3, cfg.image_size, cfg.image_size)  # the graph takes images of the model's size
     with tempfile.TemporaryDirectory() as tmp:
         # The TorchScript-based exporter handles this static graph without the extra onnxscript dependency the
         # torch.export-based one needs; it is deprecated since PyTorch 2.9, so its warning is silenced here.
@@ -86,7 +87,8 @@ def verification_images(data_dir: Path, count: int, cfg: TrainConfig | None = No
     holds them, else as many generated ones (an export needs no dataset); with a few words saying which."""
     dataset = cfg.dataset if cfg is not None else "cifar10"
     if not has_data(dataset, data_dir):
-        generated = np.random.default_rng(0).integers(0, 256, (count, 32, 32, 3), dtype=np.uint8)
+        size = cfg.image_size if cfg is not None else 32
+        generated = np.random.default_rng(0).integers(0, 256, (count, size, size, 3), dtype=np.uint8)
         name = "CIFAR-10" if dataset == "cifar10" else f"{dataset} data"
         return generated, f"generated images (random pixels: no {name} in {data_dir}; pass --data-dir to use it)"
     # Data that is there but cannot be read (a corrupt or hostile file) stops the export.
@@ -148,7 +150,7 @@ def export_checkpoint(checkpoint: Path, out: Path | None, data_dir: Path, verify
         export_tflite(model, cfg, out, calibration)
         candidate = MicroClassifier(out)
         description += (f", calibrated on {len(calibration)} training images; TFLite Micro needs a "
-                        f"{arena_bytes(out):,}-byte arena")
+                        f"{arena_bytes(out, size=cfg.image_size):,}-byte arena")
     else:
         calibration = _calibration(cfg, data_dir) if format == "executorch-int8" else None
         export_pte(model, cfg, out, batch=batch, calibration=calibration)

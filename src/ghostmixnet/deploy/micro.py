@@ -58,7 +58,7 @@ def strip_names(flatbuffer: bytes) -> bytes:
 
 
 def export_tflite(model: nn.Module, cfg: TrainConfig, path: Path, calibration: torch.Tensor) -> Path:
-    """Write ``model`` as an int8 ``.tflite`` file for one (1, 3, 32, 32) normalized image, calibrated on
+    """Write ``model`` as an int8 ``.tflite`` file for one (1, 3, S, S) normalized image of its size, calibrated on
     ``calibration`` (normalized images), with its metadata in :func:`~.pte.sidecar`."""
     require("litert-torch")
     import litert_torch  # optional: the 'micro' extra
@@ -84,7 +84,8 @@ def _interpreter(data: bytes, arena: int):
 
 class MicroClassifier:
     """An int8 ``.tflite`` file run by TFLite Micro's interpreter, called like a PyTorch model on normalized
-    (N, 3, 32, 32) tensors: each image quantized with the file's input scale, run alone, its logits dequantized."""
+    (N, 3, S, S) tensors of its :attr:`image_size` S: each image quantized with the file's input scale, run
+    alone, its logits dequantized."""
 
     def __init__(self, path: Path, arena: int = 1 << 20) -> None:
         require("tflite-micro")
@@ -97,9 +98,11 @@ class MicroClassifier:
             inputs, outputs = self.interpreter.get_input_details(0), self.interpreter.get_output_details(0)
         except Exception as e:  # the interpreter raises RuntimeError or ValueError for any unusable file
             raise ExportError(f"{path} is not a usable TFLite Micro model: {str(e).splitlines()[0]}") from None
-        if list(inputs["shape"]) != [1, 3, 32, 32] or inputs["dtype"] != np.int8:
-            raise ExportError(f"{path} takes {inputs['dtype'].__name__} inputs of shape {list(inputs['shape'])}, not "
-                              "one int8 (3, 32, 32) image; use a file written by `ghostmixnet export --format tflite`")
+        shape = list(inputs["shape"])
+        if len(shape) != 4 or shape[:2] != [1, 3] or shape[2] != shape[3] or inputs["dtype"] != np.int8:
+            raise ExportError(f"{path} takes {inputs['dtype'].__name__} inputs of shape {shape}, not one int8 "
+                              "(3, S, S) image; use a file written by `ghostmixnet export --format tflite`")
+        self.image_size = int(shape[2])
         self.input_scale, self.input_zero = _quantization(inputs)
         self.output_scale, self.output_zero = _quantization(outputs)
 
@@ -137,12 +140,13 @@ def _quiet_native_stderr() -> Iterator[None]:
         os.close(saved)
 
 
-def arena_bytes(path: Path, step: int = 16) -> int:
+def arena_bytes(path: Path, step: int = 16, size: int = 32) -> int:
     """The smallest tensor arena (to ``step`` bytes) in which TFLite Micro prepares and runs the file: the
-    working memory a device must give it (activations and the kernels' scratch; the weights stay in flash)."""
+    working memory a device must give it (activations and the kernels' scratch; the weights stay in flash) for
+    ``size``-pixel images."""
     require("tflite-micro")
     data = Path(path).read_bytes()
-    shape = (1, 3, 32, 32)
+    shape = (1, 3, size, size)
 
     def runs(arena: int) -> bool:
         try:

@@ -56,14 +56,15 @@ def quantize_pt2e(model: nn.Module, example: torch.Tensor, calibration: torch.Te
 
 def export_pte(model: nn.Module, cfg: TrainConfig, path: Path, batch: int = 1,
                calibration: torch.Tensor | None = None) -> Path:
-    """Write ``model`` as an XNNPACK-delegated ExecuTorch program for (``batch``, 3, 32, 32) inputs, int8
+    """Write ``model`` as an XNNPACK-delegated ExecuTorch program for (``batch``, 3, S, S) inputs at the model's
+    size S, int8
     when ``calibration`` images (normalized) are given, with its metadata in :func:`sidecar`."""
     require("executorch")
     from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner  # optional
     from executorch.exir import to_edge_transform_and_lower
 
     folded, _ = fold_for_inference(model)
-    example = torch.zeros(batch, 3, 32, 32)
+    example = torch.zeros(batch, 3, model.image_size, model.image_size)
     if calibration is not None:
         folded = quantize_pt2e(folded, example, calibration)
     program = torch.export.export(folded, (example,))
@@ -79,7 +80,8 @@ def export_pte(model: nn.Module, cfg: TrainConfig, path: Path, batch: int = 1,
 
 class PteClassifier:
     """An ExecuTorch program run by ExecuTorch's Python runtime, called like a PyTorch model on normalized
-    (N, 3, 32, 32) tensors of any N: they go through the program's fixed batch, the last one padded.
+    (N, 3, S, S) tensors of any N at its :attr:`image_size` S: they go through the program's fixed batch, the
+    last one padded.
 
     ``threads`` resizes ExecuTorch's process-wide thread pool before the program is loaded: XNNPACK keeps the
     pool it was loaded with, so a program loaded earlier must not run after a resize (it can hang)."""
@@ -99,10 +101,10 @@ class PteClassifier:
         except Exception as e:  # the runtime raises RuntimeError or ValueError for any unreadable file
             raise ExportError(f"{path} is not a usable ExecuTorch program: {str(e).splitlines()[0]}") from None
         sizes = list(self.method.metadata.input_tensor_meta(0).sizes())
-        if len(sizes) != 4 or sizes[1:] != [3, 32, 32]:
-            raise ExportError(f"{path} takes inputs of shape {sizes}, not (N, 3, 32, 32) images; use a program "
+        if len(sizes) != 4 or sizes[1] != 3 or sizes[2] != sizes[3]:
+            raise ExportError(f"{path} takes inputs of shape {sizes}, not (N, 3, S, S) images; use a program "
                               "written by `ghostmixnet export --format executorch`")
-        self.batch = int(sizes[0])
+        self.batch, self.image_size = int(sizes[0]), int(sizes[2])
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
         images = images.detach().float().cpu().contiguous()

@@ -58,7 +58,8 @@ def in_fixed_batches(images: torch.Tensor, batch: int, run: Callable[[torch.Tens
 
 class OpenVinoClassifier:
     """An ONNX file (fp32, or int8 in QDQ form, which OpenVINO runs in int8) compiled by OpenVINO for the CPU,
-    called like a PyTorch model on normalized (N, 3, 32, 32) tensors; tuned for latency (one stream).
+    called like a PyTorch model on normalized (N, 3, S, S) tensors of the graph's :attr:`image_size` S; tuned for
+    latency (one stream).
 
     ``precision`` sets OpenVINO's inference precision for the layers not in int8 (``"f32"``; None: its default,
     which is bf16 on CPUs with native bf16, such as those with AVX512_BF16 or AMX). ``batch`` compiles the model
@@ -77,7 +78,9 @@ class OpenVinoClassifier:
         except Exception as e:  # OpenVINO raises its own exception types for any unreadable file
             raise ExportError(f"{path} is not a model OpenVINO can read: {str(e).splitlines()[0]}") from None
         self.batch = batch
-        model.reshape([batch or -1, 3, 32, 32])
+        height = model.input(0).get_partial_shape()[2]  # an exported graph's own size (32 before sizes existed)
+        self.image_size = height.get_length() if height.is_static else 32
+        model.reshape([batch or -1, 3, self.image_size, self.image_size])
         config = {"PERFORMANCE_HINT": "LATENCY"}
         if threads:
             config["INFERENCE_NUM_THREADS"] = threads

@@ -29,7 +29,8 @@ def file_sizes(model: nn.Module, cfg: TrainConfig, log: Callable[[str], None] = 
     ExecuTorch fp32 and int8 (the int8 ones calibrated on random images: the size does not depend on them).
     A format whose runtime is not installed is logged, naming its extra, and left out."""
     sizes: dict[str, int] = {}
-    random_images = np.random.default_rng(0).integers(0, 256, (16, IMAGE_SIZE, IMAGE_SIZE, 3), dtype=np.uint8)
+    random_images = np.random.default_rng(0).integers(0, 256, (16, cfg.image_size, cfg.image_size, 3),
+                                                           dtype=np.uint8)
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         sizes["safetensors fp16"] = write_weights(model.state_dict(), cfg.to_dict(), folder, "m", {}).stat().st_size
@@ -40,26 +41,28 @@ def file_sizes(model: nn.Module, cfg: TrainConfig, log: Callable[[str], None] = 
         else:
             log(f"no ONNX sizes: {missing_reason('onnxruntime')}")
         if installed("executorch"):
-            calibration = torch.randn(16, 3, IMAGE_SIZE, IMAGE_SIZE)
+            calibration = torch.randn(16, 3, cfg.image_size, cfg.image_size)
             sizes["ExecuTorch fp32"] = export_pte(model, cfg, folder / "m.pte").stat().st_size
             sizes["ExecuTorch int8"] = export_pte(model, cfg, folder / "q.pte", calibration=calibration).stat().st_size
         else:
             log(f"no ExecuTorch sizes: {missing_reason('executorch')}")
         if installed("litert-torch") and installed("tflite-micro"):
-            calibration = torch.randn(16, 3, IMAGE_SIZE, IMAGE_SIZE)
+            calibration = torch.randn(16, 3, cfg.image_size, cfg.image_size)
             path = export_tflite(model, cfg, folder / "m.tflite", calibration)
-            sizes["TFLite Micro int8"], sizes["TFLite Micro arena"] = path.stat().st_size, arena_bytes(path)
+            sizes["TFLite Micro int8"] = path.stat().st_size
+            sizes["TFLite Micro arena"] = arena_bytes(path, size=cfg.image_size)
         else:
             log(f"no TFLite Micro size: {missing_reason('litert-torch')}")  # one extra installs both
     return sizes
 
 
-def describe_deployment(name: str, width: float = 1.0, num_classes: int = 10) -> str:
+def describe_deployment(name: str, width: float = 1.0, num_classes: int = 10, image_size: int = IMAGE_SIZE) -> str:
     """What ``ghostmixnet info --deploy`` adds: the file sizes and a short latency table (batch 1 at one
     thread and at all of them, throughput at batch 64) of every installed runtime, for random weights."""
-    cfg = TrainConfig(model=name, width=width, num_classes=num_classes,
+    cfg = TrainConfig(model=name, width=width, num_classes=num_classes, image_size=image_size,
+                      dataset="cifar10" if image_size == IMAGE_SIZE else "folder",
                       classes=None if num_classes == 10 else tuple(f"class{i}" for i in range(num_classes)))
-    model = build_architecture(name, num_classes=num_classes, width=width).eval()
+    model = build_architecture(name, num_classes=num_classes, width=width, image_size=image_size).eval()
     sizes = file_sizes(model, cfg, log=to_stderr)
     arena = sizes.pop("TFLite Micro arena", None)
     lines = ["", "file size per format: " + ", ".join(f"{k} {v / 1e6:.2f} MB" for k, v in sizes.items())]

@@ -20,7 +20,8 @@ def model_from_checkpoint(path: Path) -> tuple[nn.Module, TrainConfig, dict[str,
     list of another length, and the rebuild a classifier of another width."""
     ckpt = load_checkpoint(path)
     cfg = config_of(ckpt, path)
-    model = rebuild(ckpt.get("model"), ModelSpec(cfg.model, cfg.num_classes, cfg.width, cfg.dropout), path)
+    model = rebuild(ckpt.get("model"), ModelSpec(cfg.model, cfg.num_classes, cfg.width, cfg.dropout, cfg.image_size),
+                    path)
     return model, cfg, ckpt
 
 

@@ -12,15 +12,22 @@ from torch import nn
 
 from ..checks import count
 from ..data.cifar import MEAN, STD
+from ..data.images import resize_images
 from ..device import Compute, as_compute
 
 Normalization = tuple[Sequence[float], Sequence[float]]
 """A model's input normalisation: (mean, std) per channel, of pixels scaled to [0, 1]."""
 
 
+def input_size(model: object) -> int | None:
+    """The side of the images ``model`` takes (its ``image_size``: every classifier of the package has one), or
+    None for a module that does not say."""
+    return getattr(model, "image_size", None)
+
+
 def normalize_uint8(images: np.ndarray | torch.Tensor, device: torch.device, channels_last: bool = False,
                     normalization: Normalization | None = None) -> torch.Tensor:
-    """(N, 32, 32, 3) uint8 to normalized float (N, 3, 32, 32): the same arithmetic as ToTensor + Normalize, with
+    """(N, S, S, 3) uint8 to normalized float (N, 3, S, S): the same arithmetic as ToTensor + Normalize, with
     the model's ``normalization`` (a config's :attr:`~ghostmixnet.config.RecipeConfig.normalization`; None:
     CIFAR-10's)."""
     mean, std = normalization or (MEAN, STD)
@@ -51,15 +58,18 @@ def tta_views(x: torch.Tensor, shift: int = 0) -> list[torch.Tensor]:
 @torch.no_grad()
 def predict_logits(model: nn.Module, images: np.ndarray, compute: Compute | torch.device, batch_size: int = 256,
                    tta: bool = False, tta_shift: int = 0, normalization: Normalization | None = None) -> torch.Tensor:
-    """Logits (float32, on the CPU) for (N, 32, 32, 3) uint8 images, in batches, where and in what precision
+    """Logits (float32, on the CPU) for (N, H, W, 3) uint8 images, in batches, where and in what precision
     ``compute`` says (a bare device: fp32); with ``tta`` the mean of the logits of the views of
     :func:`tta_views` (each image and its mirror; with ``tta_shift``, shifted copies too). ``normalization``
-    is the model's (None: CIFAR-10's)."""
+    is the model's (None: CIFAR-10's). Images of another size than the model's (:func:`input_size`) are resized
+    to it first, as a photo of that size would be read (a 64-pixel model given CIFAR's 32-pixel arrays)."""
     batch_size = count(batch_size, "batch_size")
     compute = as_compute(compute)
     model.eval()
-    outputs = []
+    outputs, size = [], input_size(model)
     for chunk in iterate_arrays(images, batch_size):
+        if size is not None:
+            chunk = resize_images(np.asarray(chunk), size)
         with compute.autocast():
             x = normalize_uint8(chunk, compute.device, compute.channels_last, normalization)
             views = tta_views(x, tta_shift) if tta else [x]

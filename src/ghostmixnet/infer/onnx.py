@@ -16,7 +16,8 @@ from ..files import open_regular
 
 
 class OnnxClassifier:
-    """An ONNX file run by ONNX Runtime, called like a PyTorch model on normalized (N, 3, 32, 32) tensors."""
+    """An ONNX file run by ONNX Runtime, called like a PyTorch model on normalized (N, 3, S, S) tensors of its
+    :attr:`image_size` S."""
 
     def __init__(self, path: Path, threads: int | None = None, spinning: bool = True) -> None:
         """``spinning=False`` lets ONNX Runtime's idle threads sleep instead of busy-waiting for the next call: a
@@ -42,6 +43,7 @@ class OnnxClassifier:
         self.input_name = self.session.get_inputs()[0].name
         self.metadata = dict(self.session.get_modelmeta().custom_metadata_map)
         self.classes = self._classes()
+        self.image_size = self._image_size()
         outputs = self.session.get_outputs()
         width = outputs[0].shape[-1] if outputs and outputs[0].shape else None
         if len(outputs) != 1 or (isinstance(width, int) and width != len(self.classes)):
@@ -61,6 +63,14 @@ class OnnxClassifier:
         if not isinstance(classes, list) or not classes or not all(isinstance(c, str) for c in classes):
             raise ExportError(f"{self.path}: its 'classes' metadata is not a list of class names")
         return tuple(classes)
+
+    def _image_size(self) -> int:
+        """The side of the square images the graph takes: its input's fixed height, else its config's, else 32."""
+        shape = self.session.get_inputs()[0].shape
+        if len(shape) == 4 and isinstance(shape[2], int) and shape[2] == shape[3]:
+            return shape[2]
+        cfg = self.config()
+        return cfg.image_size if cfg is not None else 32
 
     def config(self) -> TrainConfig | None:
         """The training config stored at export, if the file was written by ghostmixnet."""

@@ -9,6 +9,7 @@ block, the stages' depths and widths, and the SE squeeze.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -21,6 +22,7 @@ from .layers import BasicBlock, GhostBlock, conv_bn
 CLASSIFIER = "fc"
 """The name of every model's classifier layer: what a fine-tuning replaces and may train at its own rate."""
 IMAGE_SIZE = 32
+"""The images' side at which every member was designed and the shipped weights trained (CIFAR's)."""
 
 
 @dataclass(frozen=True)
@@ -98,7 +100,8 @@ def scale_channels(channels: int, width: float) -> int:
 class CifarNet(nn.Module):
     """A ResNet-style CIFAR classifier built from an :class:`Architecture` table."""
 
-    def __init__(self, arch: Architecture, num_classes: int = 10, width: float = 1.0, dropout: float = 0.2) -> None:
+    def __init__(self, arch: Architecture, num_classes: int = 10, width: float = 1.0, dropout: float = 0.2,
+                 image_size: int = IMAGE_SIZE) -> None:
         super().__init__()
         stem = scale_channels(arch.stem_channels, width)
         self.stem = conv_bn(3, stem, 3, 1, relu=True)
@@ -116,27 +119,31 @@ class CifarNet(nn.Module):
             in_ch = out_ch
         self.stages = nn.Sequential(*stages)
         self.num_features = in_ch
-        self.pool = nn.AvgPool2d(4)
-        self.feature_size = IMAGE_SIZE
-        for stride in arch.strides:
-            self.feature_size //= stride
-        pooled = self.feature_size // 4
+        # The classifier sees the same grid at every image size: the pooling of a 32-pixel image (kernel 4, 8x8 ->
+        # 2x2), so that weights move between sizes and 32 pixels is the model it always was.
+        reduction = math.prod(arch.strides)
+        pooled = IMAGE_SIZE // reduction // 4
+        self.image_size = image_size
+        self.feature_size = image_size // reduction
         self.pooled_size = pooled
+        self.pool = nn.AvgPool2d(max(1, self.feature_size // pooled))
         self.head_drop = nn.Dropout(dropout)
         self.fc = nn.Linear(in_ch * pooled * pooled, num_classes)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """Image batch (N, 3, 32, 32) to the last stage's feature map (N, C, 8, 8); smaller images give smaller maps."""
+        """Image batch (N, 3, S, S) at the model's :attr:`image_size` S to the last stage's feature map (N, C, S/4,
+        S/4); other sizes give other maps."""
         return self.stages(self.stem(x))
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         """Feature map to logits (or to the pooled, flattened features with ``pre_logits``)."""
-        # Traced exports take 32-pixel images: the fixed pooling, without a shape test the tracer would warn about.
+        # Traced exports take images of the model's size: the fixed pooling, without a shape test the tracer would
+        # warn about.
         if torch.jit.is_tracing() or x.shape[-2:] == (self.feature_size, self.feature_size):
             x = self.pool(x)
         else:
-            # Smaller images (progressive resizing trains early steps at 16 or 24 pixels) give smaller maps: the
-            # same grid of window averages keeps the classifier's input, and equals the pooling above at 8x8.
+            # Other sizes (progressive resizing trains early steps at 16 or 24 pixels) give other maps: the same
+            # grid of window averages keeps the classifier's input, and equals the pooling above at its size.
             x = F.adaptive_avg_pool2d(x, self.pooled_size)
         x = torch.flatten(x, 1)
         if pre_logits:
@@ -147,9 +154,10 @@ class CifarNet(nn.Module):
         return self.forward_head(self.forward_features(x))
 
 
-def build_architecture(name: str, num_classes: int = 10, width: float = 1.0, dropout: float = 0.2) -> CifarNet:
-    """A registered architecture by name, freshly initialised; raises ValueError naming the known ones otherwise.
-    (:func:`~ghostmixnet.model.factory.build_model` adds the trained weights.)"""
+def build_architecture(name: str, num_classes: int = 10, width: float = 1.0, dropout: float = 0.2,
+                       image_size: int = IMAGE_SIZE) -> CifarNet:
+    """A registered architecture by name for ``image_size``-pixel images, freshly initialised; raises ValueError
+    naming the known ones otherwise. (:func:`~ghostmixnet.model.factory.build_model` adds the trained weights.)"""
     if name not in ARCHITECTURES:
         raise ValueError(f"unknown model {name!r}; choose one of: {', '.join(ARCHITECTURES)}")
     if num_classes < 1:
@@ -158,7 +166,10 @@ def build_architecture(name: str, num_classes: int = 10, width: float = 1.0, dro
         raise ValueError(f"width must be positive (and finite), got {width}")
     if not 0.0 <= dropout < 1.0:
         raise ValueError(f"dropout must be in [0, 1), got {dropout}")
-    return CifarNet(ARCHITECTURES[name], num_classes=num_classes, width=width, dropout=dropout)
+    if isinstance(image_size, bool) or not isinstance(image_size, int) or not 16 <= image_size <= 512 \
+            or image_size % 8:
+        raise ValueError(f"image_size must be a multiple of 8 from 16 to 512 pixels, got {image_size!r}")
+    return CifarNet(ARCHITECTURES[name], num_classes=num_classes, width=width, dropout=dropout, image_size=image_size)
 
 
 def zero_init_residuals(model: nn.Module) -> nn.Module:

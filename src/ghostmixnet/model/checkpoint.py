@@ -146,12 +146,13 @@ def check_fits(own: dict[str, torch.Tensor], state: dict[str, Any], path: Path |
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """What a model file must say of its model to rebuild it: the four config fields the builder takes."""
+    """What a model file must say of its model to rebuild it: the config fields the builder takes."""
 
     model: str = "ghostmixnet"
     num_classes: int = 10
     width: float = 1.0
     dropout: float = 0.2
+    image_size: int = 32
 
     @classmethod
     def of(cls, ckpt: dict[str, Any], path: Path | str = "checkpoint") -> ModelSpec:
@@ -160,8 +161,8 @@ class ModelSpec:
         config = ckpt.get("config")
         if not isinstance(config, dict):
             raise CheckpointError(f"{path}: its config is invalid: a dict of fields is expected")
-        spec = cls(**{k: config[k] for k in ("model", "num_classes", "width", "dropout") if k in config})
-        numbers_ok = (isinstance(spec.num_classes, int) and not isinstance(spec.num_classes, bool)
+        spec = cls(**{k: config[k] for k in ("model", "num_classes", "width", "dropout", "image_size") if k in config})
+        numbers_ok = (all(isinstance(v, int) and not isinstance(v, bool) for v in (spec.num_classes, spec.image_size))
                       and all(isinstance(v, numbers.Real) for v in (spec.width, spec.dropout)))
         if not isinstance(spec.model, str) or not numbers_ok:
             raise CheckpointError(f"{path}: its config is invalid: model, num_classes, width and dropout must be "
@@ -178,7 +179,7 @@ def check_spec(state: Any, spec: ModelSpec, path: Path | str = "checkpoint") -> 
         raise CheckpointError(f"{path} holds no model weights")
     try:
         with torch.device("meta"):
-            probe = build_architecture(spec.model, spec.num_classes, spec.width, spec.dropout)
+            probe = build_architecture(spec.model, spec.num_classes, spec.width, spec.dropout, spec.image_size)
     except ValueError as e:
         raise CheckpointError(f"{path}: its config is invalid: {e}") from None
     check_fits(probe.state_dict(), state, path)
@@ -187,7 +188,7 @@ def check_spec(state: Any, spec: ModelSpec, path: Path | str = "checkpoint") -> 
 def rebuild(state: Any, spec: ModelSpec, path: Path | str = "checkpoint") -> CifarNet:
     """The model ``spec`` describes, holding the weights ``state``, in eval mode on the CPU."""
     check_spec(state, spec, path)
-    model = build_architecture(spec.model, spec.num_classes, spec.width, spec.dropout)
+    model = build_architecture(spec.model, spec.num_classes, spec.width, spec.dropout, spec.image_size)
     load_weights(model, state, path)
     return model.eval()
 

@@ -36,13 +36,13 @@ def _params(*modules: nn.Module) -> int:
 
 @torch.no_grad()
 def stage_costs(model: CifarNet) -> list[StageCost]:
-    """Cost of one 32x32 image through the stem, each stage and the head.
+    """Cost of one image of the model's size through the stem, each stage and the head.
 
     PyTorch's counter counts convolutions and matrix products (a MAC is two FLOPs); BatchNorm,
     activations, pooling and SE's elementwise scaling are not counted, as is usual.
     """
     model = model.eval()
-    x = torch.zeros(1, 3, IMAGE_SIZE, IMAGE_SIZE)
+    x = torch.zeros(1, 3, model.image_size, model.image_size)
     rows = []
     x, flops = _flops(model.stem, x)
     rows.append(StageCost("stem", tuple(x.shape[1:]), _params(model.stem), flops // 2))
@@ -56,7 +56,7 @@ def stage_costs(model: CifarNet) -> list[StageCost]:
 
 
 def total_macs(model: CifarNet) -> int:
-    """Multiply-accumulates of one 32x32 image through the whole model (:func:`stage_costs` summed)."""
+    """Multiply-accumulates of one image of the model's size through the whole model (:func:`stage_costs` summed)."""
     return sum(r.macs for r in stage_costs(model))
 
 
@@ -80,17 +80,17 @@ def int8_file_estimate(model: nn.Module) -> int:
     return sum(m.weight.numel() + 28 * m.weight.shape[0] + 600 for m in layers)
 
 
-def describe_model(name: str, width: float = 1.0, num_classes: int = 10) -> str:
+def describe_model(name: str, width: float = 1.0, num_classes: int = 10, image_size: int = IMAGE_SIZE) -> str:
     """What ``ghostmixnet info`` prints: the model's description, parameters, MACs, the per-stage table, and how
     it stands against each device budget (:mod:`~ghostmixnet.model.budgets`)."""
-    model = build_architecture(name, num_classes=num_classes, width=width)
+    model = build_architecture(name, num_classes=num_classes, width=width, image_size=image_size)
     rows = stage_costs(model)
     macs, parameters = sum(r.macs for r in rows), count_parameters(model)
     activations = peak_activation_bytes(model)
     sized_for = ARCHITECTURES[name].budget
     return "\n".join([
         f"{name}: {ARCHITECTURES[name].description}",
-        f"width {width}, {num_classes} classes, input 3x32x32",
+        f"width {width}, {num_classes} classes, input 3x{image_size}x{image_size}",
         f"parameters: {parameters:,}",
         f"MACs per image: {macs:,} ({macs / 1e9:.3f} GMAC, {2 * macs / 1e9:.3f} GFLOP; PyTorch FLOP counter)",
         f"peak activation memory, batch 1: {activations / 1e6:.2f} MB (measured: the most bytes of tensors alive at "
@@ -142,7 +142,8 @@ def peak_activation_bytes(model: nn.Module, batch: int = 1) -> int:
     Measured, not estimated: every tensor the forward pass creates is counted from its creation until it is
     freed (its input and the weights are not; neither is a kernel's internal scratch space)."""
     model = model.eval()
-    x = torch.zeros(batch, 3, IMAGE_SIZE, IMAGE_SIZE)
+    size = getattr(model, "image_size", IMAGE_SIZE)
+    x = torch.zeros(batch, 3, size, size)
     existing = {t.untyped_storage().data_ptr() for t in [x, *model.parameters(), *model.buffers()]}
     mode = _LiveTensors(existing)
     with mode:

@@ -21,14 +21,14 @@ from .weights import shipped_weights
 
 
 def build_model(name: str, num_classes: int = 10, width: float = 1.0, dropout: float = 0.2,
-                pretrained: bool = False) -> CifarNet:
+                pretrained: bool = False, image_size: int = 32) -> CifarNet:
     """Build a registered model by name; raises ValueError naming the known models otherwise.
 
     ``pretrained`` loads the weights shipped with the package (hash-checked, :mod:`~ghostmixnet.model.weights`),
     trained on CIFAR-10; with another ``num_classes`` every layer but the new classifier starts from them
-    (fine-tuning).
+    (fine-tuning). ``image_size`` is the side of the images it takes (the weights load at any size).
     """
-    model = build_architecture(name, num_classes=num_classes, width=width, dropout=dropout)
+    model = build_architecture(name, num_classes=num_classes, width=width, dropout=dropout, image_size=image_size)
     if pretrained:
         load_pretrained(model, name)
     return model

@@ -19,7 +19,7 @@ from ..errors import DataError
 from ..files import atomic_open, check_output, entry_problem, to_stderr
 from ..infer.calibrate import UNCALIBRATED, UNSURE, Calibration, calibration_of
 from ..infer.load import load_classifier, model_classes
-from ..infer.logits import Normalization, predict_logits
+from ..infer.logits import Normalization, input_size, predict_logits
 from ..model.checkpoint import resolve_checkpoint
 from ..model.weights import PRETRAINED, names_shipped
 from .inputs import collect_images, decode_images, is_pickle
@@ -66,7 +66,8 @@ def predict_inputs(model: Any, inputs: Sequence[Path], device: torch.device, out
         if writer:
             writer.writerow(["file", "label", "probability", "score", "sure"] + (["error"] if skip_bad else []))
         echo(f"{'file':<40}  {'label':<10} {'prob':>6}  input")
-        for images, infos in decode_images(paths, batch_size, skip_bad, echo, count(max_pixels, "max_pixels")):
+        size = input_size(model) or 32  # each photo read straight to the model's size
+        for images, infos in decode_images(paths, batch_size, skip_bad, echo, count(max_pixels, "max_pixels"), size):
             logits = (predict_logits(model, images, device, batch_size, tta, tta_shift, normalization) if len(images)
                       else torch.empty(0, len(classes)))
             _report_images(infos, Answers(logits, calibration, classes), writer, echo, skip_bad)

@@ -44,8 +44,8 @@ def is_pickle(path: Path) -> bool:
 
 def decode_images(paths: Sequence[Path], chunk: int = 256, skip_bad: bool = False,
                   echo: Callable[[str], None] | None = None,
-                  max_pixels: int = MAX_PIXELS) -> Iterator[tuple[np.ndarray, list[ImageInput]]]:
-    """Image files (:func:`collect_images`) as chunks of at most ``chunk`` (n, 32, 32, 3) uint8 images,
+                  max_pixels: int = MAX_PIXELS, size: int = 32) -> Iterator[tuple[np.ndarray, list[ImageInput]]]:
+    """Image files (:func:`collect_images`) as chunks of at most ``chunk`` (n, size, size, 3) uint8 images,
     decoded as they are needed, so that memory stays flat however many files there are, each chunk with its
     files' descriptions. With ``skip_bad`` a file that cannot be decoded is reported (to ``echo``, and as an
     :class:`ImageInput` whose ``error`` says why, with no image) instead of stopping everything; an image of
@@ -55,7 +55,7 @@ def decode_images(paths: Sequence[Path], chunk: int = 256, skip_bad: bool = Fals
         arrays, infos = [], []
         for path in paths[i:i + chunk]:
             try:
-                array, info = load_image(path, max_pixels)
+                array, info = load_image(path, max_pixels, size)
             except DataError as e:
                 if not skip_bad:
                     raise DataError(f"{e} (or pass --skip-bad to skip such files and go on)") from None
@@ -65,4 +65,4 @@ def decode_images(paths: Sequence[Path], chunk: int = 256, skip_bad: bool = Fals
                 continue
             arrays.append(array)
             infos.append(info)
-        yield (np.stack(arrays) if arrays else np.empty((0, 32, 32, 3), np.uint8)), infos
+        yield (np.stack(arrays) if arrays else np.empty((0, size, size, 3), np.uint8)), infos

@@ -52,7 +52,8 @@ class Batcher:
 
     async def warm_up(self) -> None:
         """One call on each worker's classifier, so that the first request does not pay for planning."""
-        loop, blank = asyncio.get_running_loop(), np.zeros((1, 32, 32, 3), np.uint8)
+        loop, blank = asyncio.get_running_loop(), np.zeros((1, self.served.image_size, self.served.image_size, 3),
+                                                                np.uint8)
         await asyncio.gather(*(loop.run_in_executor(self.executor, self.served.logits, blank, w)
                                for w in range(self.workers)))
 
@@ -86,9 +87,11 @@ class Batcher:
                 start += len(images)
 
 
-def decode_request(body: bytes, content_type: str, limits: Limits) -> list[tuple[np.ndarray, dict[str, Any]]]:
-    """The images of a ``POST /predict`` body, each as the 32x32 array the model sees and its description."""
-    return [decode_image(name, data, limits) for name, data in parse_multipart(body, content_type, limits)]
+def decode_request(body: bytes, content_type: str, limits: Limits,
+                   size: int = 32) -> list[tuple[np.ndarray, dict[str, Any]]]:
+    """The images of a ``POST /predict`` body, each as the ``size``-pixel array the model sees and its
+    description."""
+    return [decode_image(name, data, limits, size) for name, data in parse_multipart(body, content_type, limits)]
 
 
 def answer(served: ServedModel, decoded: list[tuple[np.ndarray, dict[str, Any]]], logits: np.ndarray,
@@ -166,7 +169,7 @@ def create_app(served: ServedModel, limits: Limits = DEFAULT_LIMITS, max_batch: 
         when the score falls below the model's threshold: maybe none of these classes; null without one)."""
         started = time.perf_counter()
         body = await read_limited(request, limits.max_bytes)
-        decoded = decode_request(body, request.headers.get("content-type", ""), limits)
+        decoded = decode_request(body, request.headers.get("content-type", ""), limits, served.image_size)
         logits = await batcher.classify(np.stack([image for image, _ in decoded]))
         return answer(served, decoded, logits, limits.top_k, started)
 

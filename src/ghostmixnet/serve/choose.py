@@ -43,7 +43,7 @@ SPEED_BATCH = 32
 
 def views_logits(classify: Classifier, images: np.ndarray, views: int, shift: int,
                  normalization: Normalization | None, device: torch.device = CPU) -> torch.Tensor:
-    """The mean logits (float32, CPU) of ``views`` views of (N, 32, 32, 3) uint8 ``images``, in one call."""
+    """The mean logits (float32, CPU) of ``views`` views of (N, S, S, 3) uint8 ``images``, in one call."""
     x = normalize_uint8(images, device, normalization=normalization)
     stacked = x if views == 1 else torch.cat(tta_views(x, shift if views == 6 else 0))
     logits = classify(stacked).float().cpu()
@@ -110,16 +110,18 @@ def cpu_cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-def measure_speed(make: Callable[[int], Classifier], views: int, cores: int, repeats: int = 3) -> Speed:
-    """Time the runtime that ``make(threads)`` opens, one worker of ``cores`` threads against ``cores`` workers of
-    one thread (each its own classifier, calling at once), and keep the layout that classifies more images/s."""
+def measure_speed(make: Callable[[int], Classifier], views: int, cores: int, repeats: int = 3,
+                  size: int = 32) -> Speed:
+    """Time the runtime that ``make(threads)`` opens on ``size``-pixel images, one worker of ``cores`` threads
+    against ``cores`` workers of one thread (each its own classifier, calling at once), and keep the layout that
+    classifies more images/s."""
     layouts = [(1, cores)] + ([(cores, 1)] if cores > 1 else [])
     best = None
     for workers, threads in layouts:
         before = torch.get_num_threads()
         torch.set_num_threads(threads)
         try:
-            speed = _time_layout([make(threads) for _ in range(workers)], views, threads, repeats)
+            speed = _time_layout([make(threads) for _ in range(workers)], views, threads, repeats, size)
         finally:
             torch.set_num_threads(before)
         if best is None or speed.images_per_s > best.images_per_s:
@@ -127,10 +129,10 @@ def measure_speed(make: Callable[[int], Classifier], views: int, cores: int, rep
     return best
 
 
-def _time_layout(classifiers: list[Classifier], views: int, threads: int, repeats: int) -> Speed:
+def _time_layout(classifiers: list[Classifier], views: int, threads: int, repeats: int, size: int) -> Speed:
     per_call = max(1, SPEED_BATCH // views)  # images per call: the time measured stays the same for any views
-    one = torch.randn(views, 3, 32, 32)
-    batch = torch.randn(views * per_call, 3, 32, 32)
+    one = torch.randn(views, 3, size, size)
+    batch = torch.randn(views * per_call, 3, size, size)
     first = classifiers[0]
     first(one), first(batch)  # warm-up: first calls allocate and plan
     latency = []

@@ -61,7 +61,8 @@ def application(plan: Plan, replicas: int) -> Any:
             queue = self.served.queue
             self.classify.set_max_batch_size(queue.max_batch)
             self.classify.set_batch_wait_timeout_s(queue.window)
-            self.served.logits(np.zeros((1, 32, 32, 3), np.uint8))  # ready only once the model answers
+            size = self.served.image_size
+            self.served.logits(np.zeros((1, size, size, 3), np.uint8))  # ready only once the model answers
             self.replica = f"{os.uname().nodename}:{os.getpid()}"
 
         @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.005)
@@ -77,7 +78,8 @@ def application(plan: Plan, replicas: int) -> Any:
                 if method == "POST" and path == "/predict":
                     started = time.perf_counter()
                     body = await read_limited(request, plan.limits.max_bytes)
-                    decoded = decode_request(body, request.headers.get("content-type", ""), plan.limits)
+                    decoded = decode_request(body, request.headers.get("content-type", ""), plan.limits,
+                                             self.served.image_size)
                     logits = await self.classify(np.stack([image for image, _ in decoded]))
                     return JSONResponse({**answer(self.served, decoded, logits, plan.limits.top_k, started),
                                          "replica": self.replica})

@@ -22,7 +22,7 @@ from ..errors import DataError, ServeError
 from ..files import atomic_open, cache_dir, read_regular, to_stderr
 from ..infer.calibrate import UNCALIBRATED, Calibration, calibration_of
 from ..infer.load import load_classifier, model_classes
-from ..infer.logits import Normalization
+from ..infer.logits import Normalization, input_size
 from ..model.architectures import count_parameters
 from ..model.checkpoint import resolve_checkpoint
 from ..model.cost import total_macs
@@ -75,9 +75,12 @@ class ServedModel:
     """The model's input normalisation (None: CIFAR-10's)."""
     queue: Queue = Queue(1, 1, 256, 0.005)
     device: torch.device = CPU
+    image_size: int = 32
+    """The side of the images the model takes; uploads are read at it."""
 
     def logits(self, images: np.ndarray, worker: int = 0) -> torch.Tensor:
-        """The logits (float32, CPU) of (N, 32, 32, 3) uint8 images, on worker ``worker``'s classifier."""
+        """The logits (float32, CPU) of (N, S, S, 3) uint8 images of the model's size S, on worker ``worker``'s
+        classifier."""
         return views_logits(self.classifiers[worker], images, self.views, self.shift, self.normalization, self.device)
 
 
@@ -132,12 +135,13 @@ def load_served_model(path: Path, device: torch.device = CPU, runtime: str | Non
     source = Source(model if isinstance(model, torch.nn.Module) else None, cfg, file,
                     calibration_of(contents, str(file)))
     runtime = runtime or ("torch" if source.model is not None else "onnxruntime")
+    size = input_size(model) or 32
     views = default_views(cfg) if views is None else views
     if views not in VIEWS:
         raise ServeError(f"--views must be one of {', '.join(map(str, VIEWS))}, not {views}")
     bench = Measurements(source, views, check_data(cfg, data_dir, check_images),
                          Path(cache) if cache is not None else cache_dir("serve"),
-                         (cores or cpu_cores()) if device.type == "cpu" else 1, device, log)
+                         (cores or cpu_cores()) if device.type == "cpu" else 1, device, log, size)
     measured = {name: bench.measure(name) for name in bench.candidates(runtime)}
     if not measured:
         raise ServeError("no runtime can serve this model here; install one: pip install 'ghostmixnet[deploy]'")
@@ -153,8 +157,9 @@ def load_served_model(path: Path, device: torch.device = CPU, runtime: str | Non
                 accuracy=asdict(accuracy) if accuracy else None, speed=asdict(speed), queue=asdict(queue),
                 alternatives={n: {"images_per_s": s.images_per_s, "single_view_accuracy": a.single_view if a else None}
                               for n, (s, a, _) in measured.items()})
+    info.update(image_size=size)
     return ServedModel(classifiers, info, views, bench.shift, source.calibration, classes, bench.normalization, queue,
-                       device)
+                       device, size)
 
 
 class Measurements:
@@ -163,8 +168,8 @@ class Measurements:
     compared with, are computed once and kept too."""
 
     def __init__(self, source: Source, views: int, data: CheckData | None, folder: Path, cores: int,
-                 device: torch.device, log: Callable[[str], None]) -> None:
-        self.source, self.views, self.data, self.folder = source, views, data, folder
+                 device: torch.device, log: Callable[[str], None], size: int = 32) -> None:
+        self.source, self.views, self.data, self.folder, self.size = source, views, data, folder, size
         self.cores, self.device, self.log, self.record = cores, device, log, Record(folder)
         cfg = source.cfg
         self.shift = cfg.tta_shift if cfg is not None and cfg.tta_shift else DEFAULT_SHIFT
@@ -200,7 +205,7 @@ class Measurements:
         speed = self.record.get("speed", Speed, *key, *where)
         if speed is None:
             self.log(f"timing {name} with {self.views} view(s) on this machine (once; kept in {self.folder})")
-            speed = measure_speed(make, self.views, self.cores)
+            speed = measure_speed(make, self.views, self.cores, size=self.size)
             self.record.put("speed", speed, *key, *where)
         if data is None:
             return speed, None, run_file

@@ -66,10 +66,10 @@ def parse_multipart(body: bytes, content_type: str, limits: Limits) -> list[tupl
     return files
 
 
-def decode_image(name: str, data: bytes, limits: Limits) -> tuple[np.ndarray, dict[str, Any]]:
-    """One upload as the 32x32 image the model sees and its description; a :class:`BadInput` otherwise."""
+def decode_image(name: str, data: bytes, limits: Limits, size: int = 32) -> tuple[np.ndarray, dict[str, Any]]:
+    """One upload as the ``size``-pixel image the model sees and its description; a :class:`BadInput` otherwise."""
     try:
-        image, info = read_image(io.BytesIO(data), name, limits.max_pixels)
+        image, info = read_image(io.BytesIO(data), name, limits.max_pixels, size)
         return image, {"file": name, "size": list(info.original_size), "mode": info.mode}
     except ImageError as e:
         raise BadInput({"too_large": 413, "not_an_image": 415}.get(e.reason, 400), str(e)) from None
@@ -78,7 +78,7 @@ def decode_image(name: str, data: bytes, limits: Limits) -> tuple[np.ndarray, di
 
 
 def png_data_url(image: np.ndarray) -> str:
-    """A (32, 32, 3) uint8 image as a PNG data URL, for the page to show what the model saw."""
+    """An (S, S, 3) uint8 image as a PNG data URL, for the page to show what the model saw."""
     buf = io.BytesIO()
     Image.fromarray(image).save(buf, format="PNG")
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()

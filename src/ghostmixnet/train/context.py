@@ -387,7 +387,8 @@ class Run:
         if s.best_epoch == 0:
             log("no validated checkpoint yet, so no test accuracy")
             return summary
-        scored = build_model(cfg.model, cfg.num_classes, cfg.width, cfg.dropout).to(self.t.compute.device)
+        scored = build_model(cfg.model, cfg.num_classes, cfg.width, cfg.dropout, image_size=cfg.image_size)
+        scored = scored.to(self.t.compute.device)
         if self.env.is_main:
             best = load_checkpoint(self.out_dir / BEST)
             load_weights(scored, best["model"], self.out_dir / BEST)

@@ -20,6 +20,7 @@ from ..data.mix import BatchMixer
 from ..errors import NonFiniteLossError
 from .compile import compile_error, compile_failure, mark_step
 from .distributed import DistEnv
+from .optim import hold_backbone
 from .parts import Training
 from .progress import Progress
 from .step import forward_backward, optimizer_step
@@ -94,6 +95,8 @@ def train_one_epoch(t: Training, batches: Iterable[tuple[torch.Tensor, torch.Ten
     unread, unread_images, unread_from = torch.zeros((), dtype=torch.float64, device=device), 0, step + 1
     end, done, batch_iter = EpochEnd(step), 0, iter(batches)
     t.train_model.train()
+    if t.cfg.freeze_epochs:
+        hold_backbone(t.model, epoch < t.cfg.freeze_epochs)
     try:
         while control.max_steps is None or done < control.max_steps:
             if control.phases is not None:

@@ -36,7 +36,8 @@ def activation_elements(model: nn.Module) -> int:
     hooks = [m.register_forward_hook(count) for m in model.modules() if not list(m.children())]
     try:
         with torch.no_grad():
-            model(torch.empty(1, 3, IMAGE_SIZE, IMAGE_SIZE, device="meta"))
+            size = getattr(model, "image_size", IMAGE_SIZE)
+            model(torch.empty(1, 3, size, size, device="meta"))
     finally:
         for hook in hooks:
             hook.remove()
@@ -50,11 +51,11 @@ def estimate_bytes(cfg: TrainConfig, batch_per_process: int, train_images: int) 
     such steps (:func:`~ghostmixnet.train.throughput.training_throughput`, 2-core CPU, 2026-12-01) raised a
     process's peak resident memory from 0.7 to 3.2 GB."""
     with torch.device("meta"):
-        model = build_architecture(cfg.model, cfg.num_classes, cfg.width, cfg.dropout)
+        model = build_architecture(cfg.model, cfg.num_classes, cfg.width, cfg.dropout, cfg.image_size)
     parameters = sum(p.numel() for p in model.parameters())
     per_parameter = 4 * (3 + (2 if cfg.optimizer == "adamw" else 1) + (1 if cfg.ema_decay else 0))
     activations = 4 * activation_elements(model.train()) * batch_per_process
-    data = train_images * 3 * IMAGE_SIZE * IMAGE_SIZE if cfg.augment_backend == "batched" else 0
+    data = train_images * 3 * cfg.image_size ** 2 if cfg.augment_backend == "batched" else 0
     return parameters * per_parameter + activations + data
 
 

@@ -36,6 +36,18 @@ def parameter_groups(model: nn.Module, weight_decay: float, decay_norm_and_bias:
     return split
 
 
+def hold_backbone(model: nn.Module, held: bool) -> None:
+    """Hold every layer but the classifier as it is (``held``), or let it learn again: no gradient flows into it
+    (the optimizer skips parameters without one, so their weights and its state for them stay exactly as they
+    were) and its BatchNorm layers normalise with their running statistics without updating them. Call after
+    ``model.train()``, which would put them back in training mode."""
+    for name, module in model.named_children():
+        if name != CLASSIFIER and name != "head_drop":
+            module.train(not held and model.training)
+            for p in module.parameters():
+                p.requires_grad_(not held)
+
+
 def build_optimizer(model: nn.Module, cfg: TrainConfig, device: torch.device) -> torch.optim.Optimizer:
     """The config's optimizer (AdamW, or SGD with Nesterov momentum) over ``model``'s parameter groups; on CUDA
     its fused kernel, which also lets :func:`optimizer_step` skip a step with a non-finite loss on the device,

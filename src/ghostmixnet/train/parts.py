@@ -23,6 +23,7 @@ from ..data.cifar import ArraySet
 from ..data.loading import SEED_BATCH_AUGMENT, DeviceBatches, ImageDataset, ResumableSampler, mix_seed
 from ..data.resolution import ResolutionSchedule, resize_batch
 from ..device import Compute, prepare_device
+from ..errors import RunError
 from ..model.architectures import zero_init_residuals
 from ..model.factory import build_model, load_pretrained
 from ..model.fused_bn import set_fused_bn
@@ -81,7 +82,8 @@ def build_training(cfg: TrainConfig, device: torch.device, steps_per_epoch: int,
     prepare_device(device)
     compute = Compute.resolve(device, cfg.precision, cfg.channels_last)
     torch.manual_seed(cfg.seed)
-    model = set_fused_bn(build_model(cfg.model, cfg.num_classes, cfg.width, cfg.dropout), cfg.fused_bn).to(device)
+    model = set_fused_bn(build_model(cfg.model, cfg.num_classes, cfg.width, cfg.dropout,
+                                       image_size=cfg.image_size), cfg.fused_bn).to(device)
     if cfg.zero_init_residual:
         zero_init_residuals(model)
     if cfg.init is not None:
@@ -96,6 +98,9 @@ def build_training(cfg: TrainConfig, device: torch.device, steps_per_epoch: int,
         cfg.ema_decay), use_buffers=True) if cfg.ema_decay else None)
     train_model: nn.Module = model
     if distributed:
+        if cfg.freeze_epochs:  # DDP waits for a gradient of every parameter it was built with
+            raise RunError("--freeze-epochs runs in one process (DistributedDataParallel needs every layer's "
+                           "gradient at every step); run it without torchrun, or drop --freeze-epochs")
         if cfg.sync_bn:
             train_model = nn.SyncBatchNorm.convert_sync_batchnorm(train_model)
         train_model = nn.parallel.DistributedDataParallel(
@@ -116,7 +121,7 @@ def build_loader(t: Training, data: ArraySet, sampler: ResumableSampler,
     there (batched augmentation), or augmented batches from DataLoader workers (``torchvision``)."""
     if t.pipeline is not None:
         return DeviceBatches(data, sampler, batch_size, t.compute.device)
-    transform = train_transform(t.cfg.augment, *t.cfg.normalization)
+    transform = train_transform(t.cfg.augment, *t.cfg.normalization, size=t.cfg.image_size)
     return DataLoader(ImageDataset(data, transform), batch_size=batch_size, sampler=sampler,
                       num_workers=t.cfg.num_workers, pin_memory=t.compute.device.type == "cuda")
 

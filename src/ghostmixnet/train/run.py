@@ -134,7 +134,7 @@ def _check_resumes(cfg: TrainConfig, ckpt: dict, path: Path, where: Where) -> No
     """Refuse to resume from a checkpoint of other data, another config or another model."""
     check_same_data(config_of(ckpt, path), cfg, where.data_dir)
     check_resumable(cfg.to_dict(), config_of(ckpt, path), where.out_dir)  # whoever the caller: CLI, seeds, ablation
-    check_spec(ckpt["model"], ModelSpec(cfg.model, cfg.num_classes, cfg.width, cfg.dropout), path)
+    check_spec(ckpt["model"], ModelSpec(cfg.model, cfg.num_classes, cfg.width, cfg.dropout, cfg.image_size), path)
 
 
 def conclude(run: Run, end: Ending) -> RunSummary:

@@ -40,10 +40,15 @@ class RunLog:
 
 
 def selection_note(splits: Splits) -> str:
+    """Which images choose the checkpoint and which are reported, in the words of where they came from."""
     if splits.val_is_test:
         return ("selecting checkpoints on the TEST set (--val-size 0, the paper's habit): "
                 "the test accuracy reported is optimistic, not an unbiased estimate")
-    return f"selecting checkpoints on a {len(splits.val)}-image validation split of the training set"
+    origin = splits.record.get("origin")
+    if not origin:  # CIFAR: a split of the training set, and the official test set
+        return f"selecting checkpoints on a {len(splits.val)}-image validation split of the training set"
+    return (f"selecting checkpoints on the {len(splits.val)} validation images ({origin['val']}), reporting the "
+            f"{len(splits.test)} test images ({origin['test']})")
 
 
 def data_note(cfg: TrainConfig) -> str:
