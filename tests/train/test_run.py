@@ -24,7 +24,7 @@ def test_run_folder_contents(cifar_dir, tmp_path, tiny_config):
     assert len(rows) == 3
     test = json.loads((run / "test.json").read_text())
     assert test["images"] == 100 and 0 <= test["accuracy"] <= 1 and len(test["confusion"]) == 10
-    assert test["selected_on"].startswith("validation split (50")
+    assert test["selected_on"] == "50 validation images (held out of the training set)"
     assert summary["test_acc"] == test["accuracy"]
     best = load_checkpoint(run / "best.pt")
     assert best["config"] == json.loads((run / "config.json").read_text())

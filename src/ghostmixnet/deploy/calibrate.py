@@ -50,9 +50,10 @@ def calibrate_checkpoint(checkpoint: Path, data_dir: Path, out: Path | None = No
                         "would tune on it; train with a validation split to calibrate")
     if not weights:
         check_output(target, data_files(cfg.dataset, data_dir))
-    val = load_data(cfg.dataset, data_dir, **cfg.data_fields()).val
-    dev = resolve_device(device)
-    calibration, logits = calibrate_on_split(model.to(dev), val.images, val.labels, dev, cfg, keep, batch_size)
+    splits = load_data(cfg.dataset, data_dir, **cfg.data_fields())
+    val, dev = splits.val, resolve_device(device)
+    calibration, logits = calibrate_on_split(model.to(dev), val.images, val.labels, dev, cfg, keep, batch_size,
+                                             splits.record.get("origin", {}).get("val"))
     report_fit(calibration, logits, val.labels, echo)
     if weights:
         match = NAME.match(source.name)

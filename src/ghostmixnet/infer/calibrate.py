@@ -151,12 +151,15 @@ def fit_calibration(logits: torch.Tensor, labels: np.ndarray | torch.Tensor, kee
 
 
 def calibrate_on_split(model: torch.nn.Module, images: np.ndarray, labels: np.ndarray, compute: Compute | torch.device,
-                       cfg: TrainConfig, keep: float = 0.95, batch_size: int = 256) -> tuple[Calibration, torch.Tensor]:
+                       cfg: TrainConfig, keep: float = 0.95, batch_size: int = 256,
+                       origin: str | None = None) -> tuple[Calibration, torch.Tensor]:
     """Fit ``model``'s calibration (:func:`fit_calibration`) on its run's validation split, ``images`` and
-    ``labels``, with the run's test-time views, as its predictions are made; with the logits it was fit on."""
+    ``labels``, with the run's test-time views, as its predictions are made; with the logits it was fit on.
+    ``origin`` says where a folder's validation images came from (its splits' record); None: CIFAR's split."""
     logits = predict_logits(model, images, compute, batch_size, cfg.tta, cfg.tta_shift, cfg.normalization)
     views = f", with its test-time views (shift {cfg.tta_shift})" if cfg.tta else ""
-    where = f"validation split ({len(images)} training images, split seed {cfg.split_seed}){views}"
+    where = (f"validation split ({len(images)} images, {origin}){views}" if origin else
+             f"validation split ({len(images)} training images, split seed {cfg.split_seed}){views}")
     return fit_calibration(logits, labels, keep, where), logits
 
 

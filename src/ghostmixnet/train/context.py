@@ -362,7 +362,8 @@ class Run:
         run's test-time views, as predictions are made) and add them to ``best.pt``; on rank 0 alone."""
         compute = dataclasses.replace(self.t.compute, precision="fp32")
         val = self.splits.val
-        calibration, _ = calibrate_on_split(model, val.images, val.labels, compute, self.cfg)
+        calibration, _ = calibrate_on_split(model, val.images, val.labels, compute, self.cfg,
+                                            origin=self.splits.record.get("origin", {}).get("val"))
         save_atomic({**best, "calibration": calibration.to_dict()}, self.out_dir / BEST)
         self.log(f"calibrated best.pt on the validation split: temperature {calibration.temperature:.3f}; "
                  f"'not sure' below an energy score of {calibration.threshold:.3f} "
@@ -400,7 +401,9 @@ class Run:
             calibration = None if splits.val_is_test else self.calibrate(scored, best)
             result = {"split": "test", "images": len(splits.test), "checkpoint": BEST, "best_epoch": s.best_epoch,
                       "selected_on": "test set (optimistic: --val-size 0)" if splits.val_is_test
-                      else f"validation split ({len(splits.val)} training images)", "tta": cfg.tta,
+                      else f"{len(splits.val)} validation images ("
+                           f"{splits.record.get('origin', {}).get('val', 'held out of the training set')})",
+                      "test_from": splits.record.get("origin", {}).get("test", "the test set"), "tta": cfg.tta,
                       "tta_shift": cfg.tta_shift, "precision": "fp32",
                       "best_val_acc": s.best_acc, **test.summary(cfg.class_names), "seconds": seconds,
                       "calibration": calibration.to_dict() if calibration else None}
