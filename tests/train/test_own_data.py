@@ -143,7 +143,7 @@ def test_a_model_whose_logit_width_differs_from_its_class_list_is_refused_at_loa
 
 
 def test_finetuning_from_the_shipped_weights_replaces_only_the_classifier(class_folder, tmp_path):
-    cfg = make_config("finetune", epochs=1, batch_size=18, compile=False, num_workers=0)
+    cfg = make_config("finetune", epochs=1, batch_size=18, compile=False, num_workers=0, backbone_lr_scale=0.1)
     cfg = cfg.for_data(("cat", "dog", "fox"), ((0.5,) * 3, (0.25,) * 3))
     lines = []
     t = build_training(cfg, torch.device("cpu"), steps_per_epoch=2, echo=lines.append)
