@@ -2,7 +2,7 @@
 
 The entry points are the package's own (``ghostmixnet.model.factory``: the same names and arguments);
 ``pretrained=True`` loads the CIFAR-10 weights shipped in ``src/ghostmixnet/model/shipped`` (hash-checked).
-The models take 32x32 RGB images normalised with ``ghostmixnet.data.MEAN`` and ``STD``.
+The models take 32x32 RGB images normalised with ``ghostmixnet.data.MEAN`` and ``STD`` (``image_size=N``: N x N).
 """
 
 import sys as _sys

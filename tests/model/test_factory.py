@@ -96,3 +96,13 @@ def test_pretrained_colon_names_a_members_shipped_weights(tmp_path, monkeypatch)
     monkeypatch.chdir(tmp_path)  # a file of that name is a file, as with the word pretrained
     (tmp_path / "pretrained:resnet").write_text("x")
     assert resolve_checkpoint("pretrained:resnet").resolve() == tmp_path / "pretrained:resnet"
+
+
+def test_every_entry_point_builds_for_another_image_size_with_the_same_weights():
+    from ghostmixnet.model.factory import ENTRY_POINTS, ghostmixnet
+
+    for name, entry in ENTRY_POINTS.items():
+        model = entry(width=0.125, image_size=64)
+        assert model.image_size == 64 and model(torch.zeros(1, 3, 64, 64)).shape == (1, 10), name
+    at64, at32 = ghostmixnet(pretrained=True, image_size=64), ghostmixnet(pretrained=True)
+    assert all(torch.equal(a, b) for a, b in zip(at64.state_dict().values(), at32.state_dict().values()))

@@ -74,35 +74,39 @@ def trained_classes(config: dict) -> tuple[str, ...] | None:
 
 
 # The public entry points: one function per model, the same arguments everywhere (torch.hub lists these).
+# ``image_size`` builds the model for other square images; the weights load at any size (architectures.py).
 
-def ghostmixnet(pretrained: bool = False, num_classes: int = 10, width: float = 1.0, dropout: float = 0.2) -> CifarNet:
+def ghostmixnet(pretrained: bool = False, num_classes: int = 10, width: float = 1.0, dropout: float = 0.2,
+                image_size: int = 32) -> CifarNet:
     """The paper's model: 3,041,466 parameters at width 1; ``pretrained`` loads the shipped CIFAR-10 weights
     (another ``num_classes`` keeps every layer but a new classifier)."""
-    return build_model("ghostmixnet", num_classes, width, dropout, pretrained)
+    return build_model("ghostmixnet", num_classes, width, dropout, pretrained, image_size)
 
 
-def resnet(pretrained: bool = False, num_classes: int = 10, width: float = 1.0, dropout: float = 0.2) -> CifarNet:
+def resnet(pretrained: bool = False, num_classes: int = 10, width: float = 1.0, dropout: float = 0.2,
+           image_size: int = 32) -> CifarNet:
     """The ablation baseline: 4,630,858 parameters at width 1 (no shipped weights)."""
-    return build_model("resnet", num_classes, width, dropout, pretrained)
+    return build_model("resnet", num_classes, width, dropout, pretrained, image_size)
 
 
-def resnet_se(pretrained: bool = False, num_classes: int = 10, width: float = 1.0, dropout: float = 0.2) -> CifarNet:
+def resnet_se(pretrained: bool = False, num_classes: int = 10, width: float = 1.0, dropout: float = 0.2,
+              image_size: int = 32) -> CifarNet:
     """The ablation baseline with SE: 4,907,498 parameters at width 1 (no shipped weights)."""
-    return build_model("resnet-se", num_classes, width, dropout, pretrained)
+    return build_model("resnet-se", num_classes, width, dropout, pretrained, image_size)
 
 
 def ghostmixnet_ic01(pretrained: bool = False, num_classes: int = 10, width: float = 1.0,
-                     dropout: float = 0.2) -> CifarNet:
+                     dropout: float = 0.2, image_size: int = 32) -> CifarNet:
     """The member sized for MLPerf Tiny's IC01 budget (80K parameters, 12.5M MACs, 100 KB int8, 64 KB arena):
     56,542 parameters and 9.38M MACs at width 1."""
-    return build_model("ghostmixnet-ic01", num_classes, width, dropout, pretrained)
+    return build_model("ghostmixnet-ic01", num_classes, width, dropout, pretrained, image_size)
 
 
 def ghostmixnet_ic02(pretrained: bool = False, num_classes: int = 10, width: float = 1.0,
-                     dropout: float = 0.2) -> CifarNet:
+                     dropout: float = 0.2, image_size: int = 32) -> CifarNet:
     """The member sized for MLPerf Tiny's IC02 budget (480K parameters, 76.5M MACs, 512 KB int8, 160 KB arena):
     412,962 parameters and 64.47M MACs at width 1 (no shipped weights yet)."""
-    return build_model("ghostmixnet-ic02", num_classes, width, dropout, pretrained)
+    return build_model("ghostmixnet-ic02", num_classes, width, dropout, pretrained, image_size)
 
 
 ENTRY_POINTS: dict[str, Callable[..., CifarNet]] = {"ghostmixnet": ghostmixnet, "ghostmixnet-ic01": ghostmixnet_ic01,
