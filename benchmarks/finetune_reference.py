@@ -6,7 +6,7 @@ torchvision's ``ImageFolder`` (shorter side resized to ``--image-size``, centre 
 CIFAR-10's constants (the shipped weights'), in fp32, eager. It prints the best validation accuracy (and
 its epoch), the test accuracy of that epoch's weights when ``test/`` exists, and the wall time.
 
-    python benchmarks/finetune_reference.py /work/photos/fire-split --image-size 32 --epochs 30
+    python benchmarks/finetune_reference.py photos/fire-split --image-size 32 --epochs 30
 
 ``DATA`` holds ``train/`` and ``val/`` (and optionally ``test/``) folders of class sub-folders.
 """

@@ -2,8 +2,8 @@
 on each set, one run after another, and a table of the best validation accuracy (what the choice is made on),
 the test accuracy of that checkpoint (reported, never chosen on) and the wall time of each.
 
-    python benchmarks/finetune_screen.py /work/photos/fire-split /work/photos/clothing-small \
-        --variant "32=--image-size 32" --variant "64=--image-size 64" --out /work/ft/screen
+    python benchmarks/finetune_screen.py photos/fire-split photos/clothing-small \
+        --variant "32=--image-size 32" --variant "64=--image-size 64" --out screen
 
 Each ``--variant NAME=FLAGS`` is a name and the flags added to the recipe's; a run already in ``--out`` (its
 ``test.json`` written) is read, not repeated, so the screen can be stopped and continued. Each set is a folder
