@@ -124,3 +124,16 @@ def test_a_frozen_phase_holds_every_pretrained_layer_and_its_statistics_then_let
     after_two = load_checkpoint(tmp_path / "run" / "last.pt")["model"]
     assert not torch.equal(after_two["stem.0.weight"], after_one["stem.0.weight"])
     assert not torch.equal(after_one["fc.weight"], after_two["fc.weight"])
+
+
+def test_a_48_pixel_model_of_cifar10s_classes_evaluates_on_cifar10s_32_pixel_images(cifar_dir, tmp_path):
+    from ghostmixnet.data.cifar import CLASSES
+    from ghostmixnet.model.checkpoint import save_atomic
+    from ghostmixnet.model.factory import build_model
+
+    cfg = tiny(classes=CLASSES, num_classes=10, val_size=50)
+    save_atomic({"model": build_model("ghostmixnet", width=0.125, image_size=SIZE).state_dict(),
+                 "config": cfg.to_dict(), "epoch": 1}, tmp_path / "m.pt")
+    assert main(["eval", str(tmp_path / "m.pt"), "--dataset", "cifar10", "--data-dir", str(cifar_dir),
+                 "--device", "cpu"]) == 0
+    assert json.loads((tmp_path / "eval-m-test.json").read_text())["images"] == 100

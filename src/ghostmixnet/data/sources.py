@@ -43,10 +43,9 @@ def load_data(dataset: str, data_dir: Path, *, val_size: int, holdout: float, sp
               image_size: int = 32, train_subset: int | None = None, download: bool = False, skip_bad: bool = False,
               echo: Callable[[str], None] | None = None, progress: Progress | None = None) -> Splits:
     """The training, selection and test data of ``dataset`` in ``data_dir``, with class names and a record; a
-    folder's images at ``image_size`` pixels (CIFAR's are 32)."""
+    folder's images at ``image_size`` pixels (CIFAR's are 32 whatever it says: a model of another size resizes
+    them as it reads them, :func:`~ghostmixnet.infer.logits.predict_logits`)."""
     data_dir = Path(data_dir)
-    if dataset != "folder" and image_size != 32:
-        raise DataError(f"{dataset}'s images are 32x32; --image-size {image_size} is for folder data")
     if dataset == "cifar10":
         splits = load_splits(data_dir, val_size, split_seed, train_subset, download=download)
         splits.record = {"dataset": dataset, "val_size": val_size, "split_seed": split_seed}
