@@ -153,11 +153,10 @@ def load_served_model(path: Path, device: torch.device = CPU, runtime: str | Non
     classifiers = [open_classifier(chosen, source, run_file, queue.threads, device) for _ in range(queue.workers)]
     classes = model_classes(model, cfg)
     info = _describe(source, classes, file, contents)
-    info.update(runtime=chosen, views=views, runtime_file=str(run_file) if run_file else None,
+    info.update(runtime=chosen, views=views, image_size=size, runtime_file=str(run_file) if run_file else None,
                 accuracy=asdict(accuracy) if accuracy else None, speed=asdict(speed), queue=asdict(queue),
                 alternatives={n: {"images_per_s": s.images_per_s, "single_view_accuracy": a.single_view if a else None}
                               for n, (s, a, _) in measured.items()})
-    info.update(image_size=size)
     return ServedModel(classifiers, info, views, bench.shift, source.calibration, classes, bench.normalization, queue,
                        device, size)
 
