@@ -39,9 +39,11 @@ def run48(class_folder, tmp_path_factory):
 
 
 def test_a_run_at_48_pixels_resumes_exactly_and_keeps_its_size_with_the_model(run48, class_folder, tmp_path):
+    # both runs here, under this test's thread count (the module's fixture may have trained under another)
+    train(tiny(), class_folder, tmp_path / "straight", echo=quiet)
     train(tiny(), class_folder, tmp_path / "resumed", stop_after=1, echo=quiet)
     train(tiny(), class_folder, tmp_path / "resumed", resume=True, echo=quiet)
-    a, b = (load_checkpoint(path / "last.pt") for path in (run48, tmp_path / "resumed"))
+    a, b = (load_checkpoint(tmp_path / run / "last.pt") for run in ("straight", "resumed"))
     assert all(torch.equal(t, b["model"][k]) for k, t in a["model"].items())
     assert json.loads((run48 / "config.json").read_text())["image_size"] == SIZE
     assert json.loads((run48 / "run.json").read_text())["data"]["image_size"] == SIZE
