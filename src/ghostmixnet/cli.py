@@ -22,6 +22,8 @@ from .deploy.quantize import CALIBRATION_METHODS, quantize_checkpoint
 from .deploy.sizes import describe_deployment
 from .errors import EXPECTED_ERRORS, one_line
 from .files import descriptors_exhausted
+from .infer.calibrate import SCORE
+from .infer.novelty import SCORES
 from .model.architectures import ARCHITECTURES
 from .model.cost import describe_model
 from .predict.classify import predict_files
@@ -230,6 +232,10 @@ def _deployment_commands(command: Command, recipe: str) -> None:
     flag(p, "--out", "checkpoint to write [in place]; for a weights file, a folder [beside it, or .]")
     p.add_argument("--keep", type=FRACTION, default=0.95,
                    help="share of validation images kept above the 'not sure' threshold [0.95]")
+    p.add_argument("--score", choices=SCORES, default=SCORE,
+                   help=f"the 'not sure' score [{SCORE}]: energy or msp of the logits, or knn, mahalanobis or vim of "
+                        "the features, fit on training images and stored with the model (MODEL_CARD.md compares "
+                        "them)")
     flag(p, "--device")
     flag(p, "--batch-size")
 
@@ -310,7 +316,8 @@ CALLS: dict[str, Callable[[argparse.Namespace], Any]] = {
     "predict": lambda a: predict_files(a.inputs, a.weights, a.out, a.device, a.batch_size, a.tta, a.skip_bad,
                                        max_pixels=a.max_pixels),
     "pack": lambda a: pack_checkpoint(a.checkpoint, a.out, a.name, echo=print),
-    "calibrate": lambda a: calibrate_checkpoint(a.checkpoint, a.data_dir, a.out, a.keep, a.device, a.batch_size),
+    "calibrate": lambda a: calibrate_checkpoint(a.checkpoint, a.data_dir, a.out, a.keep, a.device, a.batch_size,
+                                                a.score),
     "export": lambda a: export_checkpoint(a.checkpoint, a.out, a.data_dir, a.verify_images, format=a.format,
                                           batch=a.batch),
     "quantize": lambda a: quantize_checkpoint(a.checkpoint, a.out, a.data_dir, calibration_count=a.calibration_images,

@@ -3,6 +3,7 @@ weights files, ONNX files, predict, eval and serve."""
 
 import json
 
+import numpy as np
 import pytest
 import torch
 
@@ -10,7 +11,7 @@ from ghostmixnet.cli import main
 from ghostmixnet.config import make_config
 from ghostmixnet.deploy.calibrate import calibrate_checkpoint
 from ghostmixnet.deploy.pack import pack_checkpoint
-from ghostmixnet.errors import DataError
+from ghostmixnet.errors import CheckpointError, DataError
 from ghostmixnet.infer.calibrate import Calibration, calibration_of
 from ghostmixnet.infer.load import load_classifier
 from ghostmixnet.model.checkpoint import load_checkpoint, save_atomic
@@ -101,3 +102,60 @@ def test_the_calibration_travels_into_the_int8_model(checkpoint, cifar_dir, tmp_
                               echo=lambda _: None)
     _, _, info = load_classifier(out)
     assert calibration_of(info) == calibration
+
+
+def arrays_of(calibration):
+    return {k: v.half() for k, v in calibration.feature_score.tensors.items()}
+
+
+def test_a_feature_score_travels_with_the_model_into_every_file(checkpoint, cifar_dir, tmp_path, capsys):
+    pytest.importorskip("onnxruntime")
+    from ghostmixnet.deploy.quantize import quantize_checkpoint
+    from ghostmixnet.infer.logits import normalize_uint8
+
+    assert main(["calibrate", str(checkpoint), "--data-dir", str(cifar_dir), "--score", "knn"]) == 0
+    out = capsys.readouterr().out
+    assert "below a knn score of" in out and "MB in half precision" in out
+    fitted = calibration_of(load_checkpoint(checkpoint))
+    assert fitted.score == "knn" and fitted.needs_features
+    assert "the knn score fit on 150 training images" in fitted.fitted_on
+    stored = arrays_of(fitted)
+    weights = pack_checkpoint(checkpoint, tmp_path / "packed")
+    assert all(torch.equal(arrays_of(calibration_of(read_weights(weights)))[k], v) for k, v in stored.items())
+    assert main(["export", str(weights), "--out", str(tmp_path / "m.onnx"), "--verify-images", "0"]) == 0
+    onnx_model, _, info = load_classifier(tmp_path / "m.onnx")
+    from_onnx = calibration_of(info)
+    assert from_onnx == fitted and all(torch.equal(arrays_of(from_onnx)[k], v) for k, v in stored.items())
+    # The ONNX graph gives the features too, and the score computed from them is PyTorch's.
+    model, _, _ = load_classifier(weights)
+    images = normalize_uint8(np.random.default_rng(0).integers(0, 256, (4, 32, 32, 3), dtype=np.uint8),
+                             torch.device("cpu"))
+    with torch.no_grad():
+        ref_logits = model.eval().forward_head(model.forward_features(images))
+        ref_features = model.forward_head(model.forward_features(images), pre_logits=True)
+    logits, features = onnx_model.logits_and_features(images)
+    assert torch.allclose(features, ref_features, atol=1e-4) and torch.allclose(logits, ref_logits, atol=1e-4)
+    assert torch.allclose(from_onnx.scores(logits, features), fitted.scores(ref_logits, ref_features), atol=1e-3)
+    int8 = quantize_checkpoint(checkpoint, tmp_path / "m-int8.onnx", cifar_dir, calibration_count=32, eval_images=0,
+                               echo=lambda _: None)
+    assert calibration_of(load_classifier(int8)[2]).score == "knn"
+    assert main(["eval", str(checkpoint), "--data-dir", str(cifar_dir), "--out", str(tmp_path)]) == 0
+    assert "marked not sure (by its knn score)" in capsys.readouterr().out
+    # Calibrated again on the energy, a weights file drops the arrays it no longer reads.
+    again, energy_cal = calibrate_checkpoint(weights, cifar_dir, tmp_path / "again", echo=lambda _: None)
+    read = read_weights(again)
+    assert energy_cal.score == "energy" and read["novelty_arrays"] == {} and "novelty" not in read["metadata"]
+
+
+def test_a_file_whose_score_is_damaged_is_refused_in_one_line(checkpoint, cifar_dir, tmp_path, capsys):
+    calibrate_checkpoint(checkpoint, cifar_dir, score="mahalanobis", echo=lambda _: None)
+    ckpt = load_checkpoint(checkpoint)
+    ckpt["novelty"]["arrays"]["precision"] = ckpt["novelty"]["arrays"]["precision"][:3]
+    save_atomic(ckpt, tmp_path / "bad.pt")
+    assert main(["predict", str(tmp_path / "bad.pt"), str(tmp_path / "bad.pt")]) == 1
+    err = capsys.readouterr().err
+    assert "bad.pt: its out-of-distribution score is invalid (precision has shape" in err and "Traceback" not in err
+    del ckpt["novelty"]
+    save_atomic(ckpt, tmp_path / "none.pt")
+    with pytest.raises(CheckpointError, match="knn|mahalanobis score needs its fitted arrays"):
+        calibration_of(load_checkpoint(tmp_path / "none.pt"), "none.pt")

@@ -186,6 +186,9 @@ class RecipeConfig:
     augment: str = "paper"
     """Per-image augmentation: ``paper`` (flip, crop, perspective, posterize, jitter, AutoAugment),
     ``basic`` (flip + crop) or ``none``."""
+    degrade: float = 0.0
+    """Share of training images given, after the augmentation, one degradation a photo meets: JPEG compression,
+    noise, blur or low contrast, at a strength drawn per image (``ghostmixnet.data.degrade``); 0: none."""
     mix_prob: float = 1.0
     """Probability that a batch is mixed (Mixup or CutMix); 0 turns batch mixing off."""
     mixup_share: float = 0.5
@@ -305,7 +308,8 @@ class RecipeConfig:
                     "num_classes": self.num_classes}
         problems += [f"{k} must be positive, got {v}" for k, v in positive.items() if not v > 0]
         unit = {"dropout": self.dropout, "beta1": self.beta1, "beta2": self.beta2, "momentum": self.momentum,
-                "label_smoothing": self.label_smoothing, "mix_prob": self.mix_prob, "mixup_share": self.mixup_share}
+                "label_smoothing": self.label_smoothing, "mix_prob": self.mix_prob, "mixup_share": self.mixup_share,
+                "degrade": self.degrade}
         problems += [f"{k} must be in [0, 1], got {v}" for k, v in unit.items() if not 0.0 <= v <= 1.0]
         if self.dropout >= 1.0:
             problems.append("dropout must be below 1")
@@ -336,6 +340,9 @@ class RecipeConfig:
                             "--distill")
         if self.distill is not None and self.image_size != 32:
             problems.append("distillation's teachers take 32-pixel images; drop --image-size with --distill")
+        if self.distill is not None and self.degrade:
+            problems.append("distillation caches its teacher's outputs for undegraded views; drop --degrade with "
+                            "--distill")
         if self.distill is not None and self.resolutions:
             problems.append("distillation trains at full size; drop --resolutions with --distill")
         return problems
@@ -421,6 +428,8 @@ class TrainConfig(ComputeConfig, RecipeConfig):
         self._resolve_workers()
         both = ["distillation augments cached views on the training device; use --augment-backend batched with "
                 "--distill"] if self.distill is not None and self.augment_backend != "batched" else []
+        if self.degrade and self.augment_backend != "batched":
+            both.append("--degrade runs in the batched augmentation; use --augment-backend batched with it")
         _raise_if(self.recipe_problems() + self.compute_problems() + both)
 
     def for_data(self, classes: tuple[str, ...],

@@ -31,6 +31,7 @@ from .batch_ops import (
     to_device,
 )
 from .cifar import MEAN, STD
+from .degrade import degrade_batch, sample_degradations
 
 if TYPE_CHECKING:
     from torchvision import transforms as T
@@ -102,10 +103,12 @@ class BatchPipeline:
     up to float rounding.
     """
 
-    def __init__(self, augment: str, compile: bool = False) -> None:
+    def __init__(self, augment: str, compile: bool = False, degrade: float = 0.0) -> None:
         if augment not in ("paper", "basic", "none"):
             raise ValueError(f"unknown augmentation {augment!r}")
-        self.augment = augment
+        if not 0.0 <= degrade <= 1.0:
+            raise ValueError(f"degrade is a share of the images and must be in [0, 1], got {degrade!r}")
+        self.augment, self.degrade = augment, degrade
         if compile:
             quiet_cpu_compiler()
         self.color_ops = (tuple(torch.compile(op, dynamic=True) for op in COLOR_OPS)
@@ -115,7 +118,14 @@ class BatchPipeline:
         return self.apply(images, self.sample(len(images), generator, tuple(images.shape[-2:])))
 
     def sample(self, n: int, generator: torch.Generator, size: tuple[int, ...] = (32, 32)) -> dict[str, Any]:
-        """The parameters of ``n`` images of ``size`` (H, W), drawn from ``generator`` in a fixed order."""
+        """The parameters of ``n`` images of ``size`` (H, W), drawn from ``generator`` in a fixed order: the
+        augmentation's, then (with ``degrade``) the degradations' (:mod:`~ghostmixnet.data.degrade`)."""
+        params = self._sample_augment(n, generator, size)
+        if self.degrade:
+            params["degrade"] = sample_degradations(n, self.degrade, generator, (size[0], size[1]))
+        return params
+
+    def _sample_augment(self, n: int, generator: torch.Generator, size: tuple[int, ...]) -> dict[str, Any]:
         params: dict[str, Any] = {}
         if self.augment == "none":
             return params
@@ -133,6 +143,10 @@ class BatchPipeline:
 
     def apply(self, images: torch.Tensor, params: dict[str, Any]) -> torch.Tensor:
         """Augment a uint8 batch with the parameters :meth:`sample` drew for it."""
+        out = self._apply_augment(images, params)
+        return degrade_batch(out, params["degrade"]) if "degrade" in params else out
+
+    def _apply_augment(self, images: torch.Tensor, params: dict[str, Any]) -> torch.Tensor:
         if self.augment == "none":
             return images
         out = pad_crop(images, params["top"], params["left"], padding=padding(images.shape[-2]),

@@ -28,9 +28,9 @@ from ..data.sources import data_files, has_data, load_data
 from ..data.splits import calibration_images
 from ..errors import ExportError
 from ..files import atomic_open, check_output, raise_if_exhausted
-from ..infer.calibrate import Calibration, calibration_of
+from ..infer.calibrate import NOVELTY, Calibration, calibration_of, novelty_text
 from ..infer.load import model_from_checkpoint
-from ..infer.logits import normalize_uint8
+from ..infer.logits import logits_and_features, normalize_uint8
 from ..infer.onnx import OnnxClassifier
 from ..model.checkpoint import beside, resolve_checkpoint
 from .fold import fold_for_inference
@@ -41,12 +41,29 @@ from .runtimes import require
 OPSET = 17
 
 
+class WithFeatures(nn.Module):
+    """A model whose forward gives its logits and its penultimate features: the graph exported for a calibration
+    whose "not sure" score reads the features."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return logits_and_features(self.model, x)
+
+
 def export_onnx(model: nn.Module, cfg: TrainConfig, path: Path, calibration: Calibration | None = None) -> Path:
     """Fold BatchNorm and write an ONNX model with a dynamic batch dimension and ghostmixnet metadata (with
-    ``calibration``, if the model has one)."""
+    ``calibration``, if the model has one). A calibration whose score reads the features gets a graph with a
+    second output, ``features``, and its fitted arrays in the metadata."""
     import onnx  # optional: the 'deploy' extra
 
     folded, _ = fold_for_inference(model)
+    features = calibration is not None and calibration.needs_features
+    outputs = ["logits", "features"] if features else ["logits"]
+    if features:
+        folded = WithFeatures(folded).eval()
     example = torch.zeros(1, 3, cfg.image_size, cfg.image_size)  # the graph takes images of the model's size
     with tempfile.TemporaryDirectory() as tmp:
         # The TorchScript-based exporter handles this static graph without the extra onnxscript dependency the
@@ -55,8 +72,8 @@ def export_onnx(model: nn.Module, cfg: TrainConfig, path: Path, calibration: Cal
             warnings.simplefilter("ignore", DeprecationWarning)
             try:
                 torch.onnx.export(folded, (example,), str(Path(tmp) / "m.onnx"), dynamo=False, opset_version=OPSET,
-                                  input_names=["images"], output_names=["logits"],
-                                  dynamic_axes={"images": {0: "batch"}, "logits": {0: "batch"}})
+                                  input_names=["images"], output_names=outputs,
+                                  dynamic_axes={"images": {0: "batch"}, **{o: {0: "batch"} for o in outputs}})
             except (OSError, RuntimeError) as e:  # its temporary copy hit a full disk or a file-size limit
                 raise_if_exhausted(e, path, Path(tmp))
                 raise
@@ -66,6 +83,8 @@ def export_onnx(model: nn.Module, cfg: TrainConfig, path: Path, calibration: Cal
                 "mean": json.dumps(list(mean)), "std": json.dumps(list(std))}
     if calibration is not None and calibration.fitted:
         metadata["calibration"] = json.dumps(calibration.to_dict())
+    if features:
+        metadata[NOVELTY] = novelty_text(calibration)
     for key, value in metadata.items():
         proto.metadata_props.add(key=key, value=value)
     onnx.checker.check_model(proto)

@@ -5,18 +5,21 @@ shipped model underconfident. One scalar fixes most of it (temperature scaling, 
 logits are divided by a temperature fit on held-out images to minimise their negative log-likelihood. It
 changes no answer, only the probabilities.
 
-A closed-set classifier also answers one of its classes for an image of none of them. The energy score,
-``T * logsumexp(logits / T)`` (Liu et al. 2020), is lower for such images than for images of its classes;
-an answer whose score falls below a threshold, chosen so that a share ``keep`` of held-out images of the
-classes stay above it, is marked "not sure". Both travel with the model (checkpoint, weights file, ONNX
-metadata) as a :class:`Calibration`.
+A closed-set classifier also answers one of its classes for an image of none of them. A score that is lower
+for such images than for images of its classes marks them: the energy, ``T * logsumexp(logits / T)`` (Liu et
+al. 2020), by default, or one of the feature-space scores of :mod:`~ghostmixnet.infer.novelty`, fit on
+training images. An answer whose score falls below a threshold, chosen so that a share ``keep`` of held-out
+images of the classes stay above it, is marked "not sure". All of it travels with the model (checkpoint,
+weights file, ONNX metadata) as a :class:`Calibration`.
 """
 
 from __future__ import annotations
 
+import base64
+import dataclasses
 import json
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import numpy as np
@@ -26,10 +29,12 @@ import torch.nn.functional as F
 from ..config import TrainConfig
 from ..device import Compute
 from ..errors import CheckpointError
-from .logits import predict_logits
+from .logits import predict_features, predict_logits
+from .novelty import FEATURE_SCORES, SCORES, FeatureScore, energy, fit_feature_score, max_softmax
 
 SCORE = "energy"
-"""The out-of-distribution score: ``T * logsumexp(logits / T)``, higher for images of the model's classes."""
+"""The default out-of-distribution score: ``T * logsumexp(logits / T)``, higher for images of the model's
+classes, which every model file and runtime can compute from its logits."""
 UNSURE = "not sure: maybe none of these classes"
 """What predict, serve and the page say of an answer whose score falls below the threshold."""
 TEMPERATURE_RANGE = (0.05, 20.0)
@@ -49,6 +54,11 @@ class Calibration:
     """How many held-out images the temperature and threshold were fit on (0: not fit)."""
     fitted_on: str = ""
     """Which images those were, in words."""
+    score: str = SCORE
+    """The score the threshold is on: ``energy``, ``msp`` (maximum softmax) or a feature-space score (``knn``,
+    ``mahalanobis``, ``vim``) whose fitted arrays :attr:`feature_score` holds."""
+    feature_score: FeatureScore | None = field(default=None, repr=False, compare=False)
+    """What a feature-space :attr:`score` was fit to (stored beside the calibration, not in its dict)."""
 
     def __post_init__(self) -> None:
         low, high = TEMPERATURE_RANGE
@@ -59,6 +69,10 @@ class Calibration:
             raise ValueError(f"threshold must be a finite number or None, got {self.threshold!r}")
         if not (isinstance(self.keep, (int, float)) and 0 < self.keep < 1):
             raise ValueError(f"keep must be a fraction between 0 and 1, got {self.keep!r}")
+        if self.score not in SCORES:
+            raise ValueError(f"score must be one of {', '.join(SCORES)}, got {self.score!r}")
+        if self.score in FEATURE_SCORES and (self.feature_score is None or self.feature_score.kind != self.score):
+            raise ValueError(f"a {self.score} score needs its fitted arrays, and the model file carries none")
 
     @property
     def fitted(self) -> bool:
@@ -68,10 +82,21 @@ class Calibration:
         """Calibrated softmax probabilities of (N, C) logits."""
         return (logits.float() / self.temperature).softmax(1)
 
-    def scores(self, logits: torch.Tensor) -> torch.Tensor:
-        """The energy score of each row of (N, C) logits: higher for images of the model's classes."""
-        t = self.temperature
-        return t * torch.logsumexp(logits.float() / t, dim=1)
+    @property
+    def needs_features(self) -> bool:
+        """Whether :meth:`scores` reads the penultimate features as well as the logits."""
+        return self.score in FEATURE_SCORES
+
+    def scores(self, logits: torch.Tensor, features: torch.Tensor | None = None) -> torch.Tensor:
+        """The :attr:`score` of each row of (N, C) logits (and, for a feature-space score, the (N, D)
+        ``features`` of the same images): higher for images of the model's classes."""
+        if self.score == "energy":
+            return energy(logits, self.temperature)
+        if self.score == "msp":
+            return max_softmax(logits, self.temperature)
+        if features is None:
+            raise ValueError(f"the {self.score} score reads the model's features; this model gives its logits only")
+        return self.feature_score(features, logits)
 
     def unsure(self, scores: torch.Tensor) -> torch.Tensor:
         """Which scores fall below the threshold (none without one)."""
@@ -80,18 +105,19 @@ class Calibration:
         return scores < self.threshold
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The JSON-able fields (the feature score's arrays are stored apart: :func:`novelty_entry`)."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "feature_score"}
 
     @classmethod
-    def from_dict(cls, raw: Any, source: str = "the model") -> Calibration:
-        """A calibration from its dict (or that dict as JSON text); a :class:`CheckpointError` naming
-        ``source`` when it is not one."""
+    def from_dict(cls, raw: Any, source: str = "the model", feature_score: FeatureScore | None = None) -> Calibration:
+        """A calibration from its dict (or that dict as JSON text), with the ``feature_score`` its file
+        carries; a :class:`CheckpointError` naming ``source`` when it is not one."""
         try:
             raw = json.loads(raw) if isinstance(raw, str) else raw
-            names = {f.name for f in fields(cls)}
+            names = {f.name for f in fields(cls)} - {"feature_score"}
             if not isinstance(raw, dict) or not set(raw) <= names:
                 raise ValueError(f"a dict with keys among {sorted(names)} is expected")
-            return cls(**raw)
+            return cls(**raw, feature_score=feature_score)
         except (ValueError, TypeError) as e:
             raise CheckpointError(f"{source}: its calibration is invalid ({e}); calibrate it again with "
                                   "`ghostmixnet calibrate`") from None
@@ -101,13 +127,61 @@ UNCALIBRATED = Calibration()
 """The plain softmax and no "not sure" mark: what a model without a fitted calibration gets."""
 
 
+NOVELTY = "novelty"
+"""The key of a feature score in a checkpoint and in a weights or ONNX file's metadata."""
+
+
+def novelty_entry(calibration: Calibration) -> dict[str, Any] | None:
+    """A checkpoint's entry for the calibration's feature score: its settings and half-precision arrays (None
+    without one)."""
+    fs = calibration.feature_score
+    return None if fs is None else {"settings": fs.settings(), "arrays": fs.arrays()}
+
+
+def novelty_text(calibration: Calibration) -> str | None:
+    """The feature score as one string, for file metadata that holds strings only (ONNX): its settings and its
+    arrays as a base64 safetensors blob."""
+    from safetensors.torch import save
+
+    fs = calibration.feature_score
+    if fs is None:
+        return None
+    return json.dumps({"settings": fs.settings(), "arrays": base64.b64encode(save(fs.arrays())).decode("ascii")})
+
+
+def _feature_score_of(info: dict[str, Any], source: str) -> FeatureScore | None:
+    """The feature score a loaded model file carries: a checkpoint's entry, a weights file's settings and
+    ``novelty.*`` tensors, or an ONNX file's metadata text."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load
+
+    entry = info.get(NOVELTY)
+    metadata = info.get("metadata") or {}
+    if entry is None and NOVELTY in metadata:
+        try:
+            entry = json.loads(metadata[NOVELTY])
+            if isinstance(entry, dict) and isinstance(entry.get("arrays"), str):
+                entry["arrays"] = load(base64.b64decode(entry["arrays"], validate=True))
+            elif isinstance(entry, dict) and "arrays" not in entry:
+                entry["arrays"] = info.get("novelty_arrays", {})
+        except (ValueError, TypeError, SafetensorError) as e:
+            raise CheckpointError(f"{source}: its out-of-distribution score cannot be read ({str(e)[:80]}); fit it "
+                                  "again with `ghostmixnet calibrate --score`") from None
+    if entry is None:
+        return None
+    if not isinstance(entry, dict):
+        raise CheckpointError(f"{source}: its out-of-distribution score is not a settings-and-arrays entry; fit it "
+                              "again with `ghostmixnet calibrate --score`")
+    return FeatureScore.restore(entry.get("settings"), entry.get("arrays"), source)
+
+
 def calibration_of(info: dict[str, Any], source: str = "the model") -> Calibration:
     """The calibration a loaded model file carries (a checkpoint's ``calibration``, a weights file's or ONNX
-    file's metadata entry), else :data:`UNCALIBRATED`."""
+    file's metadata entry), with its feature score, else :data:`UNCALIBRATED`."""
     raw = info.get("calibration")
     if raw is None:
         raw = (info.get("metadata") or {}).get("calibration")
-    return UNCALIBRATED if raw is None else Calibration.from_dict(raw, source)
+    return UNCALIBRATED if raw is None else Calibration.from_dict(raw, source, _feature_score_of(info, source))
 
 
 def _nll(logits: torch.Tensor, labels: torch.Tensor, temperature: float) -> float:
@@ -139,28 +213,53 @@ def fit_temperature(logits: torch.Tensor, labels: torch.Tensor, steps: int = 60)
 
 
 def fit_calibration(logits: torch.Tensor, labels: np.ndarray | torch.Tensor, keep: float = 0.95,
-                    fitted_on: str = "validation split") -> Calibration:
-    """The temperature (:func:`fit_temperature`) and the energy threshold that keeps ``keep`` of these
-    held-out images of the model's classes, from their logits and labels."""
+                    fitted_on: str = "validation split", features: torch.Tensor | None = None,
+                    feature_score: FeatureScore | None = None, score: str = SCORE) -> Calibration:
+    """The temperature (:func:`fit_temperature`) and the threshold of ``score`` that keeps ``keep`` of these
+    held-out images of the model's classes, from their logits and labels (and, for a feature-space score, their
+    ``features`` and the ``feature_score`` fit on training images)."""
     if not 0 < keep < 1:
         raise ValueError(f"keep must be a fraction between 0 and 1, got {keep!r}")
     temperature = fit_temperature(logits, torch.as_tensor(labels))
-    scores = Calibration(temperature).scores(logits).double().numpy()
+    scorer = Calibration(temperature, score=score, feature_score=feature_score)
+    scores = scorer.scores(logits, features).double().numpy()
     threshold = float(np.quantile(scores, 1 - keep))
-    return Calibration(temperature, threshold, keep, len(logits), fitted_on)
+    return dataclasses.replace(scorer, threshold=threshold, keep=keep, images=len(logits), fitted_on=fitted_on)
 
 
 def calibrate_on_split(model: torch.nn.Module, images: np.ndarray, labels: np.ndarray, compute: Compute | torch.device,
-                       cfg: TrainConfig, keep: float = 0.95, batch_size: int = 256,
-                       origin: str | None = None) -> tuple[Calibration, torch.Tensor]:
+                       cfg: TrainConfig, keep: float = 0.95, batch_size: int = 256, origin: str | None = None,
+                       score: str = SCORE, fit_on: tuple[np.ndarray, np.ndarray] | None = None,
+                       ) -> tuple[Calibration, torch.Tensor]:
     """Fit ``model``'s calibration (:func:`fit_calibration`) on its run's validation split, ``images`` and
     ``labels``, with the run's test-time views, as its predictions are made; with the logits it was fit on.
-    ``origin`` says where a folder's validation images came from (its splits' record); None: CIFAR's split."""
-    logits = predict_logits(model, images, compute, batch_size, cfg.tta, cfg.tta_shift, cfg.normalization)
+    ``origin`` says where a folder's validation images came from (its splits' record); None: CIFAR's split.
+    A feature-space ``score`` is first fit on ``fit_on``, training images and their labels (never the
+    validation images its threshold is set on)."""
     views = f", with its test-time views (shift {cfg.tta_shift})" if cfg.tta else ""
     where = (f"validation split ({len(images)} images, {origin}){views}" if origin else
              f"validation split ({len(images)} training images, split seed {cfg.split_seed}){views}")
-    return fit_calibration(logits, labels, keep, where), logits
+    if score not in FEATURE_SCORES:
+        logits = predict_logits(model, images, compute, batch_size, cfg.tta, cfg.tta_shift, cfg.normalization)
+        return fit_calibration(logits, labels, keep, where, score=score), logits
+    if fit_on is None:
+        raise ValueError(f"the {score} score is fit on training images; give them")
+    train_logits, train_features = predict_features(model, fit_on[0], compute, batch_size,
+                                                    normalization=cfg.normalization)
+    feature_score = fit_feature_score(score, train_features, fit_on[1], train_logits)
+    logits, features = predict_features(model, images, compute, batch_size, cfg.tta, cfg.tta_shift, cfg.normalization)
+    where += f"; the {score} score fit on {len(fit_on[0])} training images"
+    return fit_calibration(logits, labels, keep, where, features, feature_score, score), logits
+
+
+def predict_for(calibration: Calibration, model: torch.nn.Module, images: np.ndarray, compute: Compute | torch.device,
+                batch_size: int = 256, tta: bool = False, tta_shift: int = 0,
+                normalization: Any = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The logits of ``images`` (:func:`predict_logits`) and, when the ``calibration``'s score reads them, their
+    features in the same pass (:func:`predict_features`; None otherwise): what :meth:`Calibration.scores` takes."""
+    if calibration.needs_features:
+        return predict_features(model, images, compute, batch_size, tta, tta_shift, normalization)
+    return predict_logits(model, images, compute, batch_size, tta, tta_shift, normalization), None
 
 
 def calibration_errors(calibration: Calibration, logits: torch.Tensor, labels: np.ndarray) -> tuple[float, float]:

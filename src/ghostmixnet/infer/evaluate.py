@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..device import Compute
-from .logits import Normalization, predict_logits
+from .logits import Normalization, predict_features, predict_logits
 
 MAX_CONFUSION_CLASSES = 100
 """Up to this many classes a summary holds the whole confusion matrix."""
@@ -27,6 +27,8 @@ class EvalResult:
     accuracy: float
     confusion: np.ndarray
     logits: torch.Tensor | None = field(default=None, repr=False)
+    features: torch.Tensor | None = field(default=None, repr=False)
+    """The penultimate features of each image's plain view, when asked for (``evaluate(features=True)``)."""
 
     @property
     def per_class_accuracy(self) -> np.ndarray:
@@ -51,16 +53,21 @@ class Shard(Protocol):
 
 def evaluate(model: nn.Module, images: np.ndarray, labels: np.ndarray, compute: Compute | torch.device,
              batch_size: int = 256, tta: bool = False, shard: Shard | None = None, tta_shift: int = 0,
-             normalization: Normalization | None = None) -> EvalResult:
+             normalization: Normalization | None = None, features: bool = False) -> EvalResult:
     """Plain cross-entropy loss, top-1 accuracy and confusion matrix over a labelled uint8 set.
 
     ``tta`` averages each image's logits over its test-time views (:func:`tta_views`, ``tta_shift``);
     ``normalization`` is the model's (None: CIFAR-10's). With a ``shard`` of several processes each evaluates
     every ``world_size``-th image from its ``rank`` and the loss sums and confusion matrices are summed across
-    processes, weighted by count.
+    processes, weighted by count. With ``features``, the result keeps the penultimate features too (for a
+    feature-space "not sure" score), computed in the same pass.
     """
     rank, world_size = (shard.rank, shard.world_size) if shard is not None else (0, 1)
-    logits = predict_logits(model, images[rank::world_size], compute, batch_size, tta, tta_shift, normalization)
+    mine, feats = images[rank::world_size], None
+    if features:
+        logits, feats = predict_features(model, mine, compute, batch_size, tta, tta_shift, normalization)
+    else:
+        logits = predict_logits(model, mine, compute, batch_size, tta, tta_shift, normalization)
     targets = torch.as_tensor(labels[rank::world_size]).long()
     if len(logits) != len(targets):  # a figure over other images than those read is never reported
         raise RuntimeError(f"the evaluation scored {len(logits)} images of the {len(targets)} it read")
@@ -73,5 +80,6 @@ def evaluate(model: nn.Module, images: np.ndarray, labels: np.ndarray, compute: 
         totals = shard.all_reduce_sum(totals)
     confusion = totals[:-1].round().long().view(num_classes, num_classes).numpy()
     count = max(int(confusion.sum()), 1)
+    whole = shard is None or shard.world_size == 1
     return EvalResult(float(totals[-1]) / count, float(np.trace(confusion)) / count, confusion,
-                      logits if shard is None or shard.world_size == 1 else None)
+                      logits if whole else None, feats if whole else None)

@@ -32,7 +32,9 @@ def load_classifier(path: Path) -> tuple[Any, TrainConfig | None, dict[str, Any]
 ghostmixnet did not write."""
     if Path(path).suffix.lower() == ".onnx":
         clf = OnnxClassifier(path)
-        return clf, clf.config(), {"epoch": "exported", "calibration": clf.metadata.get("calibration")}
+        novelty = {k: v for k, v in clf.metadata.items() if k == "novelty"}
+        return clf, clf.config(), {"epoch": "exported", "calibration": clf.metadata.get("calibration"),
+                                   "metadata": novelty}
     return model_from_checkpoint(path)
 
 

@@ -76,3 +76,41 @@ def predict_logits(model: nn.Module, images: np.ndarray, compute: Compute | torc
             logits = sum(model(v.contiguous(memory_format=compute.memory_format)).float() for v in views) / len(views)
             outputs.append(logits.cpu())
     return torch.cat(outputs) if outputs else torch.empty(0)
+
+
+def logits_and_features(model: object, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """A normalized batch's logits and penultimate features (the classifier's input): from a module with
+    ``forward_features`` and ``forward_head`` (timm's interface), or a classifier with ``logits_and_features``
+    (an ONNX file exported with its features). A ``ValueError`` for a model that gives no features."""
+    if hasattr(model, "logits_and_features"):
+        return model.logits_and_features(x)
+    if not (hasattr(model, "forward_features") and hasattr(model, "forward_head")):
+        raise ValueError(f"{type(model).__name__} gives its logits only, not the features a feature-space score "
+                         "reads; use the checkpoint or weights file, or an ONNX file exported by this version")
+    feature_map = model.forward_features(x)
+    return model.forward_head(feature_map), model.forward_head(feature_map, pre_logits=True)
+
+
+@torch.no_grad()
+def predict_features(model: nn.Module, images: np.ndarray, compute: Compute | torch.device, batch_size: int = 256,
+                     tta: bool = False, tta_shift: int = 0,
+                     normalization: Normalization | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Logits, as :func:`predict_logits` computes them, and the penultimate features (float32, on the CPU), in one
+    pass: with ``tta`` both are the mean over the views (the service, which averages whatever its runtime gives
+    over the views, then scores as this does)."""
+    batch_size = count(batch_size, "batch_size")
+    compute = as_compute(compute)
+    model.eval()
+    logits, features, size = [], [], input_size(model)
+    for chunk in iterate_arrays(images, batch_size):
+        if size is not None:
+            chunk = resize_images(np.asarray(chunk), size)
+        with compute.autocast():
+            x = normalize_uint8(chunk, compute.device, compute.channels_last, normalization)
+            views = tta_views(x, tta_shift) if tta else [x]
+            both = [logits_and_features(model, v.contiguous(memory_format=compute.memory_format)) for v in views]
+            logits.append((sum(out.float() for out, _ in both) / len(views)).cpu())
+            features.append((sum(f.float() for _, f in both) / len(views)).cpu())
+    if not logits:
+        return torch.empty(0), torch.empty(0)
+    return torch.cat(logits), torch.cat(features)

@@ -46,7 +46,9 @@ class OnnxClassifier:
         self.image_size = self._image_size()
         outputs = self.session.get_outputs()
         width = outputs[0].shape[-1] if outputs and outputs[0].shape else None
-        if len(outputs) != 1 or (isinstance(width, int) and width != len(self.classes)):
+        # A second output, named features, is what a feature-space "not sure" score reads (export_onnx).
+        self.has_features = len(outputs) == 2 and outputs[1].name == "features"
+        if not (len(outputs) == 1 or self.has_features) or (isinstance(width, int) and width != len(self.classes)):
             raise ExportError(f"{path}: the model gives {len(outputs)} output(s) of width {width}, not one of "
                               f"{len(self.classes)} logits, one per class of its class list; use a model exported "
                               "by `ghostmixnet export`")
@@ -84,12 +86,24 @@ class OnnxClassifier:
         return cfg
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        return self._run(images, ["logits"] if self.has_features else None)[0]
+
+    def logits_and_features(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits and penultimate features, from a file exported with its features (``has_features``)."""
+        if not self.has_features:
+            raise ValueError(f"{self.path} gives its logits only, not the features its 'not sure' score reads; "
+                             "export it again with this version of ghostmixnet")
+        logits, features = self._run(images, None)
+        return logits, features
+
+    def _run(self, images: torch.Tensor, names: list[str] | None) -> list[torch.Tensor]:
         x = np.ascontiguousarray(images.detach().float().cpu().numpy())
-        logits = torch.from_numpy(self.session.run(None, {self.input_name: x})[0])
+        out = [torch.from_numpy(o) for o in self.session.run(names, {self.input_name: x})]
+        logits = out[0]
         if logits.ndim != 2 or logits.shape[1] != len(self.classes):  # a dynamic output width, checked when known
             raise ExportError(f"{self.path}: the model gave logits of shape {tuple(logits.shape)}, not "
                               f"(N, {len(self.classes)})")
-        return logits
+        return out
 
     def eval(self) -> OnnxClassifier:
         return self

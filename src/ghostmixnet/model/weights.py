@@ -34,6 +34,8 @@ def names_shipped(path: Path | str) -> bool:
     return (text == PRETRAINED or text.startswith(f"{PRETRAINED}:")) and not Path(path).exists()
 
 
+EXTRA = "novelty."
+"""The prefix of the tensors a weights file holds beside the model's: the arrays of its out-of-distribution score."""
 NAME = re.compile(r"^(?P<stem>[A-Za-z0-9_.]+)-(?P<hash>[0-9a-f]{8})\.safetensors$")
 STEM = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.]{0,199}$")
 """What may come before the hash in a weights file's name: what :data:`NAME` reads back, not hidden, not
@@ -111,9 +113,11 @@ def read_weights(path: Path) -> dict[str, Any]:
     except ValueError:
         raise WeightsError(f"{path}: its 'config' metadata is not JSON; write the file again with ghostmixnet "
                            "pack") from None
-    state = {k: v.float() if v.is_floating_point() else v for k, v in tensors.items()}
+    extra = {k[len(EXTRA):]: v for k, v in tensors.items() if k.startswith(EXTRA)}
+    state = {k: v.float() if v.is_floating_point() else v for k, v in tensors.items() if not k.startswith(EXTRA)}
     info = {k: v for k, v in metadata.items() if k != "config"}
-    return {"model": state, "config": config, "epoch": info.get("epoch", "shipped"), "metadata": info}
+    return {"model": state, "config": config, "epoch": info.get("epoch", "shipped"), "metadata": info,
+            "novelty_arrays": extra}
 
 
 def header_metadata(data: bytes) -> dict[str, str]:
@@ -130,14 +134,16 @@ def header_metadata(data: bytes) -> dict[str, str]:
 
 
 def write_weights(state_dict: dict[str, torch.Tensor], config: Any, out_dir: Path, stem: str,
-                  metadata: dict[str, Any] | None = None) -> Path:
+                  metadata: dict[str, Any] | None = None, extra: dict[str, torch.Tensor] | None = None) -> Path:
     """Write ``state_dict`` in half precision (integer buffers as they are) with ``config`` (the run's config, as
     a dict or an object with ``to_dict``: what rebuilds the model) and ``metadata`` as
-    ``out_dir/STEM-HASH8.safetensors``; returns the path."""
+    ``out_dir/STEM-HASH8.safetensors``; returns the path. ``extra`` tensors (the arrays of an out-of-distribution
+    score) are stored beside the weights under names starting :data:`EXTRA`, which :func:`read_weights` returns
+    apart from them."""
     check_stem(stem)
     config = config.to_dict() if hasattr(config, "to_dict") else dict(config)
     tensors = {k: (v.detach().half() if v.is_floating_point() else v.detach()).contiguous().cpu()
-               for k, v in state_dict.items()}
+               for k, v in {**state_dict, **{EXTRA + k: v for k, v in (extra or {}).items()}}.items()}
     meta = {"config": json.dumps(config), "format": "ghostmixnet-weights-1",
             **{k: v if isinstance(v, str) else json.dumps(v) for k, v in (metadata or {}).items()}}
     data = save(tensors, meta)

@@ -17,7 +17,7 @@ from ..data.images import MAX_PIXELS, ImageInput
 from ..device import resolve_device
 from ..errors import DataError
 from ..files import atomic_open, check_output, entry_problem, to_stderr
-from ..infer.calibrate import UNCALIBRATED, UNSURE, Calibration, calibration_of
+from ..infer.calibrate import UNCALIBRATED, UNSURE, Calibration, calibration_of, predict_for
 from ..infer.load import load_classifier, model_classes
 from ..infer.logits import Normalization, input_size, predict_logits
 from ..model.checkpoint import resolve_checkpoint
@@ -68,9 +68,9 @@ def predict_inputs(model: Any, inputs: Sequence[Path], device: torch.device, out
         echo(f"{'file':<40}  {'label':<10} {'prob':>6}  input")
         size = input_size(model) or 32  # each photo read straight to the model's size
         for images, infos in decode_images(paths, batch_size, skip_bad, echo, count(max_pixels, "max_pixels"), size):
-            logits = (predict_logits(model, images, device, batch_size, tta, tta_shift, normalization) if len(images)
-                      else torch.empty(0, len(classes)))
-            _report_images(infos, Answers(logits, calibration, classes), writer, echo, skip_bad)
+            logits, features = (predict_for(calibration, model, images, device, batch_size, tta, tta_shift,
+                                            normalization) if len(images) else (torch.empty(0, len(classes)), None))
+            _report_images(infos, Answers(logits, calibration, classes, features), writer, echo, skip_bad)
             done += len(logits)
             rows += len(infos)
         if rows != len(paths):  # one row per input, or no file at all
@@ -106,10 +106,12 @@ def _predict_course(model: Any, path: Path, device: torch.device, out: Path, bat
 class Answers:
     """A chunk's answers from its logits: label, calibrated probability, score, and whether it is sure."""
 
-    def __init__(self, logits: torch.Tensor, calibration: Calibration, classes: Sequence[str] = CLASSES) -> None:
+    def __init__(self, logits: torch.Tensor, calibration: Calibration, classes: Sequence[str] = CLASSES,
+                 features: torch.Tensor | None = None) -> None:
         self.classes = classes
         self.conf, self.labels = calibration.probabilities(logits).max(1)
-        self.scores = calibration.scores(logits)
+        self.scores = (calibration.scores(logits, features) if len(logits) or features is not None
+                       else torch.empty(0))
         self.unsure = calibration.unsure(self.scores)
         self.judged = calibration.threshold is not None
 

@@ -110,7 +110,8 @@ def calibration_report(result: EvalResult, labels: np.ndarray, calibration: Cali
     report = {"ece_uncalibrated": plain}
     if calibration.fitted:
         report.update(ece=calibrated, temperature=calibration.temperature,
-                      not_sure=float(calibration.unsure(calibration.scores(result.logits)).float().mean()))
+                      not_sure=float(calibration.unsure(calibration.scores(result.logits, result.features)).float()
+                                     .mean()), score=calibration.score)
     return report
 
 
@@ -120,7 +121,7 @@ def calibration_text(report: dict[str, Any]) -> str:
     if "ece" not in report:
         return text + " (this model carries no calibration: fit one with `ghostmixnet calibrate`)"
     return (text + f", {100 * report['ece']:.2f}% at its temperature {report['temperature']:.3f}; "
-            f"{100 * report['not_sure']:.1f}% of these images marked not sure")
+            f"{100 * report['not_sure']:.1f}% of these images marked not sure (by its {report['score']} score)")
 
 
 def write_evaluation(result: EvalResult, checkpoint: Path, cfg: TrainConfig, epoch: Any, split: str, images: int,
@@ -188,8 +189,10 @@ def evaluate_checkpoint(checkpoint: Path, data_dir: Path, split: str = "test", o
     data = splits.test if split == "test" else splits.val
     dev = resolve_device(device)
     tta = cfg.tta if tta is None else tta
+    fitted = calibration_of(ckpt, str(source))
     result = evaluate(model.to(dev), data.images, data.labels, dev, batch_size=batch_size, tta=tta,
-                      tta_shift=cfg.tta_shift if tta else 0, normalization=cfg.normalization)
-    calibration = calibration_report(result, data.labels, calibration_of(ckpt, str(source)))
+                      tta_shift=cfg.tta_shift if tta else 0, normalization=cfg.normalization,
+                      features=fitted.needs_features)
+    calibration = calibration_report(result, data.labels, fitted)
     write_evaluation(result, source, cfg, ckpt.get("epoch", "?"), split, len(data), tta, out, echo, calibration)
     return result

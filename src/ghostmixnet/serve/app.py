@@ -96,11 +96,12 @@ def decode_request(body: bytes, content_type: str, limits: Limits,
 
 def answer(served: ServedModel, decoded: list[tuple[np.ndarray, dict[str, Any]]], logits: np.ndarray,
            top_k: int, started: float) -> dict[str, Any]:
-    """The JSON answer to ``POST /predict``: per image the top classes with calibrated probabilities, the energy
-    score and the "not sure" mark; the model's name and the time taken since ``started``."""
+    """The JSON answer to ``POST /predict``: per image the top classes with calibrated probabilities, the "not
+    sure" score (the calibration's: energy unless it names another) and mark; the model's name and the time
+    taken since ``started``."""
     calibration = served.calibration
-    tensor = torch.from_numpy(logits)
-    probs, scores = calibration.probabilities(tensor).numpy(), calibration.scores(tensor)
+    tensor, features = served.split(torch.from_numpy(logits))
+    probs, scores = calibration.probabilities(tensor).numpy(), calibration.scores(tensor, features)
     unsure = calibration.unsure(scores).tolist()
     results = []
     for (image, info), p, score, doubt in zip(decoded, probs, scores.tolist(), unsure):

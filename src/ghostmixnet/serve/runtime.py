@@ -28,6 +28,7 @@ from ..device import int8_dot_product
 from ..errors import ExportError, ServeError
 from ..files import cache_dir, entry_problem
 from ..infer.calibrate import Calibration
+from ..infer.logits import logits_and_features
 from ..infer.onnx import OnnxClassifier
 from ..model.weights import sha256_of
 from ..version import __version__
@@ -38,6 +39,8 @@ ENGINE = {"torch": None, "onnxruntime": "onnxruntime", "onnxruntime-int8": "onnx
           "openvino": "openvino", "openvino-int8": "openvino"}
 """The optional package each runtime needs (a key of :data:`~ghostmixnet.deploy.runtimes.RUNTIMES`)."""
 INT8 = frozenset({"onnxruntime-int8", "openvino-int8"})
+FEATURES = ("torch", "onnxruntime")
+"""The runtimes that give a model's penultimate features beside its logits (a feature-space "not sure" score)."""
 CALIBRATION_IMAGES = 512
 """Training images an int8 file is calibrated on (as ``ghostmixnet quantize`` does by default)."""
 
@@ -72,6 +75,9 @@ def available(runtime: str, source: Source) -> str | None:
         return "torch: the model is an ONNX file; serve its checkpoint to run it in PyTorch"
     if source.model is None and runtime in INT8:
         return f"{runtime}: the model is an ONNX file, served as it is: choose {runtime.removesuffix('-int8')}"
+    if source.calibration.needs_features and runtime not in FEATURES:
+        return (f"{runtime}: the model's 'not sure' score ({source.calibration.score}) reads its features, which "
+                f"only {' and '.join(FEATURES)} give here")
     return None
 
 
@@ -118,9 +124,19 @@ def _build(path: Path, write: Callable[[Path], Any]) -> None:
 
 
 def open_classifier(runtime: str, source: Source, file: Path | None, threads: int,
-                    device: torch.device = CPU) -> Classifier:
+                    device: torch.device = CPU, features: bool = False) -> Classifier:
     """A classifier of normalized images on ``runtime`` with ``threads`` threads. One per worker: OpenVINO's
-    infer requests are not to be shared between threads."""
+    infer requests are not to be shared between threads. With ``features`` (a runtime of :data:`FEATURES`), it
+    gives each image's logits followed by its penultimate features, in one row."""
+    if features:
+        classify = source.model.to(device).eval() if runtime == "torch" else OnnxClassifier(file, threads=threads,
+                                                                                             spinning=False)
+
+        def both(x: torch.Tensor) -> torch.Tensor:
+            with torch.inference_mode():
+                logits, feats = logits_and_features(classify, x.to(device))
+            return torch.cat([logits.float(), feats.float()], 1).cpu()
+        return both
     if runtime == "torch":
         model = source.model.to(device).eval()
 

@@ -80,8 +80,16 @@ class ServedModel:
 
     def logits(self, images: np.ndarray, worker: int = 0) -> torch.Tensor:
         """The logits (float32, CPU) of (N, S, S, 3) uint8 images of the model's size S, on worker ``worker``'s
-        classifier."""
+        classifier; followed in each row by the image's features when the calibration's score reads them
+        (:meth:`split`)."""
         return views_logits(self.classifiers[worker], images, self.views, self.shift, self.normalization, self.device)
+
+
+    def split(self, outputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """What :meth:`logits` gave, as logits and features (None when the calibration reads none)."""
+        if not self.calibration.needs_features:
+            return outputs, None
+        return outputs[:, :len(self.classes)], outputs[:, len(self.classes):]
 
 
 @dataclass(frozen=True)
@@ -150,7 +158,8 @@ def load_served_model(path: Path, device: torch.device = CPU, runtime: str | Non
     queue = queue_for(speed)
     if chosen == "torch" and device.type == "cpu":
         torch.set_num_threads(queue.threads)  # PyTorch's thread count is per process
-    classifiers = [open_classifier(chosen, source, run_file, queue.threads, device) for _ in range(queue.workers)]
+    classifiers = [open_classifier(chosen, source, run_file, queue.threads, device, source.calibration.needs_features)
+                   for _ in range(queue.workers)]
     classes = model_classes(model, cfg)
     info = _describe(source, classes, file, contents)
     info.update(runtime=chosen, views=views, image_size=size, runtime_file=str(run_file) if run_file else None,

@@ -109,7 +109,7 @@ def build_training(cfg: TrainConfig, device: torch.device, steps_per_epoch: int,
     later = cfg.compile == "auto" and device.type == "cpu" and not distributed
     if cfg.compile and not later:
         train_model = compile_model(train_model, cfg.compile_mode, device, distributed)
-    pipeline = (BatchPipeline(cfg.augment, compile=bool(cfg.compile) and not later)
+    pipeline = (BatchPipeline(cfg.augment, compile=bool(cfg.compile) and not later, degrade=cfg.degrade)
                 if cfg.augment_backend == "batched" else None)
     return Training(cfg, compute, model, train_model, optimizer, scheduler, per_step_schedule, scaler, ema, pipeline,
                     resolve_augment_chunk(cfg.augment_chunk, device), steps_per_epoch, later)
