@@ -37,9 +37,9 @@ def predict_inputs(model: Any, inputs: Sequence[Path], device: torch.device, out
 
     Images: a line each (file, label, probability, displayed size and mode, and "not sure" where the
     answer's out-of-distribution score falls below the ``calibration``'s threshold), and ``out`` as a CSV
-    (file,label,probability,score,sure: the probability calibrated, the energy score, and whether it is at
-    or above the threshold, empty without one; with ``skip_bad`` also error, which names each file that could
-    not be read).
+    (file,label,probability,score,sure: the probability calibrated, the calibration's score (energy unless it
+    names another), and whether it is at or above the threshold, empty without one; with ``skip_bad`` also
+    error, which names each file that could not be read).
     The course pickle: a submission CSV (ID,Labels: the pickle's own ``ids`` when it has them, else the row
     index; ``out`` or ``submission.csv``) and the predicted class counts. CSV rows are written as they come,
     to a temporary file renamed over ``out`` at the end. Returns the number of inputs classified.

@@ -166,8 +166,9 @@ def create_app(served: ServedModel, limits: Limits = DEFAULT_LIMITS, max_batch: 
     @app.post("/predict")
     async def predict(request: Request) -> dict[str, Any]:
         """Classify the images uploaded as multipart/form-data (field ``files``, one or several): per image the
-        top classes with calibrated probabilities, the energy ``score``, and ``sure`` (false, with a ``note``,
-        when the score falls below the model's threshold: maybe none of these classes; null without one)."""
+        top classes with calibrated probabilities, the ``score`` (the calibration's: energy unless it names
+        another), and ``sure`` (false, with a ``note``, when the score falls below the model's threshold: maybe
+        none of these classes; null without one)."""
         started = time.perf_counter()
         body = await read_limited(request, limits.max_bytes)
         decoded = decode_request(body, request.headers.get("content-type", ""), limits, served.image_size)
