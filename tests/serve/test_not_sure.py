@@ -81,3 +81,22 @@ def test_serve_marks_noise_and_keeps_a_photo_of_a_class(knn_checkpoint):
         assert client.get("/model").json()["calibration"]["score"] == "knn"
     assert results[0]["sure"] is False and "note" in results[0]
     assert sum(r["sure"] for r in results[1:]) >= len(test_images) - 1
+
+
+@pytest.mark.parametrize("runtime", ["onnxruntime", "onnxruntime-int8"])
+def test_every_onnx_runtime_serves_a_feature_score(runtime, tiny_checkpoint, cifar_dir, tmp_path):
+    pytest.importorskip("onnxruntime")
+    from ghostmixnet.deploy.calibrate import calibrate_checkpoint
+    from ghostmixnet.serve.served import load_served_model
+
+    checkpoint = tmp_path / "best.pt"
+    checkpoint.write_bytes(tiny_checkpoint.read_bytes())
+    calibrate_checkpoint(checkpoint, cifar_dir, score="knn", echo=lambda _: None)
+    images = np.random.default_rng(0).integers(0, 256, (4, 32, 32, 3), dtype=np.uint8)
+    reference = load_served_model(checkpoint, torch.device("cpu"), runtime="torch", views=1)
+    served = load_served_model(checkpoint, torch.device("cpu"), runtime=runtime, views=1, data_dir=cifar_dir,
+                               check_images=20, cache=tmp_path / "cache")
+    expected = reference.calibration.scores(*reference.split(reference.logits(images)))
+    scores = served.calibration.scores(*served.split(served.logits(images)))
+    assert served.info["runtime"] == runtime and served.split(served.logits(images))[1].shape[1] > 0
+    assert torch.allclose(scores, expected, atol=1e-3 if runtime == "onnxruntime" else 0.1)

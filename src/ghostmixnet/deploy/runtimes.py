@@ -97,5 +97,20 @@ class OpenVinoClassifier:
     def _run(self, images: torch.Tensor) -> torch.Tensor:
         return torch.from_numpy(np.array(self.request.infer({0: images.numpy()})[0]))
 
+    def logits_and_features(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits and penultimate features, from a graph exported with its features (a second output)."""
+        images = images.detach().float().cpu().contiguous()
+        widths: list[int] = []
+
+        def both(x: torch.Tensor) -> torch.Tensor:
+            out = self.request.infer({0: x.numpy()})
+            if len(out) < 2:
+                raise ValueError("this graph gives its logits only, not the features its 'not sure' score reads")
+            logits, features = (torch.from_numpy(np.array(out[i])) for i in (0, 1))
+            widths[:] = [logits.shape[1]]
+            return torch.cat([logits, features], 1)
+        joined = both(images) if self.batch is None else in_fixed_batches(images, self.batch, both)
+        return joined[:, :widths[0]], joined[:, widths[0]:]
+
     def eval(self) -> OpenVinoClassifier:
         return self

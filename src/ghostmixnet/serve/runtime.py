@@ -39,8 +39,6 @@ ENGINE = {"torch": None, "onnxruntime": "onnxruntime", "onnxruntime-int8": "onnx
           "openvino": "openvino", "openvino-int8": "openvino"}
 """The optional package each runtime needs (a key of :data:`~ghostmixnet.deploy.runtimes.RUNTIMES`)."""
 INT8 = frozenset({"onnxruntime-int8", "openvino-int8"})
-FEATURES = ("torch", "onnxruntime")
-"""The runtimes that give a model's penultimate features beside its logits (a feature-space "not sure" score)."""
 CALIBRATION_IMAGES = 512
 """Training images an int8 file is calibrated on (as ``ghostmixnet quantize`` does by default)."""
 
@@ -75,9 +73,6 @@ def available(runtime: str, source: Source) -> str | None:
         return "torch: the model is an ONNX file; serve its checkpoint to run it in PyTorch"
     if source.model is None and runtime in INT8:
         return f"{runtime}: the model is an ONNX file, served as it is: choose {runtime.removesuffix('-int8')}"
-    if source.calibration.needs_features and runtime not in FEATURES:
-        return (f"{runtime}: the model's 'not sure' score ({source.calibration.score}) reads its features, which "
-                f"only {' and '.join(FEATURES)} give here")
     return None
 
 
@@ -126,11 +121,14 @@ def _build(path: Path, write: Callable[[Path], Any]) -> None:
 def open_classifier(runtime: str, source: Source, file: Path | None, threads: int,
                     device: torch.device = CPU, features: bool = False) -> Classifier:
     """A classifier of normalized images on ``runtime`` with ``threads`` threads. One per worker: OpenVINO's
-    infer requests are not to be shared between threads. With ``features`` (a runtime of :data:`FEATURES`), it
-    gives each image's logits followed by its penultimate features, in one row."""
+    infer requests are not to be shared between threads. With ``features`` (for a feature-space "not sure"
+    score), it gives each image's logits followed by its penultimate features, in one row: every runtime has them,
+    from the graph ``export_onnx`` writes with a second output when the calibration reads them (int8 ones quantize
+    it too)."""
     if features:
-        classify = source.model.to(device).eval() if runtime == "torch" else OnnxClassifier(file, threads=threads,
-                                                                                             spinning=False)
+        classify = (source.model.to(device).eval() if runtime == "torch" else
+                    OnnxClassifier(file, threads=threads, spinning=False) if ENGINE[runtime] == "onnxruntime" else
+                    OpenVinoClassifier(file, threads=threads, precision=None if runtime in INT8 else "f32"))
 
         def both(x: torch.Tensor) -> torch.Tensor:
             with torch.inference_mode():

@@ -23,6 +23,7 @@ from ..files import atomic_open, cache_dir, read_regular, to_stderr
 from ..infer.calibrate import UNCALIBRATED, Calibration, calibration_of
 from ..infer.load import load_classifier, model_classes
 from ..infer.logits import Normalization, input_size
+from ..infer.onnx import OnnxClassifier
 from ..model.architectures import count_parameters
 from ..model.checkpoint import resolve_checkpoint
 from ..model.cost import total_macs
@@ -142,6 +143,9 @@ def load_served_model(path: Path, device: torch.device = CPU, runtime: str | Non
     model, cfg, contents = load_classifier(file)
     source = Source(model if isinstance(model, torch.nn.Module) else None, cfg, file,
                     calibration_of(contents, str(file)))
+    if source.calibration.needs_features and isinstance(model, OnnxClassifier) and not model.has_features:
+        raise ServeError(f"{file}: its 'not sure' score ({source.calibration.score}) reads the model's features, which "
+                         "this ONNX file does not give; export it again from its checkpoint")
     runtime = runtime or ("torch" if source.model is not None else "onnxruntime")
     size = input_size(model) or 32
     views = default_views(cfg) if views is None else views

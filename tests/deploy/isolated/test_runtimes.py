@@ -52,3 +52,25 @@ def test_the_int8_profile_covers_openvino(tiny_onnx, capsys):
     load_benchmark("int8_profile").main([str(tiny_onnx), "--threads", "1", "--calls", "3", "--runtimes", "openvino"])
     out = capsys.readouterr().out
     assert out.startswith("OpenVINO, 1 thread(s): ") and "| Convolution (" in out
+
+
+def test_openvino_gives_the_features_of_a_graph_exported_with_them(tmp_path, trained_like):
+    if not runtimes.installed("openvino"):
+        pytest.skip(runtimes.missing_reason("openvino"))
+    from ghostmixnet.infer.calibrate import Calibration
+    from ghostmixnet.infer.logits import logits_and_features
+    from ghostmixnet.infer.novelty import fit_feature_score
+
+    model = trained_like()
+    x = torch.randn(6, 3, 32, 32)
+    with torch.no_grad():
+        logits, features = logits_and_features(model, x)
+    score = fit_feature_score("knn", features, torch.arange(6) % 3, logits, k=2)
+    calibration = Calibration(1.0, 0.0, images=6, fitted_on="a test", score="knn", feature_score=score)
+    path = export_onnx(model, make_config("paper", width=0.125), tmp_path / "m.onnx", calibration)
+    for classifier in (runtimes.OpenVinoClassifier(path, threads=1, precision="f32"),
+                       runtimes.OpenVinoClassifier(path, threads=1, precision="f32", batch=4)):
+        got_logits, got_features = classifier.logits_and_features(x)
+        torch.testing.assert_close(got_logits, logits, rtol=1e-3, atol=1e-3)
+        torch.testing.assert_close(got_features, features, rtol=1e-3, atol=1e-3)
+        torch.testing.assert_close(classifier(x), logits, rtol=1e-3, atol=1e-3)
