@@ -6,10 +6,11 @@
 - calibration: expected calibration error (15 equal-width confidence bins) and reliability plots, with the
   plain softmax and with the temperature the weights carry (fit on the validation split; one is fit here
   when they carry none);
-- "none of these": how well the energy score the weights' threshold is set on tells the test images from
-  four generated sets of images of no CIFAR-10 class (``ghostmixnet.report.ood.synthetic_ood_sets``: no
-  download), as AUROC and the false-positive rate at 95% recall, beside the same figures for the maximum
-  softmax probability, and the share of each set the threshold marks "not sure";
+- "none of these": how well the score the weights' threshold is set on (energy unless their calibration names
+  another) tells the test images from four generated sets of images of no CIFAR-10 class
+  (``ghostmixnet.report.ood.synthetic_ood_sets``: no download), as AUROC and the false-positive rate at 95%
+  recall, beside the same figures for the maximum softmax probability, and the share of each set the threshold
+  marks "not sure";
 - the same weights exported to ONNX, fp32 and int8 (static quantization calibrated on 512 training
   images), scored with ONNX Runtime on the same test images, one view per image as a device would run them;
 - with ``--checkpoint`` (the run's full-precision best.pt), its test accuracy beside the fp16 file's.
@@ -38,7 +39,7 @@ from ghostmixnet.data.cifar import CLASSES
 from ghostmixnet.data.splits import calibration_images, load_splits
 from ghostmixnet.deploy.export import export_onnx
 from ghostmixnet.deploy.quantize import quantize_onnx
-from ghostmixnet.infer.calibrate import calibration_bins, calibration_of, fit_calibration
+from ghostmixnet.infer.calibrate import calibration_bins, calibration_of, fit_calibration, predict_for
 from ghostmixnet.infer.evaluate import evaluate
 from ghostmixnet.infer.load import model_from_checkpoint
 from ghostmixnet.infer.logits import predict_logits
@@ -61,24 +62,25 @@ def compare(logits: torch.Tensor, reference: torch.Tensor, labels: np.ndarray, n
             f"{name}_disagreements": int((logits.argmax(1) != reference.argmax(1)).sum())}
 
 
-def ood_figures(model, test_logits: torch.Tensor, sets: dict[str, np.ndarray], calibration, tta: bool,
-                tta_shift: int) -> dict:
-    """Per generated set: AUROC and FPR at 95% recall of the energy score and of the plain maximum softmax
-    probability against the test images, and the share the threshold marks not sure."""
+def ood_figures(model, test_logits: torch.Tensor, test_features, sets: dict[str, np.ndarray], calibration,
+                tta: bool, tta_shift: int) -> dict:
+    """Per generated set: AUROC and FPR at 95% recall of the calibration's score (energy unless it names another)
+    and of the plain maximum softmax probability against the test images, and the share the threshold marks not
+    sure."""
     def msp(logits):
         return logits.softmax(1).max(1).values.numpy()
 
-    inside_energy, inside_msp = calibration.scores(test_logits).numpy(), msp(test_logits)
-    figures = {"test_not_sure": float(calibration.unsure(calibration.scores(test_logits)).float().mean())}
+    inside, inside_msp = calibration.scores(test_logits, test_features).numpy(), msp(test_logits)
+    figures = {"test_not_sure": float((inside < calibration.threshold).mean())}
     for name, images in sets.items():
-        logits = predict_logits(model, images, torch.device("cpu"), tta=tta, tta_shift=tta_shift)
-        energy = calibration.scores(logits)
+        logits, features = predict_for(calibration, model, images, torch.device("cpu"), tta=tta, tta_shift=tta_shift)
+        score = calibration.scores(logits, features)
         figures[name] = {"images": len(images),
-                         "energy_auroc": auroc(inside_energy, energy.numpy()),
-                         "energy_fpr_at_95": fpr_at_recall(inside_energy, energy.numpy()),
+                         "score_auroc": auroc(inside, score.numpy()),
+                         "score_fpr_at_95": fpr_at_recall(inside, score.numpy()),
                          "msp_auroc": auroc(inside_msp, msp(logits)),
                          "msp_fpr_at_95": fpr_at_recall(inside_msp, msp(logits)),
-                         "not_sure": float(calibration.unsure(energy).float().mean())}
+                         "not_sure": float(calibration.unsure(score).float().mean())}
     return figures
 
 
@@ -107,13 +109,13 @@ def main(argv: list[str] | None = None) -> dict:
     # per class, calibration and the in-distribution scores; the plain pass is the baseline of the fp32 and
     # ONNX comparisons.
     labels = np.asarray(test.labels)
-    logits = predict_logits(model, test.images, cpu, tta=cfg.tta, tta_shift=cfg.tta_shift)
+    calibration = calibration_of(ckpt, path.name)
+    logits, features = predict_for(calibration, model, test.images, cpu, tta=cfg.tta, tta_shift=cfg.tta_shift)
     hit = logits.argmax(1).numpy() == labels
     card["test_accuracy"] = float(hit.mean())
     card["per_class_test_accuracy"] = {c: float(hit[labels == k].mean()) for k, c in enumerate(CLASSES)}
     val_result = evaluate(model, val.images, val.labels, cpu, tta=cfg.tta, tta_shift=cfg.tta_shift)
     card["val_accuracy"] = val_result.accuracy
-    calibration = calibration_of(ckpt, path.name)
     card["calibration_source"] = "the weights file" if calibration.fitted else "fit here on the validation split"
     if not calibration.fitted:
         calibration = fit_calibration(val_result.logits, val.labels, fitted_on="validation split")
@@ -127,8 +129,9 @@ def main(argv: list[str] | None = None) -> dict:
                      f"{cfg.model}, CIFAR-10 test, plain softmax")
     plot_reliability(card["calibration"], args.out / "reliability.png",
                      f"{cfg.model}, CIFAR-10 test, T={calibration.temperature:.2f}")
-    card["ood"] = ood_figures(model, logits, synthetic_ood_sets(test.images, args.ood_images, seed=0), calibration,
-                              cfg.tta, cfg.tta_shift)
+    card["ood_score"] = calibration.score
+    card["ood"] = ood_figures(model, logits, features, synthetic_ood_sets(test.images, args.ood_images, seed=0),
+                              calibration, cfg.tta, cfg.tta_shift)
     if args.checkpoint is not None:
         full, _, _ = model_from_checkpoint(args.checkpoint)
         card.update(compare(plain(full), fp16_plain, labels, "checkpoint"))
@@ -151,7 +154,8 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"test images marked not sure: {100 * card['ood']['test_not_sure']:.2f}%")
     for name, f in card["ood"].items():
         if name != "test_not_sure":
-            print(f"{name}: energy AUROC {100 * f['energy_auroc']:.2f}% FPR@95 {100 * f['energy_fpr_at_95']:.2f}%; "
+            print(f"{name}: {card['ood_score']} AUROC {100 * f['score_auroc']:.2f}% "
+                  f"FPR@95 {100 * f['score_fpr_at_95']:.2f}%; "
                   f"max softmax AUROC {100 * f['msp_auroc']:.2f}% FPR@95 {100 * f['msp_fpr_at_95']:.2f}%; "
                   f"marked not sure {100 * f['not_sure']:.2f}%")
     print(f"model_card_test_accuracy: {100 * card['test_accuracy']:.2f}")
