@@ -17,6 +17,7 @@ from ghostmixnet.model.factory import (  # noqa: E402, F401
     ghostmixnet,
     ghostmixnet_ic01,
     ghostmixnet_ic02,
+    ghostmixnet_robust,
     resnet,
     resnet_se,
 )

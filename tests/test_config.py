@@ -34,7 +34,7 @@ def test_presets_differ_only_where_the_paper_rows_do():
     assert nomix.mix_prob == 0 and nomix.augment == "paper"
     assert basic.mix_prob == 0 and basic.augment == "basic"
     assert dataclasses.replace(nomix, mix_prob=1.0, recipe="paper") == paper
-    assert set(RECIPES) == {"paper", "paper-nomix", "basic", "fast", "finetune"}
+    assert set(RECIPES) == {"paper", "paper-nomix", "basic", "fast", "finetune", "robust"}
 
 
 def test_fast_recipe_changes_the_schedule_not_the_model():

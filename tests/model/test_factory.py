@@ -106,3 +106,23 @@ def test_every_entry_point_builds_for_another_image_size_with_the_same_weights()
         assert model.image_size == 64 and model(torch.zeros(1, 3, 64, 64)).shape == (1, 10), name
     at64, at32 = ghostmixnet(pretrained=True, image_size=64), ghostmixnet(pretrained=True)
     assert all(torch.equal(a, b) for a, b in zip(at64.state_dict().values(), at32.state_dict().values()))
+
+
+def test_the_robust_weights_load_by_every_route():
+    from ghostmixnet.model.checkpoint import resolve_checkpoint
+    from ghostmixnet.model.factory import ghostmixnet, ghostmixnet_robust
+    from ghostmixnet.model.weights import shipped_weights
+
+    robust, shipped = ghostmixnet_robust(pretrained=True).eval(), ghostmixnet(pretrained=True).eval()
+    path = shipped_weights("ghostmixnet-robust")
+    assert path.name.startswith("ghostmixnet_robust_cifar10-")
+    assert resolve_checkpoint("pretrained:ghostmixnet-robust") == path
+    x = torch.randn(2, 3, 32, 32)
+    hub = torch.hub.load(str(REPO), "ghostmixnet_robust", source="local", pretrained=True).eval()
+    with torch.no_grad():
+        assert torch.equal(hub(x), robust(x)) and not torch.equal(robust(x), shipped(x))
+        timm = pytest.importorskip("timm")
+        import ghostmixnet as _  # noqa: F401  (registers the models)
+
+        assert torch.equal(timm.create_model("ghostmixnet_robust_cifar10", pretrained=True).eval()(x), robust(x))
+    assert ghostmixnet_robust(num_classes=5).fc.out_features == 5

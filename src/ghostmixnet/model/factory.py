@@ -109,6 +109,23 @@ def ghostmixnet_ic02(pretrained: bool = False, num_classes: int = 10, width: flo
     return build_model("ghostmixnet-ic02", num_classes, width, dropout, pretrained, image_size)
 
 
+def ghostmixnet_robust(pretrained: bool = False, num_classes: int = 10, width: float = 1.0, dropout: float = 0.2,
+                       image_size: int = 32) -> CifarNet:
+    """The paper's model with the shipped weights fine-tuned for the photos people take (the ``robust`` recipe:
+    JPEG, noise, blur and low contrast; MODEL_CARD.md has their corruption and out-of-distribution figures);
+    ``pretrained`` loads those weights, as ``pretrained:ghostmixnet-robust`` names them on the command line."""
+    model = build_architecture("ghostmixnet", num_classes=num_classes, width=width, dropout=dropout,
+                               image_size=image_size)
+    if pretrained:
+        load_pretrained(model, "ghostmixnet", shipped_weights(ROBUST))
+    return model
+
+
+ROBUST = "ghostmixnet-robust"
+"""The robust weights' name: their file is ``ghostmixnet_robust_cifar10-HASH8.safetensors``."""
+WEIGHT_VARIANTS: dict[str, Callable[..., CifarNet]] = {ROBUST: ghostmixnet_robust}
+"""Other shipped weights of a registered architecture, by name, with their entry points."""
+
 ENTRY_POINTS: dict[str, Callable[..., CifarNet]] = {"ghostmixnet": ghostmixnet, "ghostmixnet-ic01": ghostmixnet_ic01,
                                                      "ghostmixnet-ic02": ghostmixnet_ic02, "resnet": resnet,
                                                      "resnet-se": resnet_se}

@@ -15,12 +15,13 @@ from timm.models import generate_default_cfgs, register_model
 from ..data.cifar import MEAN, STD
 from ..errors import WeightsError
 from .architectures import CLASSIFIER, CifarNet
-from .factory import ENTRY_POINTS
+from .factory import ENTRY_POINTS, WEIGHT_VARIANTS
 from .weights import shipped_weights
 
 MODELS = {"ghostmixnet": "GhostMixNet (3.04M parameters)",
           "ghostmixnet-ic01": "GhostMixNet-IC01 (56.5K parameters, for MLPerf Tiny's IC01 budget)",
-          "ghostmixnet-ic02": "GhostMixNet-IC02 (413K parameters, for MLPerf Tiny's IC02 budget)"}
+          "ghostmixnet-ic02": "GhostMixNet-IC02 (413K parameters, for MLPerf Tiny's IC02 budget)",
+          "ghostmixnet-robust": "GhostMixNet (3.04M parameters) fine-tuned for JPEG, noise, blur and low contrast"}
 """The family's models in timm, by their ghostmixnet names (timm's: ``NAME_cifar10`` with underscores)."""
 
 
@@ -51,7 +52,7 @@ def _create(model: str, pretrained: bool, num_classes: int, drop_rate: float, kw
         kwargs.pop(unused, None)
     if kwargs:
         raise TypeError(f"{timm_name(model)} takes no {sorted(kwargs)}")
-    net = ENTRY_POINTS[model](pretrained=pretrained, num_classes=num_classes, dropout=drop_rate)
+    net = {**ENTRY_POINTS, **WEIGHT_VARIANTS}[model](pretrained=pretrained, num_classes=num_classes, dropout=drop_rate)
     pretrained_cfg = cfg.to_dict() if hasattr(cfg, "to_dict") else dict(default_cfgs[timm_name(model)]
                                                                          .default.to_dict())
     net.pretrained_cfg = net.default_cfg = {**pretrained_cfg, "num_classes": num_classes}
@@ -78,3 +79,10 @@ def ghostmixnet_ic02_cifar10(pretrained: bool = False, num_classes: int = 10, dr
                              **kwargs: Any) -> CifarNet:
     """GhostMixNet-IC02, the member sized for MLPerf Tiny's IC02 budget, as above."""
     return _create("ghostmixnet-ic02", pretrained, num_classes, drop_rate, kwargs)
+
+
+@register_model
+def ghostmixnet_robust_cifar10(pretrained: bool = False, num_classes: int = 10, drop_rate: float = 0.2,
+                               **kwargs: Any) -> CifarNet:
+    """GhostMixNet with the robust recipe's weights (JPEG, noise, blur, low contrast), as above."""
+    return _create("ghostmixnet-robust", pretrained, num_classes, drop_rate, kwargs)
