@@ -47,8 +47,9 @@ def test_every_runtime_answers_as_pytorch_does_on_real_test_images_within_its_me
     test = load_cifar10(real_data_dir, train=False)
     images = test.images[:300]
     reference = load_served_model(Path("pretrained"), runtime="torch", views=1)
-    ref_logits = reference.logits(images)
-    ref_top, ref_unsure = ref_logits.argmax(1), reference.calibration.unsure(reference.calibration.scores(ref_logits))
+    ref_logits, ref_features = reference.split(reference.logits(images))  # features too: the shipped score reads them
+    ref_top = ref_logits.argmax(1)
+    ref_unsure = reference.calibration.unsure(reference.calibration.scores(ref_logits, ref_features))
     checked = []
     for name in RUNTIMES[1:]:
         if not installed(ENGINE[name]):
@@ -59,11 +60,11 @@ def test_every_runtime_answers_as_pytorch_does_on_real_test_images_within_its_me
         measured = served.info["accuracy"]
         assert measured["split"] == "validation" and measured["images"] == 500
         assert measured["agreement"] >= 0.97, (name, measured)  # int8 keeps what the model learned
-        logits = served.logits(images)
+        logits, features = served.split(served.logits(images))
         disagree = int((logits.argmax(1) != ref_top).sum())
         assert disagree <= allowed_disagreements(measured["agreement"], len(images)), (name, disagree, measured)
         assert served.calibration == reference.calibration  # the same temperature and threshold on every runtime
-        unsure = served.calibration.unsure(served.calibration.scores(logits))
+        unsure = served.calibration.unsure(served.calibration.scores(logits, features))
         assert int((unsure != ref_unsure).sum()) <= allowed_disagreements(measured["agreement"], len(images))
         checked.append(name)
     assert "onnxruntime" in checked and "onnxruntime-int8" in checked
