@@ -35,10 +35,12 @@ OPTIMIZERS = ("adamw", "sgd")
 DATASETS = ("cifar10", "cifar100", "cifar100-coarse", "folder")
 NORMALIZATIONS = ("data", "cifar10")
 COMPILE_MODES = ("auto", "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+STEP_GRAPHS = ("model", "loss", "whole")
+DEPTHWISE = ("conv", "shifts")
 CHOICES: dict[str, tuple[str, ...]] = {
     "model": tuple(ARCHITECTURES), "dataset": DATASETS, "normalize": NORMALIZATIONS, "augment": AUGMENTATIONS,
     "optimizer": OPTIMIZERS, "schedule": SCHEDULES, "augment_backend": AUGMENT_BACKENDS, "compile_mode": COMPILE_MODES,
-    "precision": PRECISIONS}
+    "precision": PRECISIONS, "step_graph": STEP_GRAPHS, "depthwise": DEPTHWISE}
 """The fields that take one of a few names, and the names."""
 
 
@@ -383,6 +385,18 @@ class ComputeConfig:
     a CUDA GPU (2.2x the training throughput of ``default`` on an H100, docs/gpu.md), ``default`` otherwise (CUDA
     graphs do not run on CPUs, and beside DistributedDataParallel they have not been tried here). Changes
     speed, not what a run learns."""
+    step_graph: str = "model"
+    """How much of a training step is compiled as one graph: ``model`` (the model's forward and backward; the
+    mixing, the loss and the optimizer run eagerly around it), ``loss`` (the mixing and the loss compiled with the
+    model: one graph from the augmented batch to the loss, forward and backward) or ``whole`` (the same, plus the
+    backward and the AdamW update, captured on a CUDA GPU as one CUDA graph replayed once per step; elsewhere the
+    same operations run uncaptured). The images and the arithmetic are the recipe's either way, within rounding
+    (``train/step_graph.py``; tests/train/test_step_graph.py)."""
+    depthwise: str = "conv"
+    """How the Ghost modules' cheap depthwise convolutions compute: ``conv`` (the framework's convolution, cuDNN's
+    on a GPU) or ``shifts`` (a sum of shifted copies of the input times per-channel weights, in fp32, which
+    torch.compile fuses with the BatchNorm around it into a few kernels, forward and backward). Same weights and
+    function within fp32 rounding (``model/depthwise.py``)."""
     sync_bn: bool = False
     """With several processes, compute BatchNorm statistics over the global batch (SyncBatchNorm)
     instead of each process's share."""
@@ -403,7 +417,7 @@ class ComputeConfig:
 
     def compute_problems(self) -> list[str]:
         """What is wrong with the compute fields (empty when nothing is)."""
-        problems = _unknown("augment_backend", "compile_mode", "precision", of=self)
+        problems = _unknown("augment_backend", "compile_mode", "precision", "step_graph", "depthwise", of=self)
         if self.compile not in (True, False, "auto") or isinstance(self.compile, (int, float)) and not isinstance(
                 self.compile, bool):
             problems.append(f"compile must be true, false or 'auto', got {self.compile!r}")
@@ -430,7 +444,23 @@ class TrainConfig(ComputeConfig, RecipeConfig):
                 "--distill"] if self.distill is not None and self.augment_backend != "batched" else []
         if self.degrade and self.augment_backend != "batched":
             both.append("--degrade runs in the batched augmentation; use --augment-backend batched with it")
+        both += self._step_graph_problems()
         _raise_if(self.recipe_problems() + self.compute_problems() + both)
+
+    def _step_graph_problems(self) -> list[str]:
+        """What a compiled step (``step_graph`` other than ``model``) cannot hold: the parts of a run that change
+        the step's shape or its graph between steps."""
+        if self.step_graph == "model":
+            return []
+        held = [flag for flag, on in (("--distill", self.distill is not None),
+                                      ("--resolutions", bool(self.resolutions)),
+                                      ("--freeze-epochs", bool(self.freeze_epochs)),
+                                      ("--precision fp16", self.precision == "fp16"),
+                                      ("--compile auto", self.compile == "auto")) if on]
+        if self.step_graph == "whole" and self.optimizer != "adamw":
+            held.append(f"--optimizer {self.optimizer}")
+        return [f"--step-graph {self.step_graph} compiles one fixed step; drop {', '.join(held)} or use --step-graph "
+                "model"] if held else []
 
     def for_data(self, classes: tuple[str, ...],
                  normalization: tuple[tuple[float, ...], tuple[float, ...]] | None) -> TrainConfig:

@@ -37,6 +37,17 @@ class MixedBatch:
         return self.lam * loss + (1.0 - self.lam) * loss_b
 
 
+@dataclass
+class MixDraw:
+    """One batch's mixing draws: the kind, the partners' permutation (None unmixed), the first label's weight,
+    and CutMix's box (y0, y1, x0, x1)."""
+
+    kind: str
+    perm: np.ndarray | None
+    lam: float
+    box: tuple[int, int, int, int] | None = None
+
+
 def cutmix_box(lam: float, height: int, width: int, rng: np.random.Generator) -> tuple[int, int, int, int]:
     """A box (y0, y1, x0, x1) with sides ``sqrt(1 - lam)`` of the image's, centred uniformly, clipped."""
     ratio = np.sqrt(1.0 - lam)
@@ -65,18 +76,26 @@ class BatchMixer:
         self.cutmix_alpha = cutmix_alpha
         self.rng = np.random.default_rng(seed)
 
-    def __call__(self, images: torch.Tensor, targets: torch.Tensor) -> MixedBatch:
+    def draw(self, batch: int, height: int, width: int) -> MixDraw:
+        """The next batch's draws (kind, partners, weight, box), from the generator in the order mixing uses it."""
         if self.prob <= 0 or self.rng.random() >= self.prob:
-            return MixedBatch(images, targets, targets, 1.0, "none")
-        perm = to_device(torch.from_numpy(self.rng.permutation(images.shape[0])), images.device)
+            return MixDraw("none", None, 1.0)
+        perm = self.rng.permutation(batch)
         if self.rng.random() < self.mixup_share:
-            lam = float(self.rng.beta(self.mixup_alpha, self.mixup_alpha))
-            mixed = images.mul(lam).add_(images[perm], alpha=1.0 - lam)
-            return MixedBatch(mixed, targets, targets[perm], lam, "mixup")
+            return MixDraw("mixup", perm, float(self.rng.beta(self.mixup_alpha, self.mixup_alpha)))
         lam = float(self.rng.beta(self.cutmix_alpha, self.cutmix_alpha))
-        h, w = images.shape[-2:]
-        y0, y1, x0, x1 = cutmix_box(lam, h, w, self.rng)
+        y0, y1, x0, x1 = cutmix_box(lam, height, width, self.rng)
+        return MixDraw("cutmix", perm, 1.0 - (y1 - y0) * (x1 - x0) / (height * width), (y0, y1, x0, x1))
+
+    def __call__(self, images: torch.Tensor, targets: torch.Tensor) -> MixedBatch:
+        d = self.draw(images.shape[0], *images.shape[-2:])
+        if d.kind == "none":
+            return MixedBatch(images, targets, targets, 1.0, "none")
+        perm = to_device(torch.from_numpy(d.perm), images.device)
+        if d.kind == "mixup":
+            mixed = images.mul(d.lam).add_(images[perm], alpha=1.0 - d.lam)
+            return MixedBatch(mixed, targets, targets[perm], d.lam, "mixup")
+        y0, y1, x0, x1 = d.box
         mixed = images.clone()
         mixed[..., y0:y1, x0:x1] = images[perm][..., y0:y1, x0:x1]
-        lam = 1.0 - (y1 - y0) * (x1 - x0) / (h * w)
-        return MixedBatch(mixed, targets, targets[perm], lam, "cutmix")
+        return MixedBatch(mixed, targets, targets[perm], d.lam, "cutmix")

@@ -11,6 +11,7 @@ import math
 import torch
 from torch import nn
 
+from .depthwise import depthwise_shifts, shiftable
 from .fused_bn import fusable, ghost2_fused
 
 
@@ -30,8 +31,11 @@ class GhostModule(nn.Module):
 
     With ``ratio`` r, ``ceil(out / r)`` intrinsic channels come from a ``kernel`` x ``kernel``
     convolution and ``(r - 1)`` times as many "ghost" channels from a ``cheap_kernel`` depthwise
-    convolution of them; the two are concatenated and trimmed to ``out_ch`` channels.
+    convolution of them; the two are concatenated and trimmed to ``out_ch`` channels. ``depthwise`` says how the
+    cheap convolution computes (``depthwise.py``): the same function either way.
     """
+
+    depthwise: str = "conv"
 
     def __init__(
         self,
@@ -55,7 +59,11 @@ class GhostModule(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         intrinsic = self.primary(x)
-        out = torch.cat([intrinsic, self.cheap(intrinsic)], dim=1)
+        if self.depthwise == "shifts" and shiftable(self.cheap[0]):
+            cheap = self.cheap[1:](depthwise_shifts(intrinsic, self.cheap[0]))
+        else:
+            cheap = self.cheap(intrinsic)
+        out = torch.cat([intrinsic, cheap], dim=1)
         return out[:, : self.out_ch] if self.trim else out
 
 

@@ -3,6 +3,9 @@ a clear error when compilation fails."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import torch
 from torch import nn
 
@@ -23,8 +26,9 @@ gradients for the Ghost module under bf16 autocast (torch 2.14.1: a NaN loss fro
 ``tests/train/test_compile.py`` pins it); its 256-bit ones are correct. Convolutions run in oneDNN either way."""
 
 
-def compile_model(model: nn.Module, mode: str, device: torch.device, distributed: bool = False) -> nn.Module:
-    """``torch.compile`` in ``mode`` (:attr:`TrainConfig.compile_mode`, ``auto`` resolved for ``device``). Call
+def compile_model(model: nn.Module | Callable, mode: str, device: torch.device, distributed: bool = False) -> Any:
+    """``torch.compile`` of a model (or a function calling one) in ``mode`` (:attr:`TrainConfig.compile_mode`,
+    ``auto`` resolved for ``device``). Call
     :func:`mark_step` before each training step: with CUDA graphs, it tells the replayed graphs that the
     last step's outputs are done with. On the CPU the generated code is held to :data:`CPU_SIMD_BITS`."""
     if device.type == "cpu":

@@ -230,7 +230,8 @@ class Run:
         s, start, stop_after = self.state, self.state.epoch, self.stops.stop_after
         while s.epoch < self.epochs_planned() and (stop_after is None or s.epoch - start < stop_after):
             self.sampler.set_epoch(s.epoch, start=s.step * self.per_rank)
-            lr = max(group["lr"] for group in self.t.optimizer.param_groups)  # the classifier's, when fine-tuning
+            # The classifier's, when fine-tuning; float: a captured step keeps it in a tensor.
+            lr = max(float(group["lr"]) for group in self.t.optimizer.param_groups)
             ending = self.epoch_ending(self.train_epoch(loader, control), lr)
             if ending is not None:
                 return ending

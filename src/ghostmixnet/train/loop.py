@@ -119,7 +119,10 @@ def train_one_epoch(t: Training, batches: Iterable[tuple[torch.Tensor, torch.Ten
                 end = _read(unread, unread_images, unread_from, step, epoch, late, totals, control, env)
                 unread.zero_()
                 unread_images, unread_from = 0, step + 1
-            optimizer_step(t.optimizer, t.scaler, loss)
+            if t.stepper is None:
+                optimizer_step(t.optimizer, t.scaler, loss)
+            else:
+                t.stepper.update(loss)
             if t.per_step_schedule:
                 t.scheduler.step()
             if t.ema is not None:
@@ -154,6 +157,8 @@ def _step(t: Training, batch: tuple[torch.Tensor, ...], epoch: int, step: int, r
     seed = mix_seed(SEED_STEP, t.cfg.seed, epoch, step, rank)
     torch.manual_seed(seed)  # dropout
     mixer = BatchMixer(t.cfg.mix_prob, t.cfg.mixup_share, t.cfg.mixup_alpha, t.cfg.cutmix_alpha, seed=seed)
+    if t.stepper is not None:  # the step compiled as one graph (step_graph.py)
+        return t.stepper.forward_backward(images, targets, mixer)
     if t.cfg.compile:
         mark_step()
     return forward_backward(t.train_model, images, targets, mixer, t.scaler, t.compute, t.cfg.label_smoothing,

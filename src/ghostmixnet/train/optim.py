@@ -56,4 +56,11 @@ def build_optimizer(model: nn.Module, cfg: TrainConfig, device: torch.device) ->
     fused = True if device.type == "cuda" else None
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=True, fused=fused)
+    if cfg.step_graph == "whole" and device.type == "cuda":
+        # Captured in a CUDA graph (step_graph.py): the update reads its step count and learning rate from device
+        # tensors, which the scheduler fills in place, so that each replay uses the current ones.
+        for group in groups:
+            group["lr"] = torch.tensor(float(group.get("lr", cfg.lr)), device=device)
+        return torch.optim.AdamW(groups, lr=torch.tensor(cfg.lr, device=device), betas=(cfg.beta1, cfg.beta2),
+                                 fused=True, capturable=True)
     return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), fused=fused)

@@ -25,12 +25,14 @@ from ..data.resolution import ResolutionSchedule, resize_batch
 from ..device import Compute, prepare_device
 from ..errors import RunError
 from ..model.architectures import zero_init_residuals
+from ..model.depthwise import set_depthwise
 from ..model.factory import build_model, load_pretrained
 from ..model.fused_bn import set_fused_bn
 from .compile import compile_model
 from .distill import Distiller
 from .optim import build_optimizer
 from .schedule import build_scheduler
+from .step_graph import StepRunner, build_step_runner
 
 
 @dataclass
@@ -55,6 +57,9 @@ class Training:
     """``compile="auto"`` on a CPU: ``train_model`` starts eager, compiled where it pays (:mod:`.compile_auto`)."""
     distiller: Distiller | None = None
     """The cached teacher outputs of a distilled run (:mod:`.distill`), set once the training data is on the device."""
+    stepper: StepRunner | None = None
+    """The step compiled as one graph (``step_graph`` ``loss`` or ``whole``, :mod:`.step_graph`); None: the
+    model alone compiled, the loop's default step."""
 
     def planned_steps(self) -> int:
         """The run's steps in all: the one-cycle schedule's length (which a time budget may re-plan as the run
@@ -71,7 +76,11 @@ class Training:
         # LambdaLR applies a factor at its next step(); the current step's rate follows the new plan now.
         for group, base, factor in zip(self.optimizer.param_groups, self.scheduler.base_lrs,
                                        self.scheduler.lr_lambdas):
-            group["lr"] = base * factor(self.scheduler.last_epoch)
+            rate = float(base) * factor(self.scheduler.last_epoch)
+            if isinstance(group["lr"], torch.Tensor):  # a captured step reads it where it is (step_graph.py)
+                group["lr"].fill_(rate)
+            else:
+                group["lr"] = rate
 
 
 def build_training(cfg: TrainConfig, device: torch.device, steps_per_epoch: int,
@@ -84,6 +93,7 @@ def build_training(cfg: TrainConfig, device: torch.device, steps_per_epoch: int,
     torch.manual_seed(cfg.seed)
     model = set_fused_bn(build_model(cfg.model, cfg.num_classes, cfg.width, cfg.dropout,
                                        image_size=cfg.image_size), cfg.fused_bn).to(device)
+    set_depthwise(model, cfg.depthwise)
     if cfg.zero_init_residual:
         zero_init_residuals(model)
     if cfg.init is not None:
@@ -107,12 +117,17 @@ def build_training(cfg: TrainConfig, device: torch.device, steps_per_epoch: int,
             train_model, device_ids=[device.index] if device.type == "cuda" else None)
     # compile="auto" on one CPU starts eager and is decided after the first timed steps (compile_auto.py).
     later = cfg.compile == "auto" and device.type == "cpu" and not distributed
-    if cfg.compile and not later:
+    if distributed and cfg.step_graph != "model":
+        raise RunError(f"--step-graph {cfg.step_graph} runs in one process (it compiles the model unwrapped); run it "
+                       "without torchrun, or use --step-graph model")
+    stepper = build_step_runner(cfg.step_graph, model, optimizer, scaler, compute, cfg.label_smoothing,
+                                bool(cfg.compile), cfg.compile_mode, distributed)
+    if cfg.compile and not later and stepper is None:
         train_model = compile_model(train_model, cfg.compile_mode, device, distributed)
     pipeline = (BatchPipeline(cfg.augment, compile=bool(cfg.compile) and not later, degrade=cfg.degrade)
                 if cfg.augment_backend == "batched" else None)
     return Training(cfg, compute, model, train_model, optimizer, scheduler, per_step_schedule, scaler, ema, pipeline,
-                    resolve_augment_chunk(cfg.augment_chunk, device), steps_per_epoch, later)
+                    resolve_augment_chunk(cfg.augment_chunk, device), steps_per_epoch, later, stepper=stepper)
 
 
 def build_loader(t: Training, data: ArraySet, sampler: ResumableSampler,

@@ -33,8 +33,9 @@ def forward_backward(model: nn.Module, images: torch.Tensor, targets: torch.Tens
 
 
 def optimizer_step(optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler,
-                   loss: torch.Tensor | None = None) -> None:
-    """Apply the accumulated gradients (unscaled by the gradient scaler) and clear them.
+                   loss: torch.Tensor | None = None, clear: bool = True) -> None:
+    """Apply the accumulated gradients (unscaled by the gradient scaler) and clear them (unless ``clear`` is
+    False: inside a CUDA graph capture, where the replays overwrite the gradients in place).
 
     With a fused optimizer and ``loss`` given, the update is skipped on the device when ``loss`` is not
     finite (weights, moments and step count stay as they were), so a loop may read the loss on the host
@@ -53,4 +54,5 @@ def optimizer_step(optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScale
         if guard:
             del optimizer.found_inf, optimizer.grad_scale
     scaler.update()
-    optimizer.zero_grad(set_to_none=True)
+    if clear:
+        optimizer.zero_grad(set_to_none=True)
