@@ -30,6 +30,8 @@ from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
+import json
 import shutil
 import statistics
 import sys
@@ -38,25 +40,40 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from ghostmixnet.config import PAPER_BEST_TEST_ACCURACY, PAPER_TEST_CURVE, TrainConfig, make_config
-from ghostmixnet.data.cifar import load_cifar10
+from ghostmixnet.data.cifar import ArraySet, load_cifar10
 from ghostmixnet.deploy.pack import pack_checkpoint
 from ghostmixnet.device import resolve_device
 from ghostmixnet.files import pyplot, save_figure, write_text_atomic
 from ghostmixnet.infer.evaluate import evaluate
 from ghostmixnet.train.resume import LAST, PREVIOUS, resume_config
 from ghostmixnet.train.run import train
+from ghostmixnet.train.throughput import training_throughput
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling script, also when loaded by path
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling scripts, also when loaded by path
 from cifar_parts import join  # noqa: E402
+from paper_state import MANIFEST, export_state, import_state  # noqa: E402
 
 CURVE = "curve.csv"
 REPORT_EPOCHS = (1, 5, 10, 20, 50, 100, 150, 200)
 RUN_FILES = ("train.log", "metrics.csv", "config.json", "test.json")
 """What the record copies from the run folder, besides the curve."""
 STEM = "ghostmixnet_cifar10_paper"
+CANDIDATES: dict[str, dict[str, str]] = {
+    "default": {},
+    "whole-graph": {"step_graph": "whole"},
+    "whole-graph-shifts": {"step_graph": "whole", "depthwise": "shifts"},
+    "loss-graph": {"step_graph": "loss"},
+    "shifts": {"depthwise": "shifts"},
+}
+"""The step's compute settings timed against each other, in the order timed (expected gain first after the
+default, which is always timed first: the others' losses are checked against its)."""
+LOSS_TOLERANCE = 0.05
+"""A candidate whose mean loss over the timed steps is further than this share from the default's is refused:
+the same batches from the same start differ only by rounding, a broken step by far more."""
 
 
 def read_curve(path: Path) -> dict[int, dict[str, Any]]:
@@ -75,18 +92,88 @@ def write_curve(path: Path, curve: dict[int, dict[str, Any]]) -> None:
     write_text_atomic(path, "\n".join(lines) + "\n")
 
 
-def config_for(args: argparse.Namespace) -> tuple[TrainConfig, bool]:
-    """A new run's config from the flags, or the run's own when ``--out`` holds one to continue."""
+def base_config(args: argparse.Namespace) -> TrainConfig:
+    """The paper recipe at the flags' size, on the default step."""
+    return make_config("paper", epochs=args.epochs, width=args.width, batch_size=args.batch_size,
+                       val_size=args.val_size, train_subset=args.train_subset, compile=args.compile)
+
+
+def config_for(args: argparse.Namespace, step: dict[str, str]) -> tuple[TrainConfig, bool]:
+    """A new run's config from the flags and the chosen ``step`` settings, or the run's own (its step included)
+    when ``--out`` holds one to continue."""
     if (args.out / LAST).is_file() or (args.out / PREVIOUS).is_file():
         return resume_config(args.out, {})[0], True
-    return make_config("paper", epochs=args.epochs, width=args.width, batch_size=args.batch_size,
-                       val_size=args.val_size, train_subset=args.train_subset, compile=args.compile), False
+    return dataclasses.replace(base_config(args), **step), False
 
 
-def run(args: argparse.Namespace, data_dir: Path, started: float) -> dict[str, Any]:
+def time_candidates(cfg: TrainConfig, names: list[str], device: torch.device, steps: int, warmup: int,
+                    minutes: float) -> dict[str, Any]:
+    """Time each candidate step of ``cfg`` for ``warmup`` untimed (compilation, capture) then ``steps`` timed steps
+    on the same synthetic batches (the speed does not depend on the pixels), within ``minutes``; the fastest whose
+    loss agrees with the default's is chosen. A candidate that fails is recorded with its error, not chosen."""
+    started = time.perf_counter()
+    per_chunk = 16 if device.type == "cuda" else 1
+    count = (-(-warmup // per_chunk) + -(-steps // per_chunk)) * per_chunk * cfg.batch_size
+    rng = np.random.default_rng(0)
+    data = ArraySet(rng.integers(0, 256, (count, 32, 32, 3), dtype=np.uint8),
+                    rng.integers(0, cfg.num_classes, count).astype(np.int64))
+    results, longest = [], 0.0
+    for name in ["default", *(n for n in names if n != "default")]:
+        left = 60 * minutes - (time.perf_counter() - started)
+        if results and left < longest:
+            results.append({"name": name, "settings": CANDIDATES[name], "error": "not timed: out of time"})
+            continue
+        began = time.perf_counter()
+        try:
+            measured = training_throughput(dataclasses.replace(cfg, **CANDIDATES[name]), data, steps, warmup, device)
+            row = {"images_per_s": measured.images_per_s, "loss": measured.loss,
+                   "warmup_seconds": measured.warmup_seconds}
+        except Exception as e:  # a candidate that cannot run here is reported, and the others still timed
+            row = {"error": f"{type(e).__name__}: {(str(e).strip().splitlines() or [''])[0][:300]}"}
+        torch.compiler.reset()
+        longest = max(longest, time.perf_counter() - began)
+        results.append({"name": name, "settings": CANDIDATES[name], "seconds": time.perf_counter() - began, **row})
+    return {"device": str(device), "steps": steps, "warmup": warmup, "batch_size": cfg.batch_size,
+            "candidates": results, "chosen": choose(results)}
+
+
+def choose(results: list[dict[str, Any]]) -> str:
+    """The fastest candidate that ran and whose loss agrees with the default's (the default if none does)."""
+    reference = next((r.get("loss") for r in results if r["name"] == "default"), None)
+    for r in results:
+        if "images_per_s" in r and reference is not None and np.isfinite(reference):
+            r["loss_agrees"] = bool(abs(r["loss"] - reference) <= LOSS_TOLERANCE * abs(reference))
+    usable = [r for r in results if r.get("loss_agrees")]
+    return max(usable, key=lambda r: r["images_per_s"])["name"] if usable else "default"
+
+
+def step_settings(args: argparse.Namespace, device: torch.device) -> tuple[dict[str, str], dict[str, Any] | None]:
+    """The step's settings the run trains with: ``--step NAME``, or with ``auto`` the choice kept in ``--choice``
+    (an earlier call on this machine) or made now by timing the candidates (and kept there)."""
+    if args.step != "auto":
+        return CANDIDATES[args.step], None
+    if args.choice is not None and args.choice.is_file():
+        timing = json.loads(args.choice.read_text())
+        if timing.get("device") == str(device) and timing.get("chosen") in CANDIDATES:
+            print(f"step: {timing['chosen']} (timed earlier: {args.choice})")
+            return CANDIDATES[timing["chosen"]], timing
+    names = [n.strip() for n in args.candidates.split(",") if n.strip()]
+    timing = time_candidates(base_config(args), names, device, args.candidate_steps, args.candidate_warmup,
+                             args.choose_minutes)
+    for r in timing["candidates"]:
+        speed = f"{r['images_per_s']:,.0f} images/s, loss {r['loss']:.4f}" if "images_per_s" in r else r["error"]
+        print(f"step candidate {r['name']}: {speed}")
+    print(f"step: {timing['chosen']} (the fastest whose loss agrees with the default's)")
+    if args.choice is not None:
+        args.choice.parent.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(args.choice, json.dumps(timing, indent=2) + "\n")
+    return CANDIDATES[timing["chosen"]], timing
+
+
+def run(args: argparse.Namespace, data_dir: Path, started: float, device: torch.device,
+        step: dict[str, str]) -> dict[str, Any]:
     """Train (or continue) the run until done or out of budget, scoring the test set after every epoch."""
-    cfg, resume = config_for(args)
-    device = resolve_device(args.device)
+    cfg, resume = config_for(args, step)
     test = load_cifar10(data_dir, train=False)
     curve = read_curve(args.out / CURVE)
     budget = 60 * args.minutes
@@ -109,7 +196,8 @@ def run(args: argparse.Namespace, data_dir: Path, started: float) -> dict[str, A
 
     summary = train(cfg, data_dir, args.out, device=str(device), resume=resume, log_every=args.log_every,
                     stop_after=args.stop_after, time_limit=max(left() - args.reserve, 1.0), epoch_end=after_epoch)
-    return {"config": cfg.to_dict(), "summary": dict(summary), "curve": curve, "resumed": resume}
+    return {"config": cfg.to_dict(), "summary": dict(summary), "curve": curve, "resumed": resume,
+            "step": {k: getattr(cfg, k) for k in ("step_graph", "depthwise", "compile_mode", "augment_chunk")}}
 
 
 def report(result: dict[str, Any], wall_seconds: float) -> str:
@@ -119,7 +207,7 @@ def report(result: dict[str, Any], wall_seconds: float) -> str:
     lines = ["# The paper's recipe, reproduced", "",
              f"{done} of {epochs} epochs done" + (" (continued from an earlier command)" if result["resumed"]
                                                    else "") + f"; this command took {wall_seconds / 60:.1f} minutes.",
-             ""]
+             "", "The step: " + ", ".join(f"{k} {v}" for k, v in result.get("step", {}).items()) + ".", ""]
     if curve:
         best = max(curve.values(), key=lambda r: r["test_acc"])
         lines.append(f"- best test accuracy over the {len(curve)} epochs scored, the paper's protocol (chosen on the "
@@ -163,7 +251,9 @@ def plot(curve: dict[int, dict[str, Any]], path: Path) -> None:
 
 
 def write_record(args: argparse.Namespace, result: dict[str, Any], wall_seconds: float) -> list[Path]:
-    """The record into ``--record``: at most 8 files (the weights only once the run is finished)."""
+    """The record into ``--record``, at most 8 files: when finished, the report, the curve, the run's files and the
+    weights; else the report, the curve and the resumable state (``paper_state.py``: the run's files travel in
+    it), so that a later window continues the run exactly."""
     record = args.record
     record.mkdir(parents=True, exist_ok=True)
     write_text_atomic(record / "report.md", report(result, wall_seconds))
@@ -171,11 +261,16 @@ def write_record(args: argparse.Namespace, result: dict[str, Any], wall_seconds:
     if result["curve"]:
         plot(result["curve"], record / "curve.png")
         written.append(record / "curve.png")
-    for name in (CURVE, *RUN_FILES):
+    finished = result["summary"]["epochs_done"] == result["config"]["epochs"]
+    for name in (CURVE, *(RUN_FILES if finished or not args.export_state else ())):
         if (args.out / name).is_file():
             shutil.copyfile(args.out / name, record / name)
             written.append(record / name)
-    finished = result["summary"]["epochs_done"] == result["config"]["epochs"]
+    if not finished and args.export_state:
+        written += export_state(args.out, record, epochs_done=result["summary"]["epochs_done"])
+    elif finished:
+        for old in [*record.glob("state.[0-9][0-9][0-9]"), record / MANIFEST]:
+            old.unlink(missing_ok=True)
     if finished and "test_acc" in result["summary"]:
         for old in record.glob(f"{STEM}-*.safetensors"):
             old.unlink()
@@ -186,10 +281,23 @@ def write_record(args: argparse.Namespace, result: dict[str, Any], wall_seconds:
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     started = time.perf_counter()
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    source = p.add_mutually_exclusive_group(required=True)
+    source = p.add_mutually_exclusive_group()
     source.add_argument("--data-dir", type=Path, help="folder holding cifar-10-batches-py")
     source.add_argument("--parts", type=Path, help="CIFAR-10 in parts (benchmarks/cifar_parts.py), joined first")
-    p.add_argument("--out", type=Path, required=True, help="the run folder, new or to continue")
+    p.add_argument("--out", type=Path, default=None, help="the run folder, new or to continue")
+    p.add_argument("--state", type=Path, default=None,
+                   help="continue the run whose exported state is in this folder (paper_state.py), if --out holds none")
+    p.add_argument("--export-state", action=argparse.BooleanOptionalAction, default=True,
+                   help="an unfinished run's record carries its resumable state [on]")
+    p.add_argument("--step", default="auto", choices=["auto", *CANDIDATES],
+                   help="the step's compute settings; auto: time the candidates here and train with the fastest")
+    p.add_argument("--candidates", default=",".join(CANDIDATES), help="the candidates auto times, in order")
+    p.add_argument("--candidate-steps", type=int, default=32, help="timed steps per candidate [32]")
+    p.add_argument("--candidate-warmup", type=int, default=16, help="untimed first steps per candidate [16]")
+    p.add_argument("--choose-minutes", type=float, default=3.0, help="time for timing the candidates [3]")
+    p.add_argument("--choice", type=Path, default=None,
+                   help="keep the timing in this file, and reuse it when it is there (an earlier call's)")
+    p.add_argument("--choose-only", action="store_true", help="time the candidates, keep the choice, and stop")
     p.add_argument("--record", type=Path, default=None, help="where the record goes [OUT/record]")
     p.add_argument("--minutes", type=float, default=9.3, help="wall-clock budget of this command [9.3]")
     p.add_argument("--reserve", type=float, default=30, help="seconds kept for the finish and the record [30]")
@@ -203,12 +311,21 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--stop-after", type=int, default=None, help="end this command after N epochs")
     p.add_argument("--log-every", type=int, default=100)
     args = p.parse_args(argv)
+    device = resolve_device(args.device)
+    if args.choose_only:
+        return {"step": step_settings(args, device)[0]}
+    if args.out is None or (args.data_dir is None and args.parts is None):
+        p.error("--out and one of --data-dir or --parts are needed (or --choose-only)")
     args.record = args.record or args.out / "record"
+    if args.state is not None and not (args.out / LAST).is_file() and not (args.out / PREVIOUS).is_file():
+        print(f"continuing from the state in {args.state}: {len(import_state(args.state, args.out))} files")
+    resuming = (args.out / LAST).is_file() or (args.out / PREVIOUS).is_file()
+    step = {} if resuming else step_settings(args, device)[0]  # a run continued keeps its own step
     with tempfile.TemporaryDirectory() as tmp:
         data_dir = args.data_dir
         if args.parts is not None:
             data_dir = join(args.parts, Path(tmp)).parent
-        result = run(args, data_dir, started)
+        result = run(args, data_dir, started, device, step)
     wall = time.perf_counter() - started
     written = write_record(args, result, wall)
     print(report(result, wall))

@@ -1,6 +1,7 @@
 """The prepared reproduction command, end to end on the CPU with tiny data: the data in parts, a stop at the
 budget, the exact continuation, and the record with the curve beside the authors'."""
 
+import json
 import shutil
 
 import pytest
@@ -8,7 +9,7 @@ import torch
 from conftest import load_benchmark
 
 TINY = ["--device", "cpu", "--epochs", "3", "--width", "0.125", "--batch-size", "32", "--val-size", "50",
-        "--no-compile", "--log-every", "1000"]
+        "--no-compile", "--log-every", "1000", "--step", "default"]
 
 
 @pytest.fixture(scope="module")
@@ -21,9 +22,11 @@ def parts_module():
     return load_benchmark("cifar_parts")
 
 
-def test_the_data_travel_in_checked_parts(parts_module, cifar_dir, tmp_path):
-    parts = parts_module.split(cifar_dir, tmp_path / "parts", part_mib=0.2, preset=1)
-    assert len(parts) >= 2 and all(p.stat().st_size <= 0.2 * 2**20 for p in parts)
+def test_the_data_travel_in_two_checked_parts_and_come_back_byte_for_byte(parts_module, cifar_dir, tmp_path):
+    parts = parts_module.split(cifar_dir, tmp_path / "parts", workers=1, method=0)
+    assert [p.name for p in parts] == ["cifar10.parts.000", "cifar10.parts.001"]
+    raw = sum((cifar_dir / "cifar-10-batches-py" / n).stat().st_size for n in parts_module.FILES)
+    assert sum(p.stat().st_size for p in parts) < raw  # lossless WebP: smaller even on these synthetic images
     folder = parts_module.join(tmp_path / "parts", tmp_path / "joined")
     for name in parts_module.FILES:
         assert (folder / name).read_bytes() == (cifar_dir / "cifar-10-batches-py" / name).read_bytes()
@@ -34,9 +37,42 @@ def test_the_data_travel_in_checked_parts(parts_module, cifar_dir, tmp_path):
     with pytest.raises(SystemExit, match="altered or truncated"):
         parts_module.join(tmp_path / "parts", tmp_path / "again")
     parts[0].write_bytes(original)
+    manifest_path = tmp_path / "parts" / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    manifest["files"]["data_batch_2"] = "0" * 64
+    manifest_path.write_text(json.dumps(manifest))
+    with pytest.raises(SystemExit, match="data_batch_2 does not match its sha256"):
+        parts_module.join(tmp_path / "parts", tmp_path / "again")
     parts[1].unlink()
     with pytest.raises(SystemExit, match="missing"):
         parts_module.join(tmp_path / "parts", tmp_path / "again")
+    manifest_path.unlink()
+    with pytest.raises(SystemExit, match="manifest.json is missing"):
+        parts_module.join(tmp_path / "parts", tmp_path / "again")
+
+
+def test_the_candidate_steps_are_timed_and_the_fastest_agreeing_one_chosen(reproduce, tmp_path, capsys):
+    cfg = reproduce.make_config("paper", width=0.125, batch_size=16, compile=False)
+    timing = reproduce.time_candidates(cfg, ["loss-graph", "whole-graph"], torch.device("cpu"), 2, 1, 5.0)
+    rows = {r["name"]: r for r in timing["candidates"]}
+    assert list(rows) == ["default", "loss-graph", "whole-graph"]
+    # Eager on the CPU the one-graph steps compute the default's numbers bit for bit: the same loss.
+    assert rows["loss-graph"]["loss"] == rows["default"]["loss"] == rows["whole-graph"]["loss"]
+    assert all(r["images_per_s"] > 0 and r["loss_agrees"] for r in rows.values())
+    assert timing["chosen"] == max(rows.values(), key=lambda r: r["images_per_s"])["name"]
+    fake = [{"name": "default", "images_per_s": 100.0, "loss": 2.0}, {"name": "shifts", "images_per_s": 300.0,
+            "loss": 2.5}, {"name": "loss-graph", "images_per_s": 200.0, "loss": 2.05},
+            {"name": "whole-graph", "error": "RuntimeError: no capture"}]
+    assert reproduce.choose(fake) == "loss-graph"  # shifts is faster, but its loss disagrees
+    assert [r.get("loss_agrees") for r in fake] == [True, False, True, None]
+    choice = tmp_path / "choice.json"
+    command = ["--device", "cpu", "--width", "0.125", "--batch-size", "16", "--no-compile", "--choose-only",
+               "--choice", str(choice), "--candidates", "default,shifts", "--candidate-steps", "2",
+               "--candidate-warmup", "1"]
+    first = reproduce.main(command)
+    assert "step: " in capsys.readouterr().out and json.loads(choice.read_text())["chosen"] in ("default", "shifts")
+    again = reproduce.main(command)
+    assert again == first and "timed earlier" in capsys.readouterr().out
 
 
 def test_a_run_stopped_by_its_budget_continues_exactly_and_records_the_curve(reproduce, parts_module, cifar_dir,
@@ -45,13 +81,15 @@ def test_a_run_stopped_by_its_budget_continues_exactly_and_records_the_curve(rep
     assert whole["summary"]["epochs_done"] == 3
     capsys.readouterr()
     # The same run from parts, in three commands: a budget too short to finish, an epoch, the rest.
-    parts_module.split(cifar_dir, tmp_path / "parts", part_mib=0.5, preset=1)
+    parts_module.split(cifar_dir, tmp_path / "parts", workers=1, method=0)
     command = ["--parts", str(tmp_path / "parts"), "--out", str(tmp_path / "split"), *TINY]
     first = reproduce.main([*command, "--minutes", "0.001", "--reserve", "0"])
     assert first["summary"]["epochs_done"] < 3 and capsys.readouterr().out.strip().endswith(
         f"paper_epochs_done: {first['summary']['epochs_done']}")
     report = (tmp_path / "split" / "record" / "report.md").read_text()
     assert "not finished: give the same command the same --out" in report
+    unfinished = sorted(p.name for p in (tmp_path / "split" / "record").iterdir())
+    assert "state.json" in unfinished and len(unfinished) <= 8 and "train.log" not in unfinished  # in the state
     reproduce.main([*command, "--stop-after", "1"])
     last = reproduce.main(command)
     assert last["resumed"] and last["summary"]["epochs_done"] == 3
@@ -66,4 +104,48 @@ def test_a_run_stopped_by_its_budget_continues_exactly_and_records_the_curve(rep
     report = (tmp_path / "split" / "record" / "report.md").read_text()
     assert "val-selected test accuracy" in report and "the paper's protocol" in report
     assert "| 1 |" in report and "53.38%" in report and "95.51%" in report
+    assert "state.json" not in record  # the finished run's record drops the state
     shutil.rmtree(tmp_path / "parts")
+
+
+def test_a_run_continues_exactly_from_its_exported_state_in_a_new_folder(reproduce, cifar_dir, tmp_path):
+    """As across two GPU windows: the first ends with its state in the record (committed), the next machine starts
+    bare with that state and continues; the weights equal an uninterrupted run's bit for bit."""
+    state_module = load_benchmark("paper_state")
+    reproduce.main(["--data-dir", str(cifar_dir), "--out", str(tmp_path / "whole"), *TINY])
+    first = reproduce.main(["--data-dir", str(cifar_dir), "--out", str(tmp_path / "window1"), *TINY,
+                            "--stop-after", "1", "--record", str(tmp_path / "committed")])
+    assert first["summary"]["epochs_done"] == 1
+    manifest = json.loads((tmp_path / "committed" / "state.json").read_text())
+    assert manifest["epochs_done"] == 1
+    assert {"last.pt", "best.pt", "config.json", "metrics.csv"} <= set(manifest["files"])
+    with pytest.raises(SystemExit, match="already holds a run"):
+        state_module.import_state(tmp_path / "committed", tmp_path / "window1")
+    second = reproduce.main(["--data-dir", str(cifar_dir), "--out", str(tmp_path / "window2"), *TINY,
+                             "--state", str(tmp_path / "committed"), "--record", str(tmp_path / "committed")])
+    assert second["resumed"] and second["summary"]["epochs_done"] == 3
+    a = torch.load(tmp_path / "whole" / "last.pt", weights_only=True)["model"]
+    b = torch.load(tmp_path / "window2" / "last.pt", weights_only=True)["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not (tmp_path / "committed" / "state.json").exists()  # the finished run's record drops the state
+
+
+def test_exported_state_is_refused_when_a_part_is_altered_or_missing(cifar_dir, tmp_path):
+    state_module = load_benchmark("paper_state")
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "last.pt").write_bytes(bytes(range(256)) * 4000)
+    (run / "config.json").write_text("{}")
+    written = state_module.export_state(run, tmp_path / "state", part_mib=0.0005, epochs_done=7)
+    parts = [p for p in written if p.name.startswith("state.0")]
+    assert len(parts) >= 2 and all(p.stat().st_size <= 0.0005 * 2**20 for p in parts)
+    state_module.import_state(tmp_path / "state", tmp_path / "back")
+    assert (tmp_path / "back" / "last.pt").read_bytes() == (run / "last.pt").read_bytes()
+    data = bytearray(parts[0].read_bytes())
+    data[10] ^= 1
+    parts[0].write_bytes(bytes(data))
+    with pytest.raises(SystemExit, match="altered or truncated"):
+        state_module.import_state(tmp_path / "state", tmp_path / "again")
+    parts[0].unlink()
+    with pytest.raises(SystemExit, match="missing"):
+        state_module.import_state(tmp_path / "state", tmp_path / "again")

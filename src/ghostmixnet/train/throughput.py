@@ -89,6 +89,9 @@ class Throughput:
     """The precision ``auto`` resolved to."""
     phases: dict[str, dict[str, float]] = field(default_factory=dict)
     """With ``phase_steps``: milliseconds per step of each of :data:`PHASES`, on the host and the device."""
+    loss: float = float("nan")
+    """The mean training loss of the timed steps (read once, at their end): two compute paths of one recipe
+    trained on the same batches from the same start give about the same."""
 
 
 def training_throughput(cfg: TrainConfig, data: ArraySet, steps: int, warmup: int = 3,
@@ -118,18 +121,21 @@ def training_throughput(cfg: TrainConfig, data: ArraySet, steps: int, warmup: in
     env, totals = DistEnv(0, 1, 0, device), EpochTotals()
     control = EpochControl(steps_per_epoch=len(data) // cfg.batch_size + 1, sync_every=10**9)
 
-    def run(count: int, first: int) -> None:
+    def run(count: int, first: int, read: bool = False) -> None:
         control.max_steps = count
+        # A planned end at the stretch's last step makes the loop read the stretch's losses there, once.
+        control.after_step = (lambda step, _seconds: step == first + count) if read else None
         train_one_epoch(t, batches, 0, first, totals, control, env)
         synchronize(device)
 
     began = time.perf_counter()
     run(warmup, 0)
     start = time.perf_counter()
-    run(steps, warmup)
+    run(steps, warmup, read=True)
     seconds = time.perf_counter() - start
+    loss = totals.loss_sum / totals.images if totals.images else float("nan")
     if phase_steps:
         control.phases = phases
         run(phase_steps, warmup + steps)
     return Throughput(steps * cfg.batch_size / seconds, start - began, t.compute.precision,
-                      phases.summary() if phase_steps else {})
+                      phases.summary() if phase_steps else {}, loss)
