@@ -53,7 +53,7 @@ from ghostmixnet.train.throughput import synchronize, training_throughput
 # The authors' run, test accuracy (%) after these epochs (reference-recipe.md; selected on that test set).
 PUBLISHED_CURVE = PAPER_TEST_CURVE
 # The switches a variant may change: how a run computes, never what it learns.
-COMPUTE_FIELDS = set(REFERENCE_COMPUTE) | {"compile_mode", "augment_chunk"}
+COMPUTE_FIELDS = set(REFERENCE_COMPUTE) | {"compile_mode", "augment_chunk", "step_graph", "depthwise"}
 HEADLINE = "paper_train_images_per_s"
 
 

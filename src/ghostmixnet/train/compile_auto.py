@@ -62,7 +62,7 @@ def _valid(record: object) -> bool:
 def cost_key(cfg: TrainConfig, precision: str, size: int) -> str:
     """What a compile's cost depends on: the model and its input, the arithmetic, torch, the CPU, the threads."""
     return (f"{cfg.model} width {cfg.width} batch {cfg.batch_size} {size}px {precision} channels_last "
-            f"{cfg.channels_last} fused_bn {cfg.fused_bn}; torch {torch.__version__}, "
+            f"{cfg.channels_last} fused_bn {cfg.fused_bn} depthwise {cfg.depthwise}; torch {torch.__version__}, "
             f"{torch.backends.cpu.get_cpu_capability()}, {torch.get_num_threads()} threads")
 
 
