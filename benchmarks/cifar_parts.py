@@ -39,9 +39,10 @@ FORMAT = "cifar-parts/2"
 """The manifest's format: WebP mosaics and xz frames in one stream, cut into parts."""
 SIDE = 32
 MOSAIC = 10
-"""Images per mosaic side: 10 x 10 images, 320 x 320 pixels (measured smallest of 10, 20 and 40 at method 4)."""
+"""Images per mosaic side: 10 x 10 images, 320 x 320 pixels (smaller than 20 x 20 and than one image at a time:
+``codecs`` compares them)."""
 WEBP_METHOD = 5
-"""libwebp's effort, 0-6: 5 is 0.6% smaller than 4 for 1.5x the time; 6 was larger and 10x slower here."""
+"""libwebp's effort, 0-6: 5 is 0.6% smaller than 4; 6 is no smaller and several times slower (``codecs``)."""
 
 
 def sha256_bytes(data: bytes) -> str:
@@ -61,11 +62,11 @@ def pixel_block(path: Path, raw: bytes) -> tuple[int, int] | None:
     return (offset, len(data)) if offset >= 0 else None
 
 
-def encode_mosaic(images: np.ndarray, method: int = WEBP_METHOD) -> bytes:
-    """Up to ``MOSAIC**2`` images of (3, 32, 32), row by row in one lossless WebP (missing ones black)."""
-    tiles = np.zeros((MOSAIC * MOSAIC, 3, SIDE, SIDE), np.uint8)
+def encode_mosaic(images: np.ndarray, method: int = WEBP_METHOD, side: int = MOSAIC) -> bytes:
+    """Up to ``side**2`` images of (3, 32, 32), row by row in one lossless WebP (missing ones black)."""
+    tiles = np.zeros((side * side, 3, SIDE, SIDE), np.uint8)
     tiles[: len(images)] = images
-    mosaic = tiles.reshape(MOSAIC, MOSAIC, 3, SIDE, SIDE).transpose(0, 3, 1, 4, 2).reshape(MOSAIC * SIDE, -1, 3)
+    mosaic = tiles.reshape(side, side, 3, SIDE, SIDE).transpose(0, 3, 1, 4, 2).reshape(side * SIDE, -1, 3)
     out = io.BytesIO()
     Image.fromarray(mosaic).save(out, "WEBP", lossless=True, quality=100, method=method, exact=True)
     return out.getvalue()
@@ -81,6 +82,33 @@ def decode_mosaic(blob: bytes, count: int) -> np.ndarray:
     return tiles[:count]
 
 
+def compare_codecs(data_dir: Path, images: int = 1600) -> dict[str, float]:
+    """Bits per sub-pixel of the first ``images`` training images under each codec considered (lower is smaller):
+    how the format was chosen."""
+    folder = data_dir / FOLDER if (data_dir / FOLDER).is_dir() else data_dir
+    raw = (folder / "data_batch_1").read_bytes()
+    offset, _ = pixel_block(folder / "data_batch_1", raw)
+    pixels = np.frombuffer(raw[offset:offset + images * 3 * SIDE ** 2], np.uint8).reshape(-1, 3, SIDE, SIDE)
+    images = len(pixels)
+
+    def bits(size: int) -> float:
+        return 8 * size / pixels.size
+
+    def webp(image: np.ndarray, method: int) -> int:
+        out = io.BytesIO()
+        Image.fromarray(image).save(out, "WEBP", lossless=True, quality=100, method=method, exact=True)
+        return len(out.getvalue())
+
+    sizes = {"xz -9e": bits(len(lzma.compress(pixels.tobytes(), preset=9 | lzma.PRESET_EXTREME)))}
+    for method in (4, 6):
+        sizes[f"webp one image, effort {method}"] = bits(sum(webp(im.transpose(1, 2, 0), method) for im in pixels))
+    for side, method in ((10, 4), (10, 5), (10, 6), (20, 4), (20, 5)):
+        per = side * side
+        sizes[f"webp {side}x{side} mosaic, effort {method}"] = bits(sum(
+            len(encode_mosaic(pixels[i:i + per], method, side)) for i in range(0, images, per)))
+    return sizes
+
+
 def split(data_dir: Path, out: Path, parts: int = 2, workers: int = 2, method: int = WEBP_METHOD) -> list[Path]:
     """Pack ``data_dir``'s CIFAR-10 batches into ``parts`` equal parts in ``out`` with a manifest of every part's
     and file's sha256 and of the stream's pieces; the parts' paths."""
@@ -94,7 +122,9 @@ def split(data_dir: Path, out: Path, parts: int = 2, workers: int = 2, method: i
         pieces.append({"file": name, "kind": kind, "offset": len(stream), "length": len(blob), **extra})
         stream.extend(blob)
 
-    with ProcessPoolExecutor(workers) as pool:
+    pool = ProcessPoolExecutor(workers) if workers > 1 else None
+    encode = pool.map if pool is not None else map
+    try:
         for name in FILES:
             raw = (folder / name).read_bytes()
             files[name] = sha256_bytes(raw)
@@ -108,8 +138,11 @@ def split(data_dir: Path, out: Path, parts: int = 2, workers: int = 2, method: i
             images = np.frombuffer(raw[offset:end], np.uint8).reshape(count, 3, SIDE, SIDE)
             per = MOSAIC * MOSAIC
             chunks = [images[i:i + per] for i in range(0, count, per)]
-            for chunk, blob in zip(chunks, pool.map(encode_mosaic, chunks, [method] * len(chunks))):
+            for chunk, blob in zip(chunks, encode(encode_mosaic, chunks, [method] * len(chunks))):
                 add("webp", name, blob, images=len(chunk))
+    finally:
+        if pool is not None:
+            pool.shutdown()
     out.mkdir(parents=True, exist_ok=True)
     size = -(-len(stream) // parts)
     paths = []
@@ -178,6 +211,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--parts", type=int, default=2, help="how many equal parts [2]")
     p.add_argument("--workers", type=int, default=2, help="processes encoding the mosaics [2]")
     p.add_argument("--method", type=int, default=WEBP_METHOD, help=f"libwebp effort 0-6 [{WEBP_METHOD}]")
+    p = sub.add_parser("codecs", help="bits per sub-pixel of each codec considered, on the first training images")
+    p.add_argument("data_dir", type=Path)
+    p.add_argument("--images", type=int, default=1600, help="how many [1600]")
     p = sub.add_parser("join", help="the parts back into cifar-10-batches-py, checked")
     p.add_argument("parts_dir", type=Path)
     p.add_argument("--out", type=Path, required=True)
@@ -185,6 +221,9 @@ def main(argv: list[str] | None = None) -> None:
     if args.command == "split":
         for path in split(args.data_dir, args.out, args.parts, args.workers, args.method):
             print(f"{path} {path.stat().st_size / 2**20:.2f} MiB")
+    elif args.command == "codecs":
+        for name, value in compare_codecs(args.data_dir, args.images).items():
+            print(f"{name}: {value:.3f} bits per sub-pixel")
     else:
         print(f"joined and checked {join(args.parts_dir, args.out)}")
 
