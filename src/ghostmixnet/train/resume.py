@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from ..config import COMPUTE_FIELDS, RECIPE_FIELDS, TrainConfig, config_of
 from ..data.sources import name_list
 from ..errors import CheckpointError, DataError, RunError
@@ -93,7 +95,15 @@ def restore_training(t: Training, ckpt: dict[str, Any], path: Path, processes: i
     """Load a training checkpoint into the parts ``t``; the run's state. A checkpoint saved within an epoch
     must be resumed by as many processes as saved it (their shards of the epoch differ otherwise)."""
     load_weights(t.model, ckpt["model"], path)
+    built = [group["lr"] for group in t.optimizer.param_groups]
     t.optimizer.load_state_dict(ckpt["optimizer"])
+    for group, rate in zip(t.optimizer.param_groups, built):
+        # Keep the rate as the optimizer was built to hold it: in a device tensor where a captured step reads it
+        # (step_graph.py), a number elsewhere, whichever kind the checkpoint saved.
+        if isinstance(rate, torch.Tensor):
+            group["lr"] = rate.fill_(float(group["lr"]))
+        else:
+            group["lr"] = float(group["lr"])
     t.scheduler.load_state_dict(ckpt["scheduler"])
     if ckpt["scaler"]:  # empty when the run computed in another precision than fp16 until now
         t.scaler.load_state_dict(ckpt["scaler"])

@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..data.batch_ops import to_device
 from ..data.mix import BatchMixer, MixDraw
 from ..device import Compute
 from .compile import compile_model, mark_step
@@ -61,10 +62,8 @@ def mix_tensors(draw: MixDraw, batch: int, height: int, width: int, device: torc
             keep[..., y0:y1, x0:x1] = 0.0
         take = 1.0 - keep
     weights = np.array([draw.lam, 1.0 - draw.lam], np.float32)
-    host = [torch.from_numpy(np.ascontiguousarray(a)) for a in (perm.astype(np.int64), keep, take, weights)]
-    if device.type == "cuda":  # from pinned memory, the copies do not make the host wait
-        host = [t.pin_memory() for t in host]
-    return MixTensors(*(t.to(device, non_blocking=True) for t in host))
+    return MixTensors(*(to_device(torch.from_numpy(np.ascontiguousarray(a)), device)
+                        for a in (perm.astype(np.int64), keep, take, weights)))
 
 
 def mixed_loss(model: nn.Module, compute: Compute, label_smoothing: float, images: torch.Tensor,
