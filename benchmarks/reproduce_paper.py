@@ -49,7 +49,7 @@ from ghostmixnet.deploy.pack import pack_checkpoint
 from ghostmixnet.device import resolve_device
 from ghostmixnet.files import pyplot, save_figure, write_text_atomic
 from ghostmixnet.infer.evaluate import evaluate
-from ghostmixnet.train.resume import LAST, PREVIOUS, resume_config
+from ghostmixnet.train.resume import LAST, PREVIOUS, load_resume_checkpoint, resume_config
 from ghostmixnet.train.run import train
 from ghostmixnet.train.throughput import training_throughput
 
@@ -170,6 +170,14 @@ def step_settings(args: argparse.Namespace, device: torch.device) -> tuple[dict[
     return CANDIDATES[timing["chosen"]], timing
 
 
+def trained_seconds(out: Path) -> float:
+    """The training seconds of the run in ``out`` so far (its finished epochs and the partial one; 0 for none)."""
+    if not ((out / LAST).is_file() or (out / PREVIOUS).is_file()):
+        return 0.0
+    ckpt, _ = load_resume_checkpoint(out, log=lambda _line: None)
+    return sum(float(row["seconds"]) for row in ckpt["history"]) + float(ckpt.get("partial", {}).get("seconds", 0.0))
+
+
 def run(args: argparse.Namespace, data_dir: Path, started: float, device: torch.device,
         step: dict[str, str]) -> dict[str, Any]:
     """Train (or continue) the run until done or out of budget, scoring the test set after every epoch."""
@@ -194,8 +202,10 @@ def run(args: argparse.Namespace, data_dir: Path, started: float, device: torch.
         epoch_wall, last_end[0] = now - last_end[0], now
         return left() - args.reserve < epoch_wall
 
+    # The run's time limit counts all its training, earlier commands' too; this command's budget is what is left.
+    limit = trained_seconds(args.out) + max(left() - args.reserve, 1.0)
     summary = train(cfg, data_dir, args.out, device=str(device), resume=resume, log_every=args.log_every,
-                    stop_after=args.stop_after, time_limit=max(left() - args.reserve, 1.0), epoch_end=after_epoch)
+                    stop_after=args.stop_after, time_limit=limit, epoch_end=after_epoch)
     return {"config": cfg.to_dict(), "summary": dict(summary), "curve": curve, "resumed": resume,
             "step": {k: getattr(cfg, k) for k in ("step_graph", "depthwise", "compile_mode", "augment_chunk")}}
 

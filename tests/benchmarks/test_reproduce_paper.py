@@ -150,6 +150,19 @@ def test_a_run_continues_exactly_from_its_exported_state_in_a_new_folder(reprodu
     assert not (tmp_path / "committed" / "state.json").exists()  # the finished run's record drops the state
 
 
+def test_a_continued_run_gets_this_commands_budget_whatever_it_trained_before(reproduce, cifar_dir, tmp_path):
+    """The run's time limit counts all its training: a continuation must add this command's budget to what the
+    run trained before, or a run continued in a later window would stop as soon as it started."""
+    command = ["--data-dir", str(cifar_dir), "--out", str(tmp_path / "run"), *TINY]
+    reproduce.main([*command, "--stop-after", "1"])
+    ckpt = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
+    ckpt["history"][0]["seconds"] = 3600.0  # as if the first window had trained for an hour
+    torch.save(ckpt, tmp_path / "run" / "last.pt")
+    assert reproduce.trained_seconds(tmp_path / "run") >= 3600.0
+    again = reproduce.main([*command, "--stop-after", "1", "--minutes", "1", "--reserve", "0"])
+    assert again["summary"]["epochs_done"] == 2  # a whole epoch more, not one step and a stop
+
+
 def test_exported_state_is_refused_when_a_part_is_altered_or_missing(cifar_dir, tmp_path):
     state_module = load_benchmark("paper_state")
     run = tmp_path / "run"
