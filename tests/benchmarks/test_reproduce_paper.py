@@ -2,7 +2,6 @@
 budget, the exact continuation, and the record with the curve beside the authors'."""
 
 import json
-import pickle
 import shutil
 
 import pytest
@@ -21,54 +20,6 @@ def reproduce():
 @pytest.fixture(scope="module")
 def parts_module():
     return load_benchmark("cifar_parts")
-
-
-@pytest.fixture(scope="module")
-def verbatim_dir(tmp_path_factory, cifar_dir):
-    """The tiny CIFAR-10 folder with its batches pickled as the official ones hold their pixels: verbatim
-    (protocol 4; Python 3's protocol 2, as conftest writes, encodes them as text, which split sends as xz)."""
-    root = tmp_path_factory.mktemp("verbatim")
-    shutil.copytree(cifar_dir / "cifar-10-batches-py", root / "cifar-10-batches-py")
-    for path in (root / "cifar-10-batches-py").glob("*_batch*"):
-        with open(path, "rb") as f:
-            entry = pickle.load(f, encoding="bytes")  # the test's own synthetic file
-        path.write_bytes(pickle.dumps(entry, protocol=4))
-    return root
-
-
-def test_the_data_travel_in_two_checked_parts_and_come_back_byte_for_byte(parts_module, verbatim_dir, tmp_path):
-    parts = parts_module.split(verbatim_dir, tmp_path / "parts", workers=1, method=0)
-    assert [p.name for p in parts] == ["cifar10.parts.000", "cifar10.parts.001"]
-    pieces = json.loads((tmp_path / "parts" / "manifest.json").read_text())["pieces"]
-    assert sum(p["kind"] == "webp" for p in pieces) == 6  # one mosaic for each batch's 40 images
-    folder = parts_module.join(tmp_path / "parts", tmp_path / "joined")
-    for name in parts_module.FILES:
-        assert (folder / name).read_bytes() == (verbatim_dir / "cifar-10-batches-py" / name).read_bytes()
-    original = parts[0].read_bytes()
-    data = bytearray(original)
-    data[100] ^= 1
-    parts[0].write_bytes(bytes(data))
-    with pytest.raises(SystemExit, match="altered or truncated"):
-        parts_module.join(tmp_path / "parts", tmp_path / "again")
-    parts[0].write_bytes(original)
-    manifest_path = tmp_path / "parts" / "manifest.json"
-    manifest = json.loads(manifest_path.read_text())
-    manifest["files"]["data_batch_2"] = "0" * 64
-    manifest_path.write_text(json.dumps(manifest))
-    with pytest.raises(SystemExit, match="data_batch_2 does not match its sha256"):
-        parts_module.join(tmp_path / "parts", tmp_path / "again")
-    parts[1].unlink()
-    with pytest.raises(SystemExit, match="missing"):
-        parts_module.join(tmp_path / "parts", tmp_path / "again")
-    manifest_path.unlink()
-    with pytest.raises(SystemExit, match="manifest.json is missing"):
-        parts_module.join(tmp_path / "parts", tmp_path / "again")
-
-
-def test_the_codecs_considered_are_compared_in_bits_per_sub_pixel(parts_module, verbatim_dir):
-    sizes = parts_module.compare_codecs(verbatim_dir, images=40)
-    assert "xz -9e" in sizes and "webp 10x10 mosaic, effort 5" in sizes
-    assert all(0 < bits < 9 for bits in sizes.values())  # random pixels: about 8, with the formats' overhead
 
 
 def test_the_candidate_steps_are_timed_and_the_fastest_agreeing_one_chosen(reproduce, tmp_path, capsys):
@@ -161,24 +112,3 @@ def test_a_continued_run_gets_this_commands_budget_whatever_it_trained_before(re
     assert reproduce.trained_seconds(tmp_path / "run") >= 3600.0
     again = reproduce.main([*command, "--stop-after", "1", "--minutes", "1", "--reserve", "0"])
     assert again["summary"]["epochs_done"] == 2  # a whole epoch more, not one step and a stop
-
-
-def test_exported_state_is_refused_when_a_part_is_altered_or_missing(cifar_dir, tmp_path):
-    state_module = load_benchmark("paper_state")
-    run = tmp_path / "run"
-    run.mkdir()
-    (run / "last.pt").write_bytes(bytes(range(256)) * 4000)
-    (run / "config.json").write_text("{}")
-    written = state_module.export_state(run, tmp_path / "state", part_mib=0.0005, epochs_done=7)
-    parts = [p for p in written if p.name.startswith("state.0")]
-    assert len(parts) >= 2 and all(p.stat().st_size <= 0.0005 * 2**20 for p in parts)
-    state_module.import_state(tmp_path / "state", tmp_path / "back")
-    assert (tmp_path / "back" / "last.pt").read_bytes() == (run / "last.pt").read_bytes()
-    data = bytearray(parts[0].read_bytes())
-    data[10] ^= 1
-    parts[0].write_bytes(bytes(data))
-    with pytest.raises(SystemExit, match="altered or truncated"):
-        state_module.import_state(tmp_path / "state", tmp_path / "again")
-    parts[0].unlink()
-    with pytest.raises(SystemExit, match="missing"):
-        state_module.import_state(tmp_path / "state", tmp_path / "again")
