@@ -153,8 +153,11 @@ def step_settings(args: argparse.Namespace, device: torch.device) -> tuple[dict[
     if args.step != "auto":
         return CANDIDATES[args.step], None
     if args.choice is not None and args.choice.is_file():
-        timing = json.loads(args.choice.read_text())
-        if timing.get("device") == str(device) and timing.get("chosen") in CANDIDATES:
+        try:
+            timing = json.loads(args.choice.read_text())
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            timing = {}  # unreadable: timed again below, and rewritten
+        if isinstance(timing, dict) and timing.get("device") == str(device) and timing.get("chosen") in CANDIDATES:
             print(f"step: {timing['chosen']} (timed earlier: {args.choice})")
             return CANDIDATES[timing["chosen"]], timing
     names = [n.strip() for n in args.candidates.split(",") if n.strip()]
@@ -321,6 +324,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--stop-after", type=int, default=None, help="end this command after N epochs")
     p.add_argument("--log-every", type=int, default=100)
     args = p.parse_args(argv)
+    unknown = [n for n in args.candidates.split(",") if n.strip() and n.strip() not in CANDIDATES]
+    if unknown:
+        p.error(f"unknown candidate {', '.join(unknown)}: choose among {', '.join(CANDIDATES)}")
     device = resolve_device(args.device)
     if args.choose_only:
         return {"step": step_settings(args, device)[0]}

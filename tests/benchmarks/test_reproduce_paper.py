@@ -44,6 +44,12 @@ def test_the_candidate_steps_are_timed_and_the_fastest_agreeing_one_chosen(repro
     assert "step: " in capsys.readouterr().out and json.loads(choice.read_text())["chosen"] in ("default", "shifts")
     again = reproduce.main(command)
     assert again == first and "timed earlier" in capsys.readouterr().out
+    choice.write_text("{not json")
+    retimed = reproduce.main(command)  # an unreadable choice is timed again
+    assert retimed["step"] in ({}, {"depthwise": "shifts"}) and "step candidate default" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        reproduce.main([*command, "--candidates", "default,warp-speed"])
+    assert "unknown candidate warp-speed" in capsys.readouterr().err
 
 
 def test_a_run_stopped_by_its_budget_continues_exactly_and_records_the_curve(reproduce, parts_module, cifar_dir,
