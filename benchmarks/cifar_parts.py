@@ -166,6 +166,11 @@ def read_manifest(parts_dir: Path) -> dict:
         raise SystemExit(f"{path} is not a readable manifest ({e}): split the data again") from e
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise SystemExit(f"{path} is not a {FORMAT} manifest: split the data again with this script")
+    pieces = manifest.get("pieces")
+    if (not isinstance(manifest.get("parts"), dict) or not isinstance(manifest.get("files"), dict)
+            or not isinstance(pieces, list) or not all(isinstance(p, dict) and {"file", "kind", "offset", "length"}
+                                                       <= set(p) for p in pieces)):
+        raise SystemExit(f"{path} is malformed (parts, files or pieces missing): split the data again")
     return manifest
 
 

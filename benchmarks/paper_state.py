@@ -81,6 +81,8 @@ def import_state(source: Path, run: Path) -> list[Path]:
         raise SystemExit(f"{path} is not readable ({e}): export the state again") from e
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise SystemExit(f"{path} is not a {FORMAT} manifest: export the state again with this script")
+    if not isinstance(manifest.get("parts"), dict) or not isinstance(manifest.get("files"), dict):
+        raise SystemExit(f"{path} is malformed (parts or files missing): export the state again")
     if (run / LAST).exists() or (run / PREVIOUS).exists():
         raise SystemExit(f"{run} already holds a run: continue that one, or name an empty folder")
     chunks = []

@@ -47,6 +47,9 @@ def test_the_data_travel_in_two_checked_parts_and_come_back_byte_for_byte(parts_
     manifest_path.write_text(json.dumps(manifest))
     with pytest.raises(SystemExit, match="data_batch_2 does not match its sha256"):
         parts_module.join(tmp_path / "parts", tmp_path / "again")
+    manifest_path.write_text(json.dumps({"format": manifest["format"], "parts": manifest["parts"]}))
+    with pytest.raises(SystemExit, match="is malformed"):
+        parts_module.join(tmp_path / "parts", tmp_path / "again")
     parts[1].unlink()
     with pytest.raises(SystemExit, match="missing"):
         parts_module.join(tmp_path / "parts", tmp_path / "again")
