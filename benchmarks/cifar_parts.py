@@ -49,6 +49,51 @@ def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def write_parts(data: bytes, out: Path, stem: str, size: int) -> dict[str, str]:
+    """``data`` cut into ``stem.000``, ``stem.001``, ... of at most ``size`` bytes in ``out`` (earlier parts of that
+    stem removed first); each part's sha256 by its name."""
+    out.mkdir(parents=True, exist_ok=True)
+    for old in out.glob(f"{stem}.[0-9][0-9][0-9]"):
+        old.unlink()
+    digests = {}
+    for i, start in enumerate(range(0, len(data), size)):
+        path = out / f"{stem}.{i:03d}"
+        path.write_bytes(data[start:start + size])
+        digests[path.name] = sha256_bytes(data[start:start + size])
+    return digests
+
+
+def read_json_manifest(path: Path, form: str, fix: str, entries: tuple[str, ...] = ("parts", "files")) -> dict:
+    """The manifest at ``path`` of format ``form`` with a dict under each of ``entries``; else one line saying
+    what is wrong and ``fix``."""
+    if not path.is_file():
+        raise SystemExit(f"{path} is missing: send it with the parts, or {fix}")
+    try:
+        manifest = json.loads(path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise SystemExit(f"{path} is not a readable manifest ({e}): {fix}") from e
+    if not isinstance(manifest, dict) or manifest.get("format") != form:
+        raise SystemExit(f"{path} is not a {form} manifest: {fix}")
+    if not all(isinstance(manifest.get(entry), dict) for entry in entries):
+        raise SystemExit(f"{path} is malformed ({' or '.join(entries)} missing): {fix}")
+    return manifest
+
+
+def read_parts(folder: Path, digests: dict[str, str], manifest: Path) -> bytes:
+    """The parts named in ``digests`` (from ``manifest``) read from ``folder`` and joined in name order, each
+    checked against its sha256: a missing or altered part is refused in one line."""
+    chunks = []
+    for name, digest in sorted(digests.items()):
+        path = folder / name
+        if not path.is_file():
+            raise SystemExit(f"part {path} is missing: send every part listed in {manifest}")
+        data = path.read_bytes()
+        if sha256_bytes(data) != digest:
+            raise SystemExit(f"part {path} is altered or truncated (sha256 differs from {manifest}): send it again")
+        chunks.append(data)
+    return b"".join(chunks)
+
+
 def pixel_block(path: Path, raw: bytes) -> tuple[int, int] | None:
     """Where a batch file's images lie in its pickle, as (offset, count), or None for a file without them.
 
@@ -143,34 +188,19 @@ def split(data_dir: Path, out: Path, parts: int = 2, workers: int = 2, method: i
     finally:
         if pool is not None:
             pool.shutdown()
-    out.mkdir(parents=True, exist_ok=True)
-    size = -(-len(stream) // parts)
-    paths = []
-    for i in range(parts):
-        path = out / f"cifar10.parts.{i:03d}"
-        path.write_bytes(bytes(stream[i * size:(i + 1) * size]))
-        paths.append(path)
-    manifest = {"format": FORMAT, "parts": {p.name: sha256_bytes(p.read_bytes()) for p in paths},
-                "files": files, "pieces": pieces}
+    digests = write_parts(bytes(stream), out, "cifar10.parts", -(-len(stream) // parts))
+    manifest = {"format": FORMAT, "parts": digests, "files": files, "pieces": pieces}
     (out / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
-    return paths
+    return [out / name for name in digests]
 
 
 def read_manifest(parts_dir: Path) -> dict:
-    path = parts_dir / "manifest.json"
-    if not path.is_file():
-        raise SystemExit(f"{path} is missing: send manifest.json with the parts")
-    try:
-        manifest = json.loads(path.read_text())
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise SystemExit(f"{path} is not a readable manifest ({e}): split the data again") from e
-    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
-        raise SystemExit(f"{path} is not a {FORMAT} manifest: split the data again with this script")
+    """The parts' manifest, checked for what :func:`join` reads."""
+    manifest = read_json_manifest(parts_dir / "manifest.json", FORMAT, "split the data again with this script")
     pieces = manifest.get("pieces")
-    if (not isinstance(manifest.get("parts"), dict) or not isinstance(manifest.get("files"), dict)
-            or not isinstance(pieces, list) or not all(isinstance(p, dict) and {"file", "kind", "offset", "length"}
-                                                       <= set(p) for p in pieces)):
-        raise SystemExit(f"{path} is malformed (parts, files or pieces missing): split the data again")
+    if not isinstance(pieces, list) or not all(isinstance(p, dict) and {"file", "kind", "offset", "length"} <= set(p)
+                                               for p in pieces):
+        raise SystemExit(f"{parts_dir / 'manifest.json'} is malformed (pieces missing): split the data again")
     return manifest
 
 
@@ -178,16 +208,7 @@ def join(parts_dir: Path, out: Path) -> Path:
     """Check and join the parts in ``parts_dir`` into ``out/cifar-10-batches-py``; that folder. Refuses a
     missing or altered part, and any rebuilt file whose sha256 is not the manifest's."""
     manifest = read_manifest(parts_dir)
-    chunks = []
-    for name, digest in sorted(manifest["parts"].items()):
-        path = parts_dir / name
-        if not path.is_file():
-            raise SystemExit(f"part {path} is missing: send every part listed in {parts_dir / 'manifest.json'}")
-        data = path.read_bytes()
-        if sha256_bytes(data) != digest:
-            raise SystemExit(f"part {path} is altered or truncated (sha256 differs from the manifest): send it again")
-        chunks.append(data)
-    stream = b"".join(chunks)
+    stream = read_parts(parts_dir, manifest["parts"], parts_dir / "manifest.json")
     folder = out / FOLDER
     folder.mkdir(parents=True, exist_ok=True)
     for name, digest in manifest["files"].items():

@@ -16,22 +16,21 @@ run. The state of the full-width paper model is about 40 MiB (docs/gpu.md).
 from __future__ import annotations
 
 import argparse
-import hashlib
 import io
 import json
 import lzma
+import sys
 import tarfile
 from pathlib import Path
 
 from ghostmixnet.train.resume import LAST, PREVIOUS
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling script, also when loaded by path
+from cifar_parts import read_json_manifest, read_parts, sha256_bytes, write_parts  # noqa: E402
+
 MANIFEST = "state.json"
 PART_MIB = 15.0
 FORMAT = "paper-state/1"
-
-
-def sha256_bytes(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 def state_files(run: Path) -> list[Path]:
@@ -54,49 +53,24 @@ def export_state(run: Path, to: Path, part_mib: float = PART_MIB, epochs_done: i
             info.size, info.mtime = len(data), 0
             tar.addfile(info, io.BytesIO(data))
     packed = lzma.compress(buffer.getvalue(), preset=1)  # floats barely compress; the faster preset loses ~1%
-    size = int(part_mib * 2**20)
-    to.mkdir(parents=True, exist_ok=True)
-    for old in to.glob("state.[0-9][0-9][0-9]"):
-        old.unlink()
-    parts = []
-    for i, start in enumerate(range(0, len(packed), size)):
-        path = to / f"state.{i:03d}"
-        path.write_bytes(packed[start:start + size])
-        parts.append(path)
+    parts = write_parts(packed, to, "state", int(part_mib * 2**20))
     manifest = {"format": FORMAT, "epochs_done": epochs_done, "unpacked_bytes": len(buffer.getvalue()),
-                "packed_bytes": len(packed), "parts": {p.name: sha256_bytes(p.read_bytes()) for p in parts},
-                "files": digests}
+                "packed_bytes": len(packed), "parts": parts, "files": digests}
     (to / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
-    return [*parts, to / MANIFEST]
+    return [*(to / name for name in parts), to / MANIFEST]
 
 
 def import_state(source: Path, run: Path) -> list[Path]:
     """Check and unpack the state in ``source`` into the new run folder ``run``; the files written."""
     path = source / MANIFEST
-    if not path.is_file():
-        raise SystemExit(f"{path} is missing: name the folder holding the exported state ({MANIFEST}, state.000...)")
-    try:
-        manifest = json.loads(path.read_text())
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise SystemExit(f"{path} is not readable ({e}): export the state again") from e
-    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
-        raise SystemExit(f"{path} is not a {FORMAT} manifest: export the state again with this script")
-    if not isinstance(manifest.get("parts"), dict) or not isinstance(manifest.get("files"), dict):
-        raise SystemExit(f"{path} is malformed (parts or files missing): export the state again")
+    manifest = read_json_manifest(path, FORMAT, f"name the folder holding the exported state ({MANIFEST}, "
+                                  "state.000, ...) or export it again")
     if (run / LAST).exists() or (run / PREVIOUS).exists():
         raise SystemExit(f"{run} already holds a run: continue that one, or name an empty folder")
-    chunks = []
-    for name, digest in sorted(manifest["parts"].items()):
-        part = source / name
-        if not part.is_file():
-            raise SystemExit(f"part {part} is missing: send every part listed in {path}")
-        data = part.read_bytes()
-        if sha256_bytes(data) != digest:
-            raise SystemExit(f"part {part} is altered or truncated (sha256 differs from {path}): send it again")
-        chunks.append(data)
+    packed = read_parts(source, manifest["parts"], path)
     run.mkdir(parents=True, exist_ok=True)
     written = []
-    with tarfile.open(fileobj=io.BytesIO(lzma.decompress(b"".join(chunks))), mode="r") as tar:
+    with tarfile.open(fileobj=io.BytesIO(lzma.decompress(packed)), mode="r") as tar:
         for member in tar.getmembers():
             if member.name not in manifest["files"] or not member.isfile() or "/" in member.name:
                 raise SystemExit(f"unexpected entry {member.name!r} in the state: export it again")
