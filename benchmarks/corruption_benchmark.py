@@ -165,7 +165,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                                  seed=args.seed)
     path = model_file(args.model)
     record = {
-        "model": args.model, "model_file": str(path), "sha256": sha256_of(path) if path.is_file() else None,
+        "model": args.model, "model_file": path.name, "sha256": sha256_of(path) if path.is_file() else None,
         "split": args.split, "images": len(test), "seed": args.seed, "corruptions": args.corruptions,
         "severities": args.severities,
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
