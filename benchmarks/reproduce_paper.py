@@ -44,6 +44,7 @@ import numpy as np
 import torch
 
 from ghostmixnet.config import PAPER_BEST_TEST_ACCURACY, PAPER_TEST_CURVE, TrainConfig, make_config
+from ghostmixnet.data.augment import resolve_augment_chunk
 from ghostmixnet.data.cifar import ArraySet, load_cifar10
 from ghostmixnet.deploy.pack import pack_checkpoint
 from ghostmixnet.device import resolve_device
@@ -112,7 +113,7 @@ def time_candidates(cfg: TrainConfig, names: list[str], device: torch.device, st
     on the same synthetic batches (the speed does not depend on the pixels), within ``minutes``; the fastest whose
     loss agrees with the default's is chosen. A candidate that fails is recorded with its error, not chosen."""
     started = time.perf_counter()
-    per_chunk = 16 if device.type == "cuda" else 1
+    per_chunk = resolve_augment_chunk(cfg.augment_chunk, device)  # training_throughput rounds to whole chunks
     count = (-(-warmup // per_chunk) + -(-steps // per_chunk)) * per_chunk * cfg.batch_size
     rng = np.random.default_rng(0)
     data = ArraySet(rng.integers(0, 256, (count, 32, 32, 3), dtype=np.uint8),
